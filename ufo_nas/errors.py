@@ -1,0 +1,17 @@
+"""One exception family for everything a user can get wrong."""
+
+
+class UfoError(Exception):
+    """Base class: the CLI prints these as one line, without a traceback."""
+
+
+class SpecError(UfoError):
+    """A search-space or hardware-profile YAML file is malformed."""
+
+
+class ArchError(UfoError):
+    """An arch string, vector or JSON object is malformed or outside its space."""
+
+
+class CheckpointError(UfoError):
+    """A checkpoint or exported model is unreadable or belongs to another space."""

@@ -65,7 +65,10 @@ class CostModel:
         heads = self._heads[layer[None, :], genes[:, 1 : 1 + L]]
         hidden = self._hidden[layer[None, :], genes[:, 1 + L : 1 + 2 * L]]
         kinds = np.stack(
-            [self._path_kind[t, layer[None, :], genes[:, 1 + (2 + t) * L : 1 + (3 + t) * L]] for t in tasks],
+            [
+                self._path_kind[t, layer[None, :], genes[:, 1 + (2 + t) * L : 1 + (3 + t) * L]]
+                for t in tasks
+            ],
             axis=1,
         )  # (n, T, L)
         task_ids = np.asarray(tasks)[None, :, None]
@@ -102,9 +105,7 @@ class CostModel:
         """Multiply-accumulates for one image through each arch's subnet; int64 (n,)."""
         s = self.space.spec
         task_idx = self._task_indices(tasks)
-        active, heads, hidden, streams_in, ffn_evals, _ = self._layers(
-            self._genes(archs), task_idx
-        )
+        active, heads, hidden, streams_in, ffn_evals, _ = self._layers(self._genes(archs), task_idx)
         E, N = s.embed_dim, s.num_tokens
         attn_dim = heads * s.head_dim
         attn = N * E * 3 * attn_dim + N * attn_dim * E + 2 * N * N * attn_dim

@@ -53,9 +53,7 @@ def encode_cvpr22(arch: Arch) -> str:
     ratios = {v: k for k, v in _RATIOS.items()}
     depths = {v: k for k, v in _DEPTHS.items()}
     try:
-        groups = [
-            heads[h] + ratios[float(r)] + "1" for h, r in zip(arch.num_heads, arch.mlp_ratio)
-        ]
+        groups = [heads[h] + ratios[float(r)] + "1" for h, r in zip(arch.num_heads, arch.mlp_ratio)]
         head = depths[arch.depth]
     except KeyError as exc:
         raise ArchError(f"arch {arch} has no competition encoding (value {exc})") from None

@@ -272,7 +272,8 @@ class SearchSpace:
         for i in range(arch.depth):
             if arch.num_heads[i] not in s.num_heads[i]:
                 raise ArchError(
-                    f"layer {i}: num_heads {arch.num_heads[i]} not in {list(s.num_heads[i])} {where}"
+                    f"layer {i}: num_heads {arch.num_heads[i]} not in "
+                    f"{list(s.num_heads[i])} {where}"
                 )
             if _index_of_ratio(s.mlp_ratios[i], arch.mlp_ratio[i]) < 0:
                 raise ArchError(
@@ -311,9 +312,7 @@ class SearchSpace:
         """Exact number of distinct subnets."""
         s = self.spec
         per_layer = [
-            len(s.num_heads[i])
-            * len(s.mlp_ratios[i])
-            * prod(len(t.paths[i]) for t in s.tasks)
+            len(s.num_heads[i]) * len(s.mlp_ratios[i]) * prod(len(t.paths[i]) for t in s.tasks)
             for i in range(self.layers)
         ]
         return sum(prod(per_layer[:d]) for d in s.depths)
@@ -340,7 +339,9 @@ class SearchSpace:
         unless the space has a single subnet.
         """
         genes = self.encode(arch)
-        active = np.flatnonzero(self._layer_gene_mask(genes[None, :1])[0] & (self.cardinalities > 1))
+        active = np.flatnonzero(
+            self._layer_gene_mask(genes[None, :1])[0] & (self.cardinalities > 1)
+        )
         if active.size == 0:
             return arch
         flip = active[rng.random(active.size) < prob]

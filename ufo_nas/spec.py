@@ -29,7 +29,6 @@ import json
 import os
 import re
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import yaml
@@ -234,9 +233,7 @@ def space_spec_from_dict(data: Any, source: str = "<dict>") -> SpaceSpec:
     image_size = r.integer(bb["image_size"], "backbone.image_size")
     patch_size = r.integer(bb["patch_size"], "backbone.patch_size")
     if image_size % patch_size:
-        raise r.fail(
-            "backbone.patch_size", f"{patch_size} does not divide image_size {image_size}"
-        )
+        raise r.fail("backbone.patch_size", f"{patch_size} does not divide image_size {image_size}")
     embed_dim = r.integer(bb["embed_dim"], "backbone.embed_dim")
     head_dim = r.integer(bb["head_dim"], "backbone.head_dim")
     depths = r.choices(bb["depth"], "backbone.depth", r.integer)
@@ -258,8 +255,10 @@ def space_spec_from_dict(data: Any, source: str = "<dict>") -> SpaceSpec:
                     f"embed_dim {embed_dim} x {ratio} is not a whole number of channels",
                 )
     drop_path = bb.get("drop_path_rate", 0.0)
-    if isinstance(drop_path, bool) or not isinstance(drop_path, (int, float)) or not (
-        0.0 <= drop_path < 1.0
+    if (
+        isinstance(drop_path, bool)
+        or not isinstance(drop_path, (int, float))
+        or not (0.0 <= drop_path < 1.0)
     ):
         raise r.fail("backbone.drop_path_rate", f"expected a number in [0, 1), got {drop_path!r}")
 
@@ -331,4 +330,3 @@ def space_spec_from_yaml(text: str, source: str) -> SpaceSpec:
         problem = getattr(exc, "problem", None) or "malformed YAML"
         raise SpecError(f"{source}: not valid YAML{where}: {problem}") from None
     return space_spec_from_dict(data, source)
-

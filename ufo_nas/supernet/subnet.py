@@ -69,7 +69,9 @@ class SubnetLayer(nn.Module):
         dim = spec.embed_dim
         self.branches = branches
         self.norm1 = layer_norm(dim)
-        self.attn = Attention(dim, num_heads=heads, attn_head_dim=spec.head_dim, qkv_bias=spec.qkv_bias)
+        self.attn = Attention(
+            dim, num_heads=heads, attn_head_dim=spec.head_dim, qkv_bias=spec.qkv_bias
+        )
         self.norm2 = layer_norm(dim)
         keys = []
         for b in branches:

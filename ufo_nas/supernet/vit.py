@@ -35,7 +35,10 @@ class SuperBlock(nn.Module):
         self.tasks = spec.task_names
         self.norm1 = layer_norm(dim)
         self.attn = ElasticAttention(
-            dim, num_heads=spec.max_heads(layer), attn_head_dim=spec.head_dim, qkv_bias=spec.qkv_bias
+            dim,
+            num_heads=spec.max_heads(layer),
+            attn_head_dim=spec.head_dim,
+            qkv_bias=spec.qkv_bias,
         )
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         self.norm2 = layer_norm(dim)
@@ -84,9 +87,7 @@ class SuperViT(nn.Module):
         self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.pos_embed = nn.Parameter(torch.zeros(1, spec.num_tokens, dim))
         rates = torch.linspace(0, spec.drop_path_rate, spec.max_depth).tolist()
-        self.blocks = nn.ModuleList(
-            SuperBlock(spec, i, rate) for i, rate in enumerate(rates)
-        )
+        self.blocks = nn.ModuleList(SuperBlock(spec, i, rate) for i, rate in enumerate(rates))
         self.norm = layer_norm(dim)
         self.necks = nn.ModuleDict({t.name: nn.Linear(dim, t.embed_dim) for t in spec.tasks})
         self._init_weights()

@@ -1,0 +1,47 @@
+"""Shared fixtures: the shipped spaces and a small supernet."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from ufo_nas import SearchSpace, load_space
+from ufo_nas.supernet import SuperViT
+
+DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+
+
+@pytest.fixture(scope="session")
+def tiny() -> SearchSpace:
+    return load_space("ufo_vit_tiny")
+
+
+@pytest.fixture(scope="session")
+def base() -> SearchSpace:
+    return load_space("ufo_vit_base")
+
+
+def randomise_routers(supernet: SuperViT, seed: int = 0) -> None:
+    """Non-trivial router logits, so mix paths are not a plain average."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for block in supernet.blocks:
+            block.router_logits.copy_(torch.randn(block.router_logits.shape, generator=generator))
+
+
+@pytest.fixture(scope="session")
+def tiny_supernet(tiny: SearchSpace) -> SuperViT:
+    torch.manual_seed(0)
+    supernet = SuperViT(tiny.spec).eval()
+    randomise_routers(supernet)
+    return supernet
+
+
+@pytest.fixture(scope="session")
+def base_supernet(base: SearchSpace) -> SuperViT:
+    torch.manual_seed(0)
+    supernet = SuperViT(base.spec).eval()
+    randomise_routers(supernet)
+    return supernet

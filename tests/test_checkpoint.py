@@ -1,0 +1,86 @@
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from ufo_nas import CheckpointError, UfoError
+from ufo_nas.checkpoint import (
+    load_subnet,
+    load_supernet,
+    load_timm_checkpoint,
+    read_metadata,
+    save_subnet,
+    save_supernet,
+)
+from ufo_nas.supernet import extract
+
+
+def test_supernet_round_trip(tiny, tiny_supernet, tmp_path):
+    path = save_supernet(tiny_supernet, tmp_path / "super.safetensors")
+    loaded = load_supernet(path, tiny)
+    arch = tiny.sample(np.random.default_rng(0))
+    images = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(loaded(images, arch, "face"), tiny_supernet(images, arch, "face"))
+    assert read_metadata(path)["fingerprint"] == tiny.spec.fingerprint()
+
+
+def test_subnet_round_trip_keeps_arch_and_tasks(tiny, tiny_supernet, tmp_path):
+    arch = tiny.sample(np.random.default_rng(1))
+    subnet = extract(tiny_supernet, arch, ["object", "face"])
+    path = save_subnet(subnet, tmp_path / "sub.safetensors")
+    loaded = load_subnet(path, tiny.spec)
+    assert loaded.arch == arch and loaded.tasks == ("object", "face")
+    images = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        for got, want in zip(loaded(images), subnet(images)):
+            assert torch.equal(got, want)
+
+
+def test_loading_into_another_space_is_a_clear_error(tiny_supernet, base, tmp_path):
+    path = save_supernet(tiny_supernet, tmp_path / "super.safetensors")
+    with pytest.raises(
+        CheckpointError, match=r"saved for space 'ufo_vit_tiny' .* not for 'ufo_vit_base'"
+    ):
+        load_supernet(path, base)
+
+
+def test_kind_mismatch_and_foreign_files(tiny, tiny_supernet, tmp_path):
+    path = save_supernet(tiny_supernet, tmp_path / "super.safetensors")
+    with pytest.raises(CheckpointError, match="holds a supernet, not a subnet"):
+        load_subnet(path)
+    foreign = tmp_path / "foreign.safetensors"
+    save_file({"w": torch.zeros(2)}, str(foreign))
+    with pytest.raises(CheckpointError, match="not a ufo-nas checkpoint"):
+        load_supernet(foreign)
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"\x00" * 64)
+    with pytest.raises(CheckpointError, match="not a safetensors checkpoint"):
+        load_supernet(garbage)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_supernet(tmp_path / "missing.safetensors")
+
+
+def test_never_overwrites(tiny_supernet, tmp_path):
+    path = tmp_path / "super.safetensors"
+    path.write_bytes(b"precious")
+    with pytest.raises(UfoError, match="already exists"):
+        save_supernet(tiny_supernet, path)
+    assert path.read_bytes() == b"precious"
+    assert list(tmp_path.iterdir()) == [path]
+
+
+def test_timm_checkpoint_errors(tiny, tmp_path):
+    from ufo_nas.supernet import SuperViT
+
+    supernet = SuperViT(tiny.spec)
+    partial = tmp_path / "partial.pth"
+    torch.save({"model": {"cls_token": torch.zeros(1, 1, 192)}}, partial)
+    with pytest.raises(CheckpointError, match="partial.pth: not a timm ViT state dict"):
+        load_timm_checkpoint(supernet, partial)
+    wrong = {k: v for k, v in supernet.state_dict().items()}
+    wrong["norm.weight"] = torch.zeros(7)
+    wrong_path = tmp_path / "wrong.pth"
+    torch.save(wrong, wrong_path)
+    with pytest.raises(CheckpointError, match=r"'norm.weight' has shape \(7,\)"):
+        load_timm_checkpoint(supernet, wrong_path)

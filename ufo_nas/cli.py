@@ -1,0 +1,196 @@
+"""The `ufo` command: thin subcommands that parse, call the library and print."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from ufo_nas.errors import UfoError
+from ufo_nas.space import Arch, SearchSpace, load_space
+
+
+def _tasks(space: SearchSpace, text: str | None) -> tuple[str, ...]:
+    if not text:
+        return space.tasks
+    names = tuple(t.strip() for t in text.split(",") if t.strip())
+    for name in names:
+        space.spec.task(name)
+    return names
+
+
+def _arch(space: SearchSpace, text: str) -> Arch:
+    from ufo_nas.cvpr22 import CVPR22_LENGTH, decode_cvpr22
+
+    if text == "largest":
+        return space.largest()
+    if text == "smallest":
+        return space.smallest()
+    if len(text) == CVPR22_LENGTH and text[0] in "jkl" and text[1:].isdigit():
+        return decode_cvpr22(space, text)
+    return space.parse(text)
+
+
+def _millions(n: float) -> str:
+    return f"{n / 1e6:,.2f}M"
+
+
+def cmd_space(args: argparse.Namespace) -> None:
+    from ufo_nas.cost import CostModel
+
+    space = load_space(args.space)
+    s, cost = space.spec, CostModel(space)
+    print(f"space {s.name}  ({s.source})")
+    print(
+        f"  input {s.in_chans}x{s.image_size}x{s.image_size}, patch {s.patch_size}, "
+        f"embed {s.embed_dim}, head dim {s.head_dim}, {s.num_tokens} tokens"
+    )
+    print(f"  depth choices {list(s.depths)}")
+    for i in range(space.layers):
+        heads = ",".join(map(str, s.num_heads[i]))
+        ratios = ",".join(f"{r:g}" for r in s.mlp_ratios[i])
+        print(f"  layer {i:2d}: heads {{{heads}}}  mlp ratio {{{ratios}}}")
+    print(f"  {space.num_genes} genes; {space.size():,} distinct subnets ({space.size():.3e})")
+    ends = [space.smallest(), space.largest()]
+    for task in s.tasks:
+        params = cost.params(ends, task.name)
+        macs = cost.macs(ends, task.name)
+        print(
+            f"  task {task.name:<10} {task.kind:<18} embed {task.embed_dim:<4} "
+            f"params {_millions(params[0])}..{_millions(params[1])}  "
+            f"MACs {macs[0] / 1e9:.2f}G..{macs[1] / 1e9:.2f}G"
+        )
+
+
+def cmd_sample(args: argparse.Namespace) -> None:
+    from ufo_nas.cost import CostModel
+
+    space = load_space(args.space)
+    tasks = _tasks(space, args.task)
+    genes = space.sample_genes(np.random.default_rng(args.seed), args.n)
+    cost = CostModel(space)
+    params, macs = cost.params(genes, tasks), cost.macs(genes, tasks)
+    print(f"{'params':>10} {'MACs':>8}  arch (tasks: {','.join(tasks)})")
+    for row, p, m in zip(genes, params, macs):
+        print(f"{_millions(p):>10} {m / 1e9:>7.3f}G  {space.decode(row)}")
+
+
+def cmd_extract(args: argparse.Namespace) -> None:
+    import torch
+
+    from ufo_nas.checkpoint import load_supernet, load_timm_checkpoint, save_subnet
+    from ufo_nas.onnx_io import export_onnx
+    from ufo_nas.supernet import SuperViT, extract
+
+    space = load_space(args.space)
+    tasks = _tasks(space, args.task)
+    arch = _arch(space, args.arch)
+    out = Path(args.out)
+    targets = [out / "subnet.safetensors", out / "subnet.onnx"]
+    existing = [str(p) for p in targets if p.exists()]
+    if existing:
+        raise UfoError(f"{existing[0]} already exists; choose another --out folder")
+    if args.checkpoint:
+        supernet = load_supernet(args.checkpoint, space)
+    else:
+        supernet = SuperViT(space.spec)
+        if args.timm_checkpoint:
+            load_timm_checkpoint(supernet, args.timm_checkpoint)
+        else:
+            print("warning: no --checkpoint: the weights are untrained (fine for latency trials)")
+    subnet = extract(supernet.eval(), arch, tasks)
+    save_subnet(subnet, targets[0])
+    export_onnx(subnet, targets[1], opset=args.opset)
+    images = torch.randn(2, space.spec.in_chans, space.spec.image_size, space.spec.image_size)
+    diffs = _onnx_max_abs_diff(targets[1], subnet, images)
+    print(f"arch  {arch}")
+    print(
+        f"tasks {', '.join(tasks)}; params {_millions(sum(p.numel() for p in subnet.parameters()))}"
+    )
+    for path in targets:
+        print(f"wrote {path}")
+    for task, diff in zip(tasks, diffs):
+        print(f"ONNX Runtime vs PyTorch, task {task}: max abs difference {diff:.2e}")
+
+
+def _onnx_max_abs_diff(path: Path, subnet, images) -> list[float]:
+    import onnxruntime as ort
+    import torch
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(None, {session.get_inputs()[0].name: images.numpy()})
+    with torch.no_grad():
+        want = subnet(images)
+    want = [want] if isinstance(want, torch.Tensor) else list(want)
+    return [float(np.abs(g - w.numpy()).max()) for g, w in zip(got, want)]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="ufo",
+        description="ufo-nas: hardware-aware search for UFO multi-task vision transformers.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    space_help = "a shipped space name (ufo_vit_base, ufo_vit_tiny) or a YAML path"
+
+    p = sub.add_parser(
+        "space",
+        help="describe a search space",
+        description="Describe a space: "
+        "per-layer choices, exact subnet count, params and MACs range per task.",
+    )
+    p.add_argument("space", help=space_help)
+    p.set_defaults(func=cmd_space)
+
+    p = sub.add_parser(
+        "sample",
+        help="sample random subnets",
+        description="Print random subnets "
+        "of a space with their params and MACs (analytic, equal to the extracted "
+        "module's counts).",
+    )
+    p.add_argument("space", help=space_help)
+    p.add_argument("-n", type=int, default=5, help="how many (default 5)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--task", help="comma-separated tasks the subnet serves (default: all)")
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser(
+        "extract",
+        help="extract a subnet and export it to ONNX",
+        description="Copy one subnet's weights out of the supernet into a "
+        "standalone module, save it (safetensors) and export it to ONNX, then "
+        "check ONNX Runtime reproduces PyTorch.",
+    )
+    p.add_argument("space", help=space_help)
+    p.add_argument(
+        "--arch",
+        required=True,
+        help="an arch string (see `ufo sample`), a CVPR'22 "
+        "competition string, 'largest' or 'smallest'",
+    )
+    p.add_argument("--task", help="comma-separated tasks on one trunk (default: all)")
+    p.add_argument("--out", required=True, help="output folder (must not hold a subnet already)")
+    weights = p.add_mutually_exclusive_group()
+    weights.add_argument("--checkpoint", help="a ufo-nas supernet checkpoint (.safetensors)")
+    weights.add_argument("--timm-checkpoint", help="a timm ViT checkpoint to initialise the trunk")
+    p.add_argument("--opset", type=int, default=18, help="ONNX opset, >= 17 (default 18)")
+    p.set_defaults(func=cmd_extract)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except UfoError as exc:
+        print(f"ufo {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

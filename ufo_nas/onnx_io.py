@@ -1,0 +1,89 @@
+"""Export a SubnetViT to ONNX with its arch, space and input spec in the metadata."""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Any
+
+import onnx
+import torch
+
+from ufo_nas.errors import CheckpointError, UfoError
+from ufo_nas.fileio import write_atomic
+from ufo_nas.supernet import SubnetViT
+
+MIN_OPSET = 17
+INPUT_NAME = "images"
+META_PREFIX = "ufo_nas."
+
+
+def onnx_metadata(subnet: SubnetViT) -> dict[str, str]:
+    spec = subnet.spec
+    return {
+        "arch": subnet.arch.to_string(),
+        "tasks": json.dumps(list(subnet.tasks)),
+        "space": json.dumps(spec.to_dict()),
+        "space_name": spec.name,
+        "space_fingerprint": spec.fingerprint(),
+        "input": json.dumps(
+            {
+                "name": INPUT_NAME,
+                "shape": ["batch", spec.in_chans, spec.image_size, spec.image_size],
+                "dtype": "float32",
+            }
+        ),
+        "outputs": json.dumps({t: ["batch", spec.task(t).embed_dim] for t in subnet.tasks}),
+    }
+
+
+def export_onnx(
+    subnet: SubnetViT,
+    path: str | os.PathLike,
+    opset: int = 18,
+    overwrite: bool = False,
+) -> Path:
+    """Write `subnet` as an ONNX model with a dynamic batch axis; outputs named by task."""
+    if opset < MIN_OPSET:
+        raise UfoError(f"ONNX opset {opset} is too old; use {MIN_OPSET} or newer")
+    spec = subnet.spec
+    example = torch.zeros(2, spec.in_chans, spec.image_size, spec.image_size)
+    was_training = subnet.training
+    subnet.eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            subnet,
+            (example,),
+            dynamo=True,
+            opset_version=opset,
+            input_names=[INPUT_NAME],
+            output_names=list(subnet.tasks),
+            dynamic_shapes=({0: torch.export.Dim("batch")},),
+            verbose=False,
+        )
+    subnet.train(was_training)
+    model = program.model_proto
+    for key, value in onnx_metadata(subnet).items():
+        model.metadata_props.add(key=META_PREFIX + key, value=value)
+    return write_atomic(path, lambda tmp: onnx.save(model, str(tmp)), overwrite)
+
+
+def read_onnx_metadata(path: str | os.PathLike) -> dict[str, Any]:
+    """The ufo-nas metadata of an exported model, JSON fields decoded."""
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # onnx raises DecodeError, OSError, ... for a bad file
+        raise CheckpointError(f"{path} is not a readable ONNX model: {exc}") from None
+    props = {
+        p.key.removeprefix(META_PREFIX): p.value
+        for p in model.metadata_props
+        if p.key.startswith(META_PREFIX)
+    }
+    if "arch" not in props:
+        raise CheckpointError(f"{path} is an ONNX model but was not exported by ufo-nas")
+    for key in ("tasks", "space", "input", "outputs"):
+        props[key] = json.loads(props[key])
+    return props

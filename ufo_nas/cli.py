@@ -116,6 +116,73 @@ def cmd_extract(args: argparse.Namespace) -> None:
         print(f"ONNX Runtime vs PyTorch, task {task}: max abs difference {diff:.2e}")
 
 
+def cmd_eval(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from ufo_nas.accuracy import AccuracyTable, accuracy_table_path
+    from ufo_nas.checkpoint import load_supernet
+    from ufo_nas.data import load_task_data
+    from ufo_nas.evaluate import choose_archs, evaluate_archs, record_of
+
+    space = load_space(args.space)
+    task = space.spec.task(args.task)
+    supernet = load_supernet(args.checkpoint, space)
+    data = load_task_data(space.spec, task.name, split=args.split)
+    table_path = Path(args.table) if args.table else accuracy_table_path(space)
+    table = AccuracyTable(table_path, space)
+    benchmark = data.name
+    archs = choose_archs(space, table, task.name, benchmark, args.n, args.sampler, args.seed)
+    done = len(table.evaluated(task.name, benchmark))
+    print(
+        f"{task.name} ({task.kind}) on {benchmark}: {len(data)} images; {done} subnets already "
+        f"in {table_path}; evaluating {len(archs)} more ({args.sampler} sampling)"
+    )
+    source = f"ufo eval --checkpoint {args.checkpoint}"
+    results = evaluate_archs(supernet, archs, task.name, data, args.batch_size)
+    for result in tqdm(results, total=len(archs), desc="subnets", unit="subnet"):
+        table.append([record_of(result, task.name, task.kind, benchmark, source)])
+        metrics = "  ".join(f"{k} {v:.4f}" for k, v in result.metrics.items())
+        tqdm.write(f"{metrics}  {result.arch}")
+
+
+def cmd_fit_predictor(args: argparse.Namespace) -> None:
+    from ufo_nas.accuracy import AccuracyTable, accuracy_table_path
+    from ufo_nas.predictor import fit_task_predictors, predictor_path
+
+    space = load_space(args.space)
+    tasks = _tasks(space, args.task)
+    table_path = Path(args.table) if args.table else accuracy_table_path(space)
+    if not table_path.is_file():
+        raise UfoError(f"no accuracy table at {table_path}; run `ufo eval` first")
+    out_dir = Path(args.out) if args.out else None
+    targets = {t: (out_dir / f"{t}.json" if out_dir else predictor_path(space, t)) for t in tasks}
+    existing = [str(p) for p in targets.values() if p.exists()]
+    if existing and not args.overwrite:
+        raise UfoError(f"{existing[0]} already exists; pass --overwrite to replace it")
+    models = fit_task_predictors(AccuracyTable(table_path, space), tasks, share=args.share)
+    for task, model in models.items():
+        model.save(targets[task], overwrite=args.overwrite)
+        print(
+            f"{task}: {len(model.archs)} subnets, noise std {model.noise_std:.3f}; "
+            f"target: {model.target}; wrote {targets[task]}"
+        )
+
+
+def cmd_predict(args: argparse.Namespace) -> None:
+    from ufo_nas.predictor import GPNAS, load_task_predictor
+
+    space = load_space(args.space)
+    task = space.spec.task(args.task).name
+    model = (
+        GPNAS.load(args.predictor, space) if args.predictor else load_task_predictor(space, task)
+    )
+    archs = [_arch(space, text) for text in args.arch]
+    mean, std = model.predict(archs)
+    print(f"task {task}; score: {model.target}")
+    for arch, m, s in zip(archs, mean, std):
+        print(f"{m:8.4f} +- {s:.4f}  {arch}")
+
+
 def _onnx_max_abs_diff(path: Path, subnet, images) -> list[float]:
     import onnxruntime as ort
     import torch
@@ -179,6 +246,75 @@ def build_parser() -> argparse.ArgumentParser:
     weights.add_argument("--timm-checkpoint", help="a timm ViT checkpoint to initialise the trunk")
     p.add_argument("--opset", type=int, default=18, help="ONNX opset, >= 17 (default 18)")
     p.set_defaults(func=cmd_extract)
+
+    p = sub.add_parser(
+        "eval",
+        help="evaluate subnets of a supernet into the accuracy table",
+        description="Evaluate N subnets of a trained supernet on a task's "
+        "validation data with the task's metric (face verification accuracy, "
+        "re-identification mAP, retrieval Recall@1, classification top-1) and "
+        "append each result to the space's accuracy table as soon as it is "
+        "measured; rerunning an interrupted command evaluates only what is "
+        "missing.",
+    )
+    p.add_argument("space", help=space_help)
+    p.add_argument("--task", required=True, help="the task to evaluate")
+    p.add_argument("--checkpoint", required=True, help="a ufo-nas supernet checkpoint")
+    p.add_argument(
+        "-n",
+        type=int,
+        default=20,
+        help="evaluate until the table holds this many "
+        "subnets of the task on its data (default 20)",
+    )
+    p.add_argument(
+        "--sampler",
+        choices=["uniform", "active"],
+        default="uniform",
+        help="uniform random, or GP-NAS information-based choice (default uniform)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--split", default="val", help="data split: val, train or all (default val)")
+    p.add_argument(
+        "--table", help="accuracy table CSV (default: <space>.accuracy.csv beside the space file)"
+    )
+    p.add_argument("--batch-size", type=int, default=64, help="images per forward (default 64)")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser(
+        "fit-predictor",
+        help="fit GP-NAS accuracy predictors from the table",
+        description="Fit one GP-NAS predictor per task from the space's accuracy "
+        "table and save it as JSON (training set + hyper-parameters).",
+    )
+    p.add_argument("space", help=space_help)
+    p.add_argument("--task", help="comma-separated tasks (default: all)")
+    p.add_argument(
+        "--share",
+        action="store_true",
+        help="share strength: each task's model also uses the other tasks' models",
+    )
+    p.add_argument("--table", help="accuracy table CSV (default: beside the space file)")
+    p.add_argument("--out", help="output folder (default: predictors/<space>/)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing predictor files")
+    p.set_defaults(func=cmd_fit_predictor)
+
+    p = sub.add_parser(
+        "predict",
+        help="predicted accuracy score of subnets",
+        description="Print the GP-NAS predicted score (higher is better) and its "
+        "standard deviation for each arch.",
+    )
+    p.add_argument("space", help=space_help)
+    p.add_argument("--task", required=True, help="the task")
+    p.add_argument(
+        "--arch",
+        required=True,
+        nargs="+",
+        help="arch strings, CVPR'22 competition strings, 'largest' or 'smallest'",
+    )
+    p.add_argument("--predictor", help="a predictor JSON (default: the shipped one)")
+    p.set_defaults(func=cmd_predict)
     return parser
 
 
@@ -190,6 +326,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ufo {args.command}: error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def eval_main() -> int:
+    """The `ufo-eval` alias of `ufo eval`."""
+    return main(["eval", *sys.argv[1:]])
 
 
 if __name__ == "__main__":

@@ -8,7 +8,13 @@ shared trunk, so every task takes the shared FFN path.
 
 from __future__ import annotations
 
-from ufo_nas.errors import ArchError
+import json
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ufo_nas.accuracy import AccuracyRecord
+from ufo_nas.errors import ArchError, UfoError
 from ufo_nas.space import Arch, SearchSpace
 
 _DEPTHS = {"j": 10, "k": 11, "l": 12}
@@ -58,3 +64,42 @@ def encode_cvpr22(arch: Arch) -> str:
     except KeyError as exc:
         raise ArchError(f"arch {arch} has no competition encoding (value {exc})") from None
     return head + "".join(groups) + "000" * (_LAYERS - arch.depth)
+
+
+def cvpr22_records(space: SearchSpace, path: str | os.PathLike) -> list[AccuracyRecord]:
+    """The competition's ranks as accuracy-table rows (rank 0 = best, so lower is better).
+
+    Each `<benchmark>_rank` goes to the task of `space` that lists the benchmark.
+    """
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise UfoError(f"cannot read competition records {path}: {exc}") from None
+    task_of = {b: t.name for t in space.spec.tasks for b in t.benchmarks}
+    date = datetime.fromtimestamp(path.stat().st_mtime, tz=timezone.utc).date().isoformat()
+    records = []
+    for key, record in data.items():
+        arch = decode_cvpr22(space, record["arch"]).to_string()
+        for field, value in record.items():
+            if field == "arch":
+                continue
+            benchmark = field.removesuffix("_rank")
+            if benchmark not in task_of:
+                raise UfoError(
+                    f"{path}: record {key} has benchmark '{benchmark}', which no task of "
+                    f"space '{space.name}' lists"
+                )
+            records.append(
+                AccuracyRecord(
+                    arch,
+                    task_of[benchmark],
+                    benchmark,
+                    "rank",
+                    float(value),
+                    False,
+                    f"cvpr22-track2:{path.name}",
+                    date,
+                )
+            )
+    return records

@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 import scipy
 import sklearn
+from results_io import write_results
 from scipy.special import ndtri
 from scipy.stats import kendalltau
 from sklearn.model_selection import KFold
@@ -167,10 +168,7 @@ def main() -> int:
         lines.append(f"| {name} | " + " | ".join(f"{curve[n]:.4f}" for n in BUDGETS) + " |")
     lines += ["", "## GP-NAS fit time (best of 5)", "", "| training set | seconds |", "|---|---|"]
     lines += [f"| {label} | {s:.3f} |" for label, s in seconds.items()]
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results(lines, Path(args.out))
     return 0
 
 

@@ -183,6 +183,114 @@ def cmd_predict(args: argparse.Namespace) -> None:
         print(f"{m:8.4f} +- {s:.4f}  {arch}")
 
 
+def cmd_latency(args: argparse.Namespace) -> None:
+    from ufo_nas.latency.predictor import latency_predictor
+
+    space = load_space(args.space)
+    tasks = _tasks(space, args.task)
+    archs = [_arch(space, text) for text in args.arch]
+    for device in args.device.split(","):
+        predictor = latency_predictor(space, device)
+        table = predictor.table
+        if predictor.measured:
+            m = table.metrics
+            source = (
+                f"measured table ({table.provenance.get('backend')}, "
+                f"{m.get('mean_abs_pct_error', float('nan')):.1f}% mean error on "
+                f"{m.get('validation_subnets', 0)} subnets)"
+            )
+        else:
+            source = "ESTIMATE: roofline from published peaks; no measured table"
+        print(f"{device}: {source}")
+        for arch, ms in zip(archs, predictor.latency_ms(archs, tasks)):
+            print(f"{ms:10.3f} ms{'' if predictor.measured else ' (estimate)'}  {arch}")
+
+
+def cmd_profile(args: argparse.Namespace) -> None:
+    import yaml
+    from tqdm import tqdm
+
+    from ufo_nas.fileio import write_atomic
+    from ufo_nas.hardware import load_profile, new_host_profile
+    from ufo_nas.latency.backends import get_backend
+    from ufo_nas.latency.profile import ProfileSettings, plan, run_profile
+    from ufo_nas.latency.table import LatencyTable, table_path
+    from ufo_nas.paths import project_root
+
+    if args.new_profile:
+        if not args.backend:
+            raise UfoError("--new-profile needs --backend (torch, onnxruntime, openvino, tvm)")
+        profile = new_host_profile(args.new_profile, args.backend, args.threads)
+        path = project_root() / "hardware_profiles" / f"{profile.name}.yaml"
+        text = yaml.safe_dump(profile.to_dict(), sort_keys=False)
+        write_atomic(path, lambda tmp: tmp.write_text(text), overwrite=False)
+        print(
+            f"wrote {path}: peak {profile.peak_tflops} TFLOP/s, {profile.memory_gbps} GB/s "
+            "(measured here)"
+        )
+        if not args.device:
+            return
+    if not args.device:
+        raise UfoError("--device is required (a hardware profile name or YAML path)")
+    profile = load_profile(args.device)
+    space = load_space(args.space)
+    out = Path(args.out) if args.out else table_path(profile.name, space)
+    settings = ProfileSettings(
+        validation_subnets=args.validation,
+        chunk=args.chunk,
+        rounds=args.rounds,
+        calls_per_round=args.calls,
+        copies=args.copies,
+        seed=args.seed,
+    )
+    existing = LatencyTable.load(out, space) if out.exists() else None
+    todo = plan(space, existing, settings)
+    print(
+        f"{profile.name}: {profile.backend} on {profile.device}, {profile.precision}, "
+        f"{profile.threads or 'default'} threads -> {out}"
+    )
+    print(
+        f"to measure: {len(todo.operators)} operators, {len(todo.validation)} validation subnets"
+        + (
+            f" (resuming: {len(existing.operators)} operators, {len(existing.validation)} "
+            "subnets already measured)"
+            if existing
+            else ""
+        )
+    )
+    if args.dry_run:
+        for op in todo.operators:
+            print(f"  operator {op.key}")
+        for arch, tasks in todo.validation:
+            print(f"  subnet   {','.join(tasks)}  {arch}")
+        return
+    get_backend(profile.backend)(profile.target())  # fails here, in one line, if it cannot run
+    work_dir = (
+        Path(args.work_dir)
+        if args.work_dir
+        else (Path.home() / ".cache" / "ufo-nas" / "profile" / profile.name / space.name)
+    )
+    total = len(todo.operators) + len(todo.validation)
+    with tqdm(total=total, unit="model", desc="profiling") as bar:
+        table = run_profile(
+            space,
+            profile,
+            out,
+            work_dir,
+            settings,
+            progress=lambda what, n: (bar.set_postfix_str(what), bar.update(n)),
+        )
+    m = table.metrics
+    if m:
+        print(
+            f"calibration {table.calibration['model']}: a={table.calibration['a']:.4f} "
+            f"b={table.calibration['b']:.4f} c={table.calibration['c']:.4f}; on "
+            f"{m['validation_subnets']} subnets mean error {m['mean_abs_pct_error']:.2f}%, "
+            f"{100 * m['within_5pct']:.0f}% within 5%, {100 * m['within_10pct']:.0f}% within 10%"
+        )
+    print(f"wrote {out}")
+
+
 def _onnx_max_abs_diff(path: Path, subnet, images) -> list[float]:
     import onnxruntime as ort
     import torch
@@ -315,6 +423,62 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--predictor", help="a predictor JSON (default: the shipped one)")
     p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser(
+        "latency",
+        help="predicted latency of subnets on devices",
+        description="Predict end-to-end latency (ms) from the device's measured latency table "
+        "(latency_tables/<device>/<space>.yaml), or, where none is measured, a roofline "
+        "estimate from its hardware profile's peaks, labelled as such.",
+    )
+    p.add_argument("space", help=space_help)
+    p.add_argument("--device", required=True, help="hardware profile name(s), comma-separated")
+    p.add_argument("--task", help="task(s) served by one trunk, comma-separated (default: all)")
+    p.add_argument("--arch", required=True, nargs="+", help="arch strings, 'largest' or 'smallest'")
+    p.set_defaults(func=cmd_latency)
+
+    p = sub.add_parser(
+        "profile",
+        help="measure a latency lookup table on this machine",
+        description="Measure every distinct operator of a space on a device "
+        "through its hardware profile's backend, then whole random subnets end "
+        "to end, and fit a calibration; writes latency_tables/<device>/<space>"
+        ".yaml. Timing interleaves rounds in one process and keeps a low "
+        "quartile. An interrupted run resumes where it stopped.",
+    )
+    p.add_argument("--device", help="hardware profile: a name in hardware_profiles/ or a YAML")
+    p.add_argument("--space", default="ufo_vit_base", help=space_help + " (default ufo_vit_base)")
+    p.add_argument(
+        "--validation",
+        type=int,
+        default=40,
+        help="random subnets measured end to end for calibration (default 40)",
+    )
+    p.add_argument("--rounds", type=int, default=21, help="interleaved rounds (default 21)")
+    p.add_argument("--calls", type=int, default=1, help="calls per model per round (default 1)")
+    p.add_argument("--chunk", type=int, default=8, help="models timed together (default 8)")
+    p.add_argument(
+        "--copies",
+        type=int,
+        default=4,
+        help="chained copies of each attention/FFN operator timed as one (default 4)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="seed of the validation subnets")
+    p.add_argument("--out", help="table path (default latency_tables/<device>/<space>.yaml)")
+    p.add_argument(
+        "--work-dir",
+        help="exported models and tuning databases "
+        "(default ~/.cache/ufo-nas/profile/<device>/<space>)",
+    )
+    p.add_argument("--dry-run", action="store_true", help="list what would be measured")
+    p.add_argument(
+        "--new-profile",
+        metavar="NAME",
+        help="first write hardware_profiles/NAME.yaml for this machine (peaks measured here)",
+    )
+    p.add_argument("--backend", help="backend of the new profile")
+    p.add_argument("--threads", type=int, default=0, help="threads of the new profile")
+    p.set_defaults(func=cmd_profile)
     return parser
 
 
@@ -326,6 +490,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"ufo {args.command}: error: {exc}", file=sys.stderr)
         return 2
     return 0
+
+
+def profile_main() -> int:
+    """The `ufo-profile` alias of `ufo profile`."""
+    return main(["profile", *sys.argv[1:]])
 
 
 def eval_main() -> int:

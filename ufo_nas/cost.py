@@ -12,6 +12,7 @@ of activations there; a stream splits where their paths differ (see `subnet.Stre
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -19,6 +20,19 @@ from ufo_nas.space import Arch, SearchSpace
 
 SHARED, TASK, MIX = 0, 1, 2
 _PATH_CODE = {"shared": SHARED, "task": TASK, "mix": MIX}
+
+
+@dataclass(frozen=True)
+class LayerStructure:
+    """Per-layer arrays (n archs, L layers) of the extracted subnets."""
+
+    active: np.ndarray  # bool: the layer runs
+    heads: np.ndarray  # attention heads
+    hidden: np.ndarray  # MLP hidden width
+    streams_in: np.ndarray  # streams entering: attention runs once per stream
+    single: np.ndarray  # branches leaving with one FFN (shared or task path)
+    mixed: np.ndarray  # branches leaving with a mix of two FFNs
+    ffns_held: np.ndarray  # distinct FFN modules the layer holds
 
 
 class CostModel:
@@ -54,9 +68,11 @@ class CostModel:
             raise ValueError(f"tasks must be distinct and non-empty, got {names}")
         return [self.space.tasks.index(n) for n in names]
 
-    def _layers(self, genes: np.ndarray, tasks: list[int]):
-        """Per-layer arrays (n, L): active, heads, hidden, streams into attention, FFN
-        evaluations, and FFN modules held (shared + task-specific)."""
+    def structure(self, archs: Sequence[Arch] | np.ndarray, tasks: str | Sequence[str]):
+        """Per-layer arrays (n, L) of each arch's subnet for `tasks` (see LayerStructure)."""
+        return self._layers(self._genes(archs), self._task_indices(tasks))
+
+    def _layers(self, genes: np.ndarray, tasks: list[int]) -> LayerStructure:
         space, L = self.space, self.space.layers
         n = genes.shape[0]
         depth = np.asarray(space.spec.depths)[genes[:, 0]]
@@ -76,21 +92,29 @@ class CostModel:
         earlier = np.tril(np.ones((len(tasks), len(tasks)), dtype=bool), k=-1)
         same_prefix = np.ones((n, len(tasks), len(tasks)), dtype=bool)
         streams_in = np.zeros((n, L), dtype=np.int64)
-        ffn_evals = np.zeros((n, L), dtype=np.int64)
+        single = np.zeros((n, L), dtype=np.int64)
+        mixed = np.zeros((n, L), dtype=np.int64)
         for i in range(L):
             streams_in[:, i] = (~(same_prefix & earlier).any(axis=2)).sum(axis=1)
             same_prefix &= token[:, :, None, i] == token[:, None, :, i]
             leads = ~(same_prefix & earlier).any(axis=2)  # first task of each new stream
-            ffn_evals[:, i] = (leads * np.where(kinds[:, :, i] == MIX, 2, 1)).sum(axis=1)
-        shared_held = (kinds != TASK).any(axis=1)
-        task_held = (kinds != SHARED).sum(axis=1)
-        return active, heads, hidden, streams_in, ffn_evals, shared_held + task_held
+            is_mix = kinds[:, :, i] == MIX
+            mixed[:, i] = (leads & is_mix).sum(axis=1)
+            single[:, i] = (leads & ~is_mix).sum(axis=1)
+        ffns_held = (kinds != TASK).any(axis=1) + (kinds != SHARED).sum(axis=1)
+        return LayerStructure(active, heads, hidden, streams_in, single, mixed, ffns_held)
 
     def params(self, archs: Sequence[Arch] | np.ndarray, tasks: str | Sequence[str]) -> np.ndarray:
         """Parameter count of each arch's subnet extracted for `tasks`; int64 (n,)."""
         s = self.space.spec
         task_idx = self._task_indices(tasks)
-        active, heads, hidden, _, _, ffns_held = self._layers(self._genes(archs), task_idx)
+        layers = self._layers(self._genes(archs), task_idx)
+        active, heads, hidden, ffns_held = (
+            layers.active,
+            layers.heads,
+            layers.hidden,
+            layers.ffns_held,
+        )
         E, hd = s.embed_dim, s.head_dim
         attn_dim = heads * hd
         attn = 3 * E * attn_dim + (3 * attn_dim if s.qkv_bias else 0) + attn_dim * E + E
@@ -105,7 +129,9 @@ class CostModel:
         """Multiply-accumulates for one image through each arch's subnet; int64 (n,)."""
         s = self.space.spec
         task_idx = self._task_indices(tasks)
-        active, heads, hidden, streams_in, ffn_evals, _ = self._layers(self._genes(archs), task_idx)
+        layers = self._layers(self._genes(archs), task_idx)
+        active, heads, hidden = layers.active, layers.heads, layers.hidden
+        streams_in, ffn_evals = layers.streams_in, layers.single + 2 * layers.mixed
         E, N = s.embed_dim, s.num_tokens
         attn_dim = heads * s.head_dim
         attn = N * E * 3 * attn_dim + N * attn_dim * E + 2 * N * N * attn_dim

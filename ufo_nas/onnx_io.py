@@ -50,25 +50,47 @@ def export_onnx(
         raise UfoError(f"ONNX opset {opset} is too old; use {MIN_OPSET} or newer")
     spec = subnet.spec
     example = torch.zeros(2, spec.in_chans, spec.image_size, spec.image_size)
-    was_training = subnet.training
-    subnet.eval()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        program = torch.onnx.export(
-            subnet,
-            (example,),
-            dynamo=True,
-            opset_version=opset,
-            input_names=[INPUT_NAME],
-            output_names=list(subnet.tasks),
-            dynamic_shapes=({0: torch.export.Dim("batch")},),
-            verbose=False,
-        )
-    subnet.train(was_training)
+    program = _onnx_program(subnet, example, list(subnet.tasks), opset, dynamic_batch=True)
     model = program.model_proto
     for key, value in onnx_metadata(subnet).items():
         model.metadata_props.add(key=META_PREFIX + key, value=value)
     return write_atomic(path, lambda tmp: onnx.save(model, str(tmp)), overwrite)
+
+
+def export_module(
+    module: torch.nn.Module, example: torch.Tensor, path: str | os.PathLike, opset: int = 18
+) -> Path:
+    """Write any one-input module as ONNX with the example's fixed shape (for profiling);
+    the input is named `images`. Overwrites `path`."""
+    program = _onnx_program(module, example, None, opset, dynamic_batch=False)
+    model = program.model_proto
+    return write_atomic(path, lambda tmp: onnx.save(model, str(tmp)), overwrite=True)
+
+
+def _onnx_program(
+    module: torch.nn.Module,
+    example: torch.Tensor,
+    output_names: list[str] | None,
+    opset: int,
+    dynamic_batch: bool,
+):
+    was_training = module.training
+    module.eval()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.onnx.export(
+                module,
+                (example,),
+                dynamo=True,
+                opset_version=opset,
+                input_names=[INPUT_NAME],
+                output_names=output_names,
+                dynamic_shapes=({0: torch.export.Dim("batch")},) if dynamic_batch else None,
+                verbose=False,
+            )
+    finally:
+        module.train(was_training)
 
 
 def read_onnx_metadata(path: str | os.PathLike) -> dict[str, Any]:

@@ -1,0 +1,161 @@
+import importlib.util
+
+import numpy as np
+import pytest
+import torch
+
+from ufo_nas.latency.backends import BACKEND_MODULES, BackendError, Target, get_backend
+from ufo_nas.onnx_io import export_onnx
+from ufo_nas.supernet import extract
+
+TASKS = ("face", "object")
+needs_openvino = pytest.mark.skipif(
+    importlib.util.find_spec("openvino") is None,
+    reason='openvino is not installed: pip install -e ".[openvino]"',
+)
+
+
+@pytest.fixture(scope="module")
+def subnet(tiny, tiny_supernet):
+    arch = tiny.parse("d5-h4,2,3,4,3-m3,2,4,4,2-face:smtsm-object:sstmt")
+    return extract(tiny_supernet, arch, TASKS)
+
+
+@pytest.fixture(scope="module")
+def onnx_path(subnet, tmp_path_factory):
+    return export_onnx(subnet, tmp_path_factory.mktemp("onnx") / "subnet.onnx", opset=18)
+
+
+@pytest.fixture(autouse=True)
+def keep_torch_threads():
+    """The torch backend sets torch's global thread count; give it back to other tests."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+def reference(subnet, images: np.ndarray) -> list[np.ndarray]:
+    with torch.no_grad():
+        return [out.numpy() for out in subnet(torch.from_numpy(images))]
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.dot(a.ravel(), b.ravel()) / (np.linalg.norm(a) * np.linalg.norm(b)))
+
+
+@pytest.mark.parametrize(
+    "name, precision",
+    [
+        ("torch", "fp32"),
+        ("onnxruntime", "fp32"),
+        ("onnxruntime", "int8"),
+        pytest.param("openvino", "fp32", marks=needs_openvino),
+    ],
+)
+def test_backend_reproduces_pytorch(subnet, onnx_path, tmp_path, name, precision):
+    backend = get_backend(name)(Target(precision=precision, threads=1))
+    run = backend.compile(subnet, onnx_path, tmp_path)
+    images = np.random.default_rng(0).standard_normal((1, 3, 64, 64), dtype=np.float32)
+    got, want = run(images), reference(subnet, images)
+    assert len(got) == len(TASKS)
+    for g, w in zip(got, want):
+        assert g.shape == w.shape and g.dtype == np.float32
+        if precision == "fp32":
+            assert np.abs(g - w).max() <= 1e-4
+        else:
+            assert cosine(g, w) >= 0.99
+    assert run(images)[0] is not got[0]  # every call returns fresh arrays
+
+
+@needs_openvino
+def test_openvino_compiles_with_the_asked_properties(onnx_path):
+    import openvino
+    import openvino.properties as props
+    import openvino.properties.hint as hints
+
+    compiled = get_backend("openvino")(Target(threads=1)).compiled_model(onnx_path)
+    assert compiled.get_property(hints.inference_precision) == openvino.Type.f32
+    assert compiled.get_property(props.inference_num_threads) == 1
+    assert compiled.get_property(props.num_streams) == 1
+    assert compiled.get_property(hints.performance_mode) == "LATENCY"  # read back as a str
+
+
+@needs_openvino
+def test_openvino_fp16_is_f16_or_refused(onnx_path):
+    import openvino
+    import openvino.properties.hint as hints
+
+    backend = get_backend("openvino")(Target(precision="fp16", threads=1))
+    try:
+        compiled = backend.compiled_model(onnx_path)
+    except BackendError as exc:  # e.g. a CPU that would run bf16 instead
+        assert "not the f16 asked for" in str(exc)
+    else:
+        assert compiled.get_property(hints.inference_precision) == openvino.Type.f16
+
+
+@pytest.mark.parametrize(
+    "name, target, match",
+    [
+        ("torch", Target(precision="fp16"), "supports cpu: fp32; cuda: fp32/fp16"),
+        ("torch", Target(device="tpu"), "unknown device 'tpu'"),
+        ("onnxruntime", Target(precision="fp16"), "cannot run fp16 on cpu"),
+        ("onnxruntime", Target(device="npu"), "allowed: cpu, cuda, tensorrt"),
+        pytest.param("openvino", Target(precision="int8"), "NNCF", marks=needs_openvino),
+        pytest.param("openvino", Target(device="xpu"), "available: CPU", marks=needs_openvino),
+    ],
+)
+def test_backends_refuse_what_they_cannot_serve(name, target, match):
+    with pytest.raises(BackendError, match=match):
+        get_backend(name)(target)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is visible")
+def test_torch_refuses_cuda_without_a_gpu():
+    with pytest.raises(BackendError, match="no CUDA GPU"):
+        get_backend("torch")(Target(device="cuda"))
+
+
+def test_onnxruntime_names_its_providers_for_a_missing_one():
+    import onnxruntime
+
+    if "CUDAExecutionProvider" in onnxruntime.get_available_providers():
+        pytest.skip("this onnxruntime has the CUDA provider")
+    with pytest.raises(BackendError, match="available: .*CPUExecutionProvider"):
+        get_backend("onnxruntime")(Target(device="cuda"))
+
+
+def test_tensorrt_says_why_it_is_unusable():
+    backend = get_backend("tensorrt")
+    reason = backend.unavailable_reason()
+    if reason is None:
+        pytest.skip("tensorrt and a CUDA GPU are available here")
+    assert isinstance(reason, str) and reason
+    with pytest.raises(BackendError, match="not usable here") as info:
+        backend(Target(device="cuda"))
+    assert reason in str(info.value)
+
+
+def test_unknown_backend_lists_the_allowed_names():
+    with pytest.raises(BackendError, match="unknown backend 'nope'") as info:
+        get_backend("nope")
+    assert all(name in str(info.value) for name in BACKEND_MODULES)
+
+
+def test_unknown_precision_is_refused():
+    with pytest.raises(BackendError, match="unknown precision 'bf16'"):
+        get_backend("torch")(Target(precision="bf16"))
+
+
+def test_onnxruntime_fp16_model_keeps_float32_io(subnet, onnx_path, tmp_path):
+    import onnxruntime
+
+    from ufo_nas.latency.backends.onnxruntime import convert_fp16
+
+    session = onnxruntime.InferenceSession(
+        str(convert_fp16(onnx_path, tmp_path)), providers=["CPUExecutionProvider"]
+    )
+    assert {io.type for io in session.get_inputs() + session.get_outputs()} == {"tensor(float)"}
+    images = np.random.default_rng(0).standard_normal((1, 3, 64, 64), dtype=np.float32)
+    for g, w in zip(session.run(None, {"images": images}), reference(subnet, images)):
+        assert np.abs(g - w).max() <= 1e-2

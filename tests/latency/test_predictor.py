@@ -1,0 +1,79 @@
+import numpy as np
+import pytest
+
+from ufo_nas.cli import main
+from ufo_nas.latency.operators import space_operators
+from ufo_nas.latency.predictor import LatencyPredictor, latency_predictor
+from ufo_nas.latency.table import LatencyTable, LatencyTableError, OperatorRow
+
+
+@pytest.fixture(scope="module")
+def table(tiny) -> LatencyTable:
+    """Operator times 1, 2, 3, ... ms in space order; calibration 2 * sum + 1."""
+    rows = {
+        op.key: OperatorRow(op.key, float(k + 1), float(k + 1), 0.0, 1.0)
+        for k, op in enumerate(space_operators(tiny.spec))
+    }
+    return LatencyTable(
+        tiny.name, tiny.spec.fingerprint(), "cpu-test", True, operators=rows,
+        calibration={"model": "a*sum+b", "a": 2.0, "b": 1.0, "c": 0.0},
+    )  # fmt: skip
+
+
+def test_sum_counts_each_operator(tiny, table):
+    predictor = LatencyPredictor(tiny, table)
+    ms = {key: table.op_ms(key) for key in table.operators}
+    arch = tiny.parse("d4-h2,3,4,2-m2,3,4,2-face:stms-object:ssss")
+    # face alone: one stream; layer 3 mixes, layers 1 and 2 use the face path (x1)
+    hidden = [tiny.spec.hidden_dim(r) for r in (2, 3, 4, 2)]
+    expected = ms["stem"] + ms["head.face"]
+    expected += ms["attn.h2"] + ms["attn.h3"] + ms["attn.h4"] + ms["attn.h2"]
+    for layer, path in enumerate("stms"):
+        expected += ms[f"ffn.m{hidden[layer]}.x{2 if path == 'm' else 1}"]
+    assert predictor.sum_ms([arch], "face")[0] == pytest.approx(expected)
+    assert predictor.latency_ms([arch], "face")[0] == pytest.approx(2 * expected + 1)
+
+
+def test_multi_task_trunk_counts_split_streams(tiny, table):
+    predictor = LatencyPredictor(tiny, table)
+    arch = tiny.parse("d4-h2,2,2,2-m2,2,2,2-face:tsss-object:ssss")
+    one = predictor.sum_ms([arch], "face")[0]
+    both = predictor.sum_ms([arch], ("face", "object"))[0]
+    # face takes its own FFN in layer 1, object the shared one: the streams split there,
+    # and layers 2-4 run attention and the shared FFN once per stream
+    ffn, attn = table.op_ms("ffn.m384.x1"), table.op_ms("attn.h2")
+    assert both - one == pytest.approx(table.op_ms("head.object") + ffn + 3 * (attn + ffn))
+
+
+def test_vectorised_matches_one_by_one(tiny, table):
+    predictor = LatencyPredictor(tiny, table)
+    archs = [tiny.sample(np.random.default_rng(k)) for k in range(50)]
+    together = predictor.latency_ms(archs, ("face", "object"))
+    alone = [predictor.latency_ms([a], ("face", "object"))[0] for a in archs]
+    np.testing.assert_allclose(together, alone)
+    genes = np.stack([tiny.encode(a) for a in archs])
+    np.testing.assert_allclose(predictor.latency_ms(genes, ("face", "object")), together)
+
+
+def test_table_of_another_space_is_refused(base, table):
+    with pytest.raises(LatencyTableError, match="is for space 'ufo_vit_tiny', not 'ufo_vit_base'"):
+        LatencyPredictor(base, table)
+
+
+def test_devices_without_a_table_get_an_estimate(base):
+    predictor = latency_predictor(base, "jetson")
+    assert not predictor.measured
+    assert predictor.latency_ms([base.smallest()], "face")[0] > 0
+
+
+def test_cli_labels_estimates(capsys):
+    argv = ["latency", "ufo_vit_tiny", "--device", "cpu-onnxruntime,rpi4", "--task", "face"]
+    assert main([*argv, "--arch", "smallest", "largest"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("cpu-onnxruntime: measured table (onnxruntime")
+    assert out[3].startswith("rpi4: ESTIMATE: roofline")
+    assert out[4].endswith("ms (estimate)  " + "d4-h2,2,2,2-m2,2,2,2-face:ssss-object:ssss")
+    small, large = (float(line.split()[0]) for line in out[1:3])
+    assert 0 < small < large
+    assert main(["latency", "ufo_vit_tiny", "--device", "tpu9", "--arch", "smallest"]) == 2
+    assert "unknown device 'tpu9'" in capsys.readouterr().err

@@ -1,0 +1,96 @@
+"""`ufo profile` end to end on ufo_vit_tiny with the torch backend and few rounds."""
+
+import pytest
+import yaml
+
+from ufo_nas.cli import main
+from ufo_nas.hardware import load_profile, profile_from_dict
+from ufo_nas.latency.predictor import LatencyPredictor
+from ufo_nas.latency.profile import ProfileSettings, plan, run_profile
+from ufo_nas.latency.table import LatencyTable, LatencyTableError
+
+SETTINGS = ProfileSettings(validation_subnets=6, chunk=4, rounds=2, copies=2)
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_profile_resumes_and_calibrates(tiny, tmp_path):
+    profile = load_profile("cpu-torch")
+    out, work = tmp_path / "table.yaml", tmp_path / "work"
+    finished = []
+
+    def stop_after_first_chunk(what: str, n: int) -> None:
+        finished.append((what, n))
+        raise Interrupt
+
+    with pytest.raises(Interrupt):
+        run_profile(tiny, profile, out, work, SETTINGS, progress=stop_after_first_chunk)
+    first = LatencyTable.load(out, tiny)
+    assert len(first.operators) == 4 and not first.validation and finished == [("operators", 4)]
+    todo = plan(tiny, first, SETTINGS)
+    assert len(todo.operators) == 8 and len(todo.validation) == 6
+
+    table = run_profile(tiny, profile, out, work, SETTINGS)
+    assert len(table.operators) == 12 and len(table.validation) == 6
+    for key, row in first.operators.items():  # nothing measured before is lost
+        assert table.operators[key] == row
+    assert len(table.provenance["sessions"]) == 2
+    assert {row.session for row in table.validation} == {1}
+    assert table.calibration["model"] in ("a*sum+b", "a*sum+b+c*blocks")
+    assert table.metrics["validation_subnets"] == 6
+    predictor = LatencyPredictor(tiny, LatencyTable.load(out, tiny))
+    assert predictor.measured
+    small, large = predictor.sum_ms([tiny.smallest(), tiny.largest()], ("face", "object"))
+    assert 0 < small < large
+
+
+def test_profile_refuses_to_mix_setups(tiny, tmp_path):
+    out, work = tmp_path / "table.yaml", tmp_path / "work"
+    profile = load_profile("cpu-torch")
+    settings = ProfileSettings(validation_subnets=0, chunk=12, rounds=1, copies=1)
+    run_profile(tiny, profile, out, work, settings)
+    before = out.read_bytes()
+    other_threads = profile_from_dict(profile.to_dict() | {"threads": 1}, "p.yaml")
+    with pytest.raises(LatencyTableError, match="was measured with threads 2.*now says 1"):
+        run_profile(tiny, other_threads, out, work, settings)
+    other_device = profile_from_dict(profile.to_dict() | {"name": "cpu-other"}, "p.yaml")
+    with pytest.raises(LatencyTableError, match="holds a table of device 'cpu-torch'"):
+        run_profile(tiny, other_device, out, work, settings)
+    assert out.read_bytes() == before
+
+
+def test_cli_dry_run_lists_the_work(tmp_path, capsys):
+    out = tmp_path / "t.yaml"
+    argv = ["profile", "--device", "cpu-onnxruntime", "--space", "ufo_vit_tiny", "--dry-run"]
+    assert main([*argv, "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "to measure: 12 operators, 40 validation subnets" in text
+    assert "operator ffn.m768.x2" in text and not out.exists()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--device", "tpu9"], "unknown device 'tpu9'"),
+        (["--device", "jetson", "--space", "ufo_vit_tiny"], "backend 'tensorrt' is not usable"),
+        (["--new-profile", "mine"], "--new-profile needs --backend"),
+        (["--space", "ufo_vit_tiny"], "--device is required"),
+    ],
+)
+def test_cli_errors_are_one_line(argv, message, tmp_path, capsys):
+    assert main(["profile", *argv, "--out", str(tmp_path / "t.yaml")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "t.yaml").exists()
+
+
+def test_new_profile_describes_this_machine(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("UFO_NAS_HOME", str(tmp_path))
+    (tmp_path / "hardware_profiles").mkdir()
+    assert main(["profile", "--new-profile", "my-cpu", "--backend", "onnxruntime"]) == 0
+    data = yaml.safe_load((tmp_path / "hardware_profiles" / "my-cpu.yaml").read_text())
+    assert data["backend"] == "onnxruntime" and data["peak"]["tflops"] > 0
+    assert main(["profile", "--new-profile", "my-cpu", "--backend", "onnxruntime"]) == 2
+    assert "already exists" in capsys.readouterr().err

@@ -1,0 +1,32 @@
+import time
+
+import numpy as np
+
+from ufo_nas.latency.timing import cpu_steal_ticks, steal_percent, time_interleaved
+
+
+def sleeper(seconds: float):
+    def run(x: np.ndarray) -> list[np.ndarray]:
+        time.sleep(seconds)
+        return [x]
+
+    return run
+
+
+def test_interleaved_timing_orders_models():
+    x = np.zeros(1, np.float32)
+    runners = {"short": sleeper(0.001), "long": sleeper(0.006)}
+    seen = []
+    timings = time_interleaved(runners, {"short": x, "long": x}, rounds=4, on_round=seen.append)
+    assert seen == [0, 1, 2, 3]
+    assert timings["short"].calls == 4
+    assert timings["short"].ms >= 1.0 and timings["long"].ms >= 6.0
+    assert timings["long"].ms > timings["short"].ms
+    assert timings["short"].median_ms >= timings["short"].ms
+
+
+def test_steal_percent():
+    assert steal_percent((10, 1000), (20, 1100)) == 10.0
+    assert steal_percent(None, (1, 2)) is None
+    ticks = cpu_steal_ticks()
+    assert ticks is None or ticks[1] >= ticks[0] >= 0

@@ -1,0 +1,234 @@
+"""Hardware profiles: YAML files in `hardware_profiles/` that say where a model runs.
+
+name: jetson
+description: NVIDIA Jetson AGX Orin 64GB, TensorRT
+backend: tensorrt          # torch, onnxruntime, openvino, tvm, tensorrt
+device: cuda               # the backend's device (cpu, cuda, gpu, npu, ...)
+precision: fp16            # fp32, fp16, int8
+batch: 1
+threads: 0                 # 0: the backend's default
+peak:
+  tflops: 42.5             # published dense peak at this precision
+  memory_gbps: 204.8       # published memory bandwidth
+  source: <where the figures come from>
+remote: null               # or {tracker_host, tracker_port, key} (TVM RPC)
+options: {}                # backend options, e.g. tvm_target, tuning_trials
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ufo_nas.errors import SpecError
+from ufo_nas.latency.backends import BACKEND_MODULES, PRECISIONS, Target
+from ufo_nas.paths import project_root, resolve_named_file
+from ufo_nas.spec import TASK_NAME
+
+_KEYS = {
+    "name": True,
+    "description": False,
+    "backend": True,
+    "device": True,
+    "precision": True,
+    "batch": False,
+    "threads": False,
+    "peak": True,
+    "remote": False,
+    "options": False,
+}
+
+
+@dataclass(frozen=True)
+class HardwareProfile:
+    name: str
+    backend: str
+    device: str
+    precision: str
+    peak_tflops: float
+    memory_gbps: float
+    peak_source: str
+    description: str = ""
+    batch: int = 1
+    threads: int = 0
+    remote: dict[str, Any] | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    source: str = "<dict>"
+
+    def target(self) -> Target:
+        options = {"batch": self.batch, **self.options}
+        if self.remote:
+            options["rpc"] = dict(self.remote)
+        return Target(self.device, self.precision, self.threads, options)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "description": self.description,
+            "backend": self.backend,
+            "device": self.device,
+            "precision": self.precision,
+            "batch": self.batch,
+            "threads": self.threads,
+            "peak": {
+                "tflops": self.peak_tflops,
+                "memory_gbps": self.memory_gbps,
+                "source": self.peak_source,
+            },
+            "remote": self.remote,
+            "options": self.options,
+        }
+
+
+def profile_from_dict(data: Any, source: str = "<dict>") -> HardwareProfile:
+    def fail(key: str, why: str) -> SpecError:
+        return SpecError(f"{source}: {key}: {why}")
+
+    if not isinstance(data, dict):
+        raise SpecError(f"{source}: expected a mapping with keys {', '.join(_KEYS)}")
+    for key in data:
+        if key not in _KEYS:
+            raise fail(str(key), f"unknown key; allowed: {', '.join(_KEYS)}")
+    for key, required in _KEYS.items():
+        if required and key not in data:
+            raise fail(key, "missing required key")
+    name = data["name"]
+    if not isinstance(name, str) or not TASK_NAME.match(name.replace("-", "_")):
+        raise fail("name", f"expected a lower-case name (a-z, 0-9, -, _), got {name!r}")
+    if data["backend"] not in BACKEND_MODULES:
+        raise fail(
+            "backend", f"unknown backend {data['backend']!r}; allowed: {', '.join(BACKEND_MODULES)}"
+        )
+    if data["precision"] not in PRECISIONS:
+        raise fail(
+            "precision",
+            f"unknown precision {data['precision']!r}; allowed: {', '.join(PRECISIONS)}",
+        )
+    peak = data["peak"]
+    if not isinstance(peak, dict) or set(peak) - {"tflops", "memory_gbps", "source"}:
+        raise fail("peak", "expected a mapping with tflops, memory_gbps and source")
+    numbers = {}
+    for key in ("tflops", "memory_gbps"):
+        value = peak.get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise fail(f"peak.{key}", f"expected a positive number, got {value!r}")
+        numbers[key] = float(value)
+    for key in ("batch", "threads"):
+        value = data.get(key, 1 if key == "batch" else 0)
+        if isinstance(value, bool) or not isinstance(value, int) or value < (key == "batch"):
+            raise fail(
+                key,
+                f"expected a {'positive' if key == 'batch' else 'non-negative'} "
+                f"integer, got {value!r}",
+            )
+    remote = data.get("remote")
+    if remote is not None and (
+        not isinstance(remote, dict) or set(remote) != {"tracker_host", "tracker_port", "key"}
+    ):
+        raise fail("remote", "expected null or {tracker_host, tracker_port, key}")
+    options = data.get("options") or {}
+    if not isinstance(options, dict):
+        raise fail("options", f"expected a mapping, got {options!r}")
+    return HardwareProfile(
+        name=name,
+        backend=data["backend"],
+        device=str(data["device"]),
+        precision=data["precision"],
+        peak_tflops=numbers["tflops"],
+        memory_gbps=numbers["memory_gbps"],
+        peak_source=str(peak.get("source", "")),
+        description=str(data.get("description", "")),
+        batch=data.get("batch", 1),
+        threads=data.get("threads", 0),
+        remote=remote,
+        options=options,
+        source=source,
+    )
+
+
+def load_profile(name_or_path: str | os.PathLike) -> HardwareProfile:
+    """A hardware profile by file path or shipped name (`jetson`, `cpu-onnxruntime`)."""
+    path = resolve_named_file(name_or_path, "hardware_profiles", "device")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    return profile_from_dict(data, str(path))
+
+
+def shipped_profiles() -> list[str]:
+    return sorted(p.stem for p in (project_root() / "hardware_profiles").glob("*.yaml"))
+
+
+def host_fingerprint() -> dict[str, Any]:
+    """What identifies this machine in a table's provenance."""
+    model = platform.processor() or platform.machine()
+    flags: list[str] = []
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name") and model in ("", platform.machine()):
+                model = line.split(":", 1)[1].strip()
+            if line.startswith("flags") and not flags:
+                wanted = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "neon", "asimd")
+                flags = [f for f in line.split(":", 1)[1].split() if f in wanted]
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "isa": flags,
+        "machine": platform.machine(),
+        "system": f"{platform.system()} {platform.release()}",
+        "python": platform.python_version(),
+    }
+
+
+def measure_host_peaks(seconds: float = 2.0) -> tuple[float, float]:
+    """(fp32 TFLOP/s, memory GB/s) of this machine, from a large matmul and a large copy
+    in PyTorch: a measured ceiling for a new profile when no published figure is known."""
+    import time
+
+    import torch
+
+    a, b = torch.randn(2048, 2048), torch.randn(2048, 2048)
+    src, dst = torch.empty(64 * 2**20), torch.empty(64 * 2**20)  # 256 MiB each
+    best_mm, best_copy = float("inf"), float("inf")
+    deadline = time.perf_counter() + seconds
+    while time.perf_counter() < deadline:
+        start = time.perf_counter()
+        torch.mm(a, b)
+        best_mm = min(best_mm, time.perf_counter() - start)
+        start = time.perf_counter()
+        dst.copy_(src)
+        best_copy = min(best_copy, time.perf_counter() - start)
+    return 2 * 2048**3 / best_mm / 1e12, 2 * src.numel() * 4 / best_copy / 1e9
+
+
+def new_host_profile(name: str, backend: str, threads: int) -> HardwareProfile:
+    """A profile of the machine this runs on, its peaks measured (see measure_host_peaks)."""
+    tflops, gbps = measure_host_peaks()
+    host = host_fingerprint()
+    return profile_from_dict(
+        {
+            "name": name,
+            "description": f"{host['cpu']}, {host['cores']} cores, {backend} on the CPU, fp32",
+            "backend": backend,
+            "device": "cpu",
+            "precision": "fp32",
+            "batch": 1,
+            "threads": threads,
+            "peak": {
+                "tflops": round(tflops, 4),
+                "memory_gbps": round(gbps, 2),
+                "source": "measured by `ufo profile --new-profile`: 2048^2 fp32 matmul, "
+                "256 MiB copy",
+            },
+            "remote": None,
+            "options": {},
+        },
+        source=f"new profile {name}",
+    )

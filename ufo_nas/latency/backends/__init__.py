@@ -1,0 +1,34 @@
+"""Inference backends behind one interface; `get_backend(name)` finds one by name."""
+
+from __future__ import annotations
+
+from ufo_nas.latency.backends.base import PRECISIONS, Backend, BackendError, Runner, Target
+
+BACKEND_MODULES = {
+    "torch": "ufo_nas.latency.backends.torch_eager",
+    "onnxruntime": "ufo_nas.latency.backends.onnxruntime",
+    "openvino": "ufo_nas.latency.backends.openvino",
+    "tvm": "ufo_nas.latency.backends.tvm",
+    "tensorrt": "ufo_nas.latency.backends.tensorrt",
+}
+
+
+def get_backend(name: str) -> type[Backend]:
+    """The Backend class of `name`; its module imports its runtime lazily."""
+    import importlib
+
+    if name not in BACKEND_MODULES:
+        raise BackendError(f"unknown backend '{name}'; allowed: {', '.join(BACKEND_MODULES)}")
+    module = importlib.import_module(BACKEND_MODULES[name])
+    return module.BACKEND
+
+
+__all__ = [
+    "BACKEND_MODULES",
+    "PRECISIONS",
+    "Backend",
+    "BackendError",
+    "Runner",
+    "Target",
+    "get_backend",
+]

@@ -1,0 +1,73 @@
+"""The interface every inference backend implements: compile a model for a target, run it.
+
+Backends only compile and run; timing (interleaved rounds, percentiles, steal time) is
+shared code in `ufo_nas.latency.timing`, so every backend is measured the same way.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+
+from ufo_nas.errors import UfoError
+
+PRECISIONS = ("fp32", "fp16", "int8")
+
+Runner = Callable[[np.ndarray], list[np.ndarray]]
+"""A compiled model: images (B, C, H, W) float32 -> outputs; returns only when done."""
+
+
+class BackendError(UfoError):
+    """A backend is missing, cannot serve a target, or failed to compile a model."""
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where and how a model runs: device, precision, threads; backend options come from
+    the hardware profile (e.g. a TVM target dict, tuning trials, an RPC tracker)."""
+
+    device: str = "cpu"
+    precision: str = "fp32"
+    threads: int = 0  # 0: the backend's default
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Backend(ABC):
+    """One inference runtime. Subclasses set `name` and implement the three methods."""
+
+    name: ClassVar[str]
+    needs_onnx: ClassVar[bool] = True  # whether compile() reads the exported ONNX file
+
+    def __init__(self, target: Target):
+        reason = self.unavailable_reason()
+        if reason:
+            raise BackendError(f"backend '{self.name}' is not usable here: {reason}")
+        if target.precision not in PRECISIONS:
+            raise BackendError(
+                f"unknown precision '{target.precision}'; allowed: {', '.join(PRECISIONS)}"
+            )
+        self.target = target
+
+    @classmethod
+    @abstractmethod
+    def unavailable_reason(cls) -> str | None:
+        """None when usable here, else why not (missing package, no GPU, ...), one line
+        naming the fix (e.g. `pip install -e ".[openvino]"`)."""
+
+    @classmethod
+    @abstractmethod
+    def versions(cls) -> dict[str, str]:
+        """Library versions for a table's provenance."""
+
+    @abstractmethod
+    def compile(self, module: torch.nn.Module, onnx_path: Path, work_dir: Path) -> Runner:
+        """Compile the model for `self.target`. ONNX backends read `onnx_path` (exported by
+        the caller from `module`, one input `images`, batch fixed by the example the
+        caller exports with); `work_dir` holds build artefacts worth keeping (engines,
+        tuning databases)."""

@@ -1,0 +1,135 @@
+"""ONNX Runtime: one InferenceSession per model, on the CPU, CUDA or TensorRT provider.
+
+int8 on the CPU is dynamic quantisation (QInt8 weights, activations quantised at run
+time); fp16 on CUDA converts the model's weights and ops to float16 (inputs and outputs
+stay float32); fp16 on TensorRT is the provider's own `trt_fp16_enable`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+
+from ufo_nas.latency.backends.base import Backend, BackendError, Runner, Target
+
+PROVIDERS = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+}
+SUPPORTED = {"cpu": ("fp32", "int8"), "cuda": ("fp32", "fp16"), "tensorrt": ("fp32", "fp16")}
+
+
+class OnnxRuntimeBackend(Backend):
+    """ONNX Runtime: cpu fp32/int8, cuda fp32/fp16, tensorrt fp32/fp16."""
+
+    name = "onnxruntime"
+
+    def __init__(self, target: Target):
+        super().__init__(target)
+        device, precision = target.device, target.precision
+        if device not in PROVIDERS:
+            raise BackendError(
+                f"onnxruntime: unknown device '{device}'; allowed: {', '.join(PROVIDERS)}"
+            )
+        available = ort.get_available_providers()
+        if PROVIDERS[device] not in available:
+            raise BackendError(
+                f"onnxruntime has no {PROVIDERS[device]} for device '{device}' here "
+                f"(available: {', '.join(available)}); pip install onnxruntime-gpu instead"
+            )
+        if precision not in SUPPORTED[device]:
+            supported = "; ".join(f"{d}: {'/'.join(p)}" for d, p in SUPPORTED.items())
+            raise BackendError(
+                f"onnxruntime cannot run {precision} on {device}; it supports {supported}"
+            )
+
+    @classmethod
+    def unavailable_reason(cls) -> str | None:
+        return None
+
+    @classmethod
+    def versions(cls) -> dict[str, str]:
+        return {"onnxruntime": ort.__version__}
+
+    def compile(self, module: torch.nn.Module, onnx_path: Path, work_dir: Path) -> Runner:
+        device, precision = self.target.device, self.target.precision
+        work_dir = Path(work_dir)
+        work_dir.mkdir(parents=True, exist_ok=True)
+        model_path = onnx_path
+        if precision == "int8":
+            model_path = quantize_int8(onnx_path, work_dir)
+        elif precision == "fp16" and device == "cuda":
+            model_path = convert_fp16(onnx_path, work_dir)
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.inter_op_num_threads = 1
+        # Idle worker threads spin by default; with several sessions alive (interleaved
+        # timing) spinning threads steal the cores of the session that runs.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        if self.target.threads > 0:
+            options.intra_op_num_threads = self.target.threads
+        providers: list = [PROVIDERS[device]]
+        if device == "tensorrt":
+            trt_options = {
+                "trt_fp16_enable": precision == "fp16",
+                "trt_engine_cache_enable": True,
+                "trt_engine_cache_path": str(work_dir),
+            }
+            providers = [(PROVIDERS[device], trt_options), PROVIDERS["cuda"]]
+        try:
+            session = ort.InferenceSession(str(model_path), options, providers=providers)
+        except Exception as exc:  # onnxruntime raises its own Fail, InvalidGraph, ... types
+            first = str(exc).partition("\n")[0]
+            raise BackendError(f"onnxruntime could not load {model_path}: {first}") from None
+        if PROVIDERS[device] not in session.get_providers():
+            raise BackendError(
+                f"onnxruntime fell back to {', '.join(session.get_providers())} instead of "
+                f"{PROVIDERS[device]}; check its CUDA/cuDNN/TensorRT libraries are installed"
+            )
+        feed = session.get_inputs()[0].name
+        names = [out.name for out in session.get_outputs()]
+
+        def run(images: np.ndarray) -> list[np.ndarray]:
+            return session.run(names, {feed: images})
+
+        return run
+
+
+def quantize_int8(onnx_path: Path, work_dir: Path) -> Path:
+    """Dynamic int8 quantisation of `onnx_path` (QInt8 weights) into `work_dir`."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    model = onnx.load(str(onnx_path))
+    # The torch exporter records value_info for initializers; the quantiser transposes
+    # Gemm weights in place and its shape inference then rejects the stale entries.
+    initializers = {init.name for init in model.graph.initializer}
+    kept = [info for info in model.graph.value_info if info.name not in initializers]
+    del model.graph.value_info[:]
+    model.graph.value_info.extend(kept)
+    out = work_dir / "model_int8.onnx"
+    quantize_dynamic(model, out, weight_type=QuantType.QInt8)
+    return out
+
+
+def convert_fp16(onnx_path: Path, work_dir: Path) -> Path:
+    """`onnx_path` with float16 weights and ops, float32 inputs and outputs, in `work_dir`."""
+    try:
+        from onnxruntime.transformers.float16 import convert_float_to_float16
+    except ImportError:
+        raise BackendError(
+            "onnxruntime fp16 on cuda needs onnxruntime.transformers.float16, which this "
+            "onnxruntime install lacks; reinstall onnxruntime-gpu"
+        ) from None
+    model = convert_float_to_float16(onnx.load(str(onnx_path)), keep_io_types=True)
+    out = work_dir / "model_fp16.onnx"
+    onnx.save(model, str(out))
+    return out
+
+
+BACKEND = OnnxRuntimeBackend

@@ -1,0 +1,126 @@
+"""The distinct operators of a space, each a small module that runs alone.
+
+A subnet's latency is the sum of its operators' (then calibrated end to end):
+- `stem`: patch embedding, class token and position embedding;
+- `attn.h<heads>`: x + attention(norm1(x)), once per stream entering a block;
+- `ffn.m<hidden>.x<arity>`: x + FFN(norm2(x)) with one MLP (shared or task path) or a mix
+  of two (Task-MoE), once per branch leaving a block;
+- `head.<task>`: final norm and the task's embedding neck.
+Every layer has the same token shape, so a block variant is the same operator at any depth,
+and attention and FFN operators can be timed as a chain of copies (distinct weights), which
+amortises the backend's per-call overhead and keeps caches as warm as in a real subnet.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from timm.layers import Attention, Mlp, PatchEmbed
+from torch import Tensor, nn
+
+from ufo_nas.spec import SpaceSpec
+from ufo_nas.supernet.vit import layer_norm
+
+
+@dataclass(frozen=True)
+class Operator:
+    key: str
+    kind: str  # stem, attn, ffn, head
+    heads: int = 0
+    hidden: int = 0
+    arity: int = 0
+    task: str = ""
+
+
+def space_operators(spec: SpaceSpec, tasks: tuple[str, ...] | None = None) -> list[Operator]:
+    """Every distinct operator any subnet of the space (for `tasks`) can run."""
+    heads = sorted({h for layer in spec.num_heads for h in layer})
+    hidden = sorted({spec.hidden_dim(r) for layer in spec.mlp_ratios for r in layer})
+    mixable = any("mix" in p for t in spec.tasks for p in t.paths)
+    ops = [Operator("stem", "stem")]
+    ops += [Operator(f"attn.h{h}", "attn", heads=h) for h in heads]
+    for arity in (1, 2) if mixable else (1,):
+        ops += [Operator(f"ffn.m{m}.x{arity}", "ffn", hidden=m, arity=arity) for m in hidden]
+    ops += [Operator(f"head.{t}", "head", task=t) for t in tasks or spec.task_names]
+    return ops
+
+
+class _Stem(nn.Module):
+    def __init__(self, spec: SpaceSpec):
+        super().__init__()
+        dim = spec.embed_dim
+        self.patch_embed = PatchEmbed(spec.image_size, spec.patch_size, spec.in_chans, dim)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.pos_embed = nn.Parameter(torch.randn(1, spec.num_tokens, dim) * 0.02)
+
+    def forward(self, images: Tensor) -> Tensor:
+        x = self.patch_embed(images)
+        return torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1) + self.pos_embed
+
+
+class _AttentionHalf(nn.Module):
+    def __init__(self, spec: SpaceSpec, heads: int):
+        super().__init__()
+        self.norm1 = layer_norm(spec.embed_dim)
+        self.attn = Attention(
+            spec.embed_dim, num_heads=heads, attn_head_dim=spec.head_dim, qkv_bias=spec.qkv_bias
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x + self.attn(self.norm1(x))
+
+
+class _FfnHalf(nn.Module):
+    def __init__(self, spec: SpaceSpec, hidden: int, arity: int):
+        super().__init__()
+        self.norm2 = layer_norm(spec.embed_dim)
+        self.mlps = nn.ModuleList(Mlp(spec.embed_dim, hidden) for _ in range(arity))
+        self.register_buffer("mix", torch.full((arity,), 1.0 / arity))
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = self.norm2(x)
+        if len(self.mlps) == 1:
+            return x + self.mlps[0](y)
+        return x + self.mix[0] * self.mlps[0](y) + self.mix[1] * self.mlps[1](y)
+
+
+class _Head(nn.Module):
+    def __init__(self, spec: SpaceSpec, task: str):
+        super().__init__()
+        self.norm = layer_norm(spec.embed_dim)
+        self.neck = nn.Linear(spec.embed_dim, spec.task(task).embed_dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.neck(self.norm(x)[:, 0])
+
+
+def chainable(op: Operator) -> bool:
+    """Whether the operator maps tokens to tokens, so copies of it can be chained."""
+    return op.kind in ("attn", "ffn")
+
+
+def build_operator(
+    spec: SpaceSpec, op: Operator, batch: int = 1, copies: int = 1
+) -> tuple[nn.Module, Tensor]:
+    """The operator (`copies` chained copies if chainable) as an eval-mode module with random
+    weights, and an example input."""
+    if copies > 1:
+        if not chainable(op):
+            raise ValueError(f"operator '{op.key}' cannot be chained")
+        chain = nn.Sequential(*(build_operator(spec, op, batch)[0] for _ in range(copies)))
+        return chain.eval(), build_operator(spec, op, batch)[1]
+    generator = torch.Generator().manual_seed(0)
+    tokens = torch.randn(batch, spec.num_tokens, spec.embed_dim, generator=generator)
+    if op.kind == "stem":
+        module: nn.Module = _Stem(spec)
+        example = torch.randn(batch, spec.in_chans, spec.image_size, spec.image_size)
+    elif op.kind == "attn":
+        module, example = _AttentionHalf(spec, op.heads), tokens
+    elif op.kind == "ffn":
+        module, example = _FfnHalf(spec, op.hidden, op.arity), tokens
+    elif op.kind == "head":
+        module, example = _Head(spec, op.task), tokens
+    else:
+        raise ValueError(f"unknown operator kind '{op.kind}'")
+    return module.eval(), example

@@ -1,0 +1,293 @@
+"""`ufo profile`: measure a space's operators on a device, validate on whole subnets.
+
+1. Every distinct operator is exported to ONNX, compiled by the profile's backend and
+   timed in interleaved rounds (attention and FFN operators as a chain of copies), in
+   chunks that each include the anchor, a fixed reference subnet.
+2. Random whole subnets are measured end to end the same way; `measured ~ a*sum + b`
+   (+ per-block overhead where it helps) is fitted on them.
+The table is saved after every chunk, so an interrupted run resumes without losing a row;
+each run is a new session whose times are scaled to the first by the anchor.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ufo_nas.hardware import HardwareProfile, host_fingerprint
+from ufo_nas.latency.backends import Runner, get_backend
+from ufo_nas.latency.operators import Operator, build_operator, chainable, space_operators
+from ufo_nas.latency.predictor import LatencyPredictor
+from ufo_nas.latency.table import (
+    SCHEMA,
+    LatencyTable,
+    LatencyTableError,
+    OperatorRow,
+    ValidationRow,
+    fit_calibration,
+)
+from ufo_nas.latency.timing import cpu_steal_ticks, steal_percent, time_interleaved
+from ufo_nas.onnx_io import export_module
+from ufo_nas.space import Arch, SearchSpace
+from ufo_nas.supernet import SuperViT, extract
+
+Progress = Callable[[str, int], None]  # (what finished, how many units)
+
+
+@dataclass(frozen=True)
+class ProfilePlan:
+    operators: list[Operator]  # still to measure
+    validation: list[tuple[Arch, tuple[str, ...]]]  # subnets still to measure end to end
+
+
+@dataclass(frozen=True)
+class ProfileSettings:
+    validation_subnets: int = 40
+    chunk: int = 8  # models per interleaved chunk (besides the anchor)
+    rounds: int = 21
+    calls_per_round: int = 1
+    copies: int = 4  # chained copies of each attention / FFN operator
+    seed: int = 0
+
+
+def anchor_subnet(space: SearchSpace) -> tuple[Arch, tuple[str, ...]]:
+    """The reference subnet timed in every chunk: the smallest, for the first task."""
+    return space.smallest(), (space.tasks[0],)
+
+
+def validation_subnets(space: SearchSpace, n: int, seed: int) -> list[tuple[Arch, tuple[str, ...]]]:
+    """n random (arch, tasks) pairs: mostly one task, every 4th all tasks on one trunk."""
+    rng = np.random.default_rng(seed)
+    pairs = []
+    for k in range(n):
+        arch = space.sample(rng)
+        tasks = space.tasks if k % 4 == 3 else (space.tasks[int(rng.integers(len(space.tasks)))],)
+        pairs.append((arch, tasks))
+    return pairs
+
+
+def plan(space: SearchSpace, table: LatencyTable | None, settings: ProfileSettings) -> ProfilePlan:
+    done_ops = set(table.operators) if table else set()
+    done_val = {(r.arch, tuple(r.tasks)) for r in table.validation} if table else set()
+    ops = [op for op in space_operators(space.spec) if op.key not in done_ops]
+    subnets = [
+        (arch, tasks)
+        for arch, tasks in validation_subnets(space, settings.validation_subnets, settings.seed)
+        if (arch.to_string(), tasks) not in done_val
+    ]
+    return ProfilePlan(ops, subnets)
+
+
+def new_table(space: SearchSpace, profile: HardwareProfile) -> LatencyTable:
+    backend = get_backend(profile.backend)
+    arch, tasks = anchor_subnet(space)
+    return LatencyTable(
+        space=space.name,
+        space_fingerprint=space.spec.fingerprint(),
+        device=profile.name,
+        measured=True,
+        provenance={
+            "schema": SCHEMA,
+            "backend": profile.backend,
+            "versions": backend.versions(),
+            "device": profile.device,
+            "precision": profile.precision,
+            "threads": profile.threads,
+            "batch": profile.batch,
+            "host": host_fingerprint(),
+            "timing": "p25 of interleaved rounds; scaled by the anchor in the same chunk",
+            "anchor": {"arch": arch.to_string(), "tasks": list(tasks)},
+            "sessions": [],
+        },
+    )
+
+
+def check_same_setup(table: LatencyTable, profile: HardwareProfile, path: Path) -> None:
+    """Refuse to resume a table measured with another backend, precision, threads or batch."""
+    wanted = {
+        "backend": profile.backend,
+        "device": profile.device,
+        "precision": profile.precision,
+        "threads": profile.threads,
+        "batch": profile.batch,
+    }
+    for key, value in wanted.items():
+        if table.provenance.get(key) != value:
+            raise LatencyTableError(
+                f"{path} was measured with {key} {table.provenance.get(key)!r}, but profile "
+                f"'{profile.name}' now says {value!r}; move the table aside to re-measure"
+            )
+
+
+def start_session(table: LatencyTable, settings: ProfileSettings) -> int:
+    """Record a new measuring session (this process) in the table; its index."""
+    sessions = table.provenance.setdefault("sessions", [])
+    sessions.append(
+        {
+            "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "command": " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name, *sys.argv[1:]]),
+            "rounds": settings.rounds,
+            "calls_per_round": settings.calls_per_round,
+            "copies": settings.copies,
+            "steal_percent": [],
+        }
+    )
+    return len(sessions) - 1
+
+
+class Profiler:
+    """Compiles models with one backend and times them against the anchor."""
+
+    def __init__(self, space: SearchSpace, profile: HardwareProfile, work_dir: Path):
+        self.space, self.profile, self.work_dir = space, profile, work_dir
+        target = profile.target()
+        options = {"tuning_dir": str(work_dir), **target.options}  # one TVM database per run
+        self.backend = get_backend(profile.backend)(replace(target, options=options))
+        spec = space.spec
+        self.images = torch.randn(profile.batch, spec.in_chans, spec.image_size, spec.image_size)
+        self._supernet: SuperViT | None = None
+        self._anchor: tuple[Runner, np.ndarray] | None = None
+
+    def compile(self, name: str, module: torch.nn.Module, example: torch.Tensor) -> Runner:
+        folder = self.work_dir / name
+        folder.mkdir(parents=True, exist_ok=True)
+        onnx_path = folder / "model.onnx"
+        if self.backend.needs_onnx and not onnx_path.is_file():
+            export_module(module, example, onnx_path)
+        return self.backend.compile(module, onnx_path, folder)
+
+    def compile_operator(self, op: Operator, copies: int) -> tuple[Runner, np.ndarray]:
+        module, example = build_operator(self.space.spec, op, self.profile.batch, copies)
+        return self.compile(f"op-{op.key}-x{copies}", module, example), example.numpy()
+
+    def subnet(self, arch: Arch, tasks: tuple[str, ...]) -> torch.nn.Module:
+        """The subnet of a randomly initialised supernet (latency does not need weights)."""
+        if self._supernet is None:
+            self._supernet = SuperViT(self.space.spec).eval()
+        return extract(self._supernet, arch, tasks)
+
+    def compile_subnet(self, arch: Arch, tasks: tuple[str, ...]) -> tuple[Runner, np.ndarray]:
+        """The subnet, compiled; its ONNX file is removed once compiled."""
+        key = f"{self.space.name}|{arch.to_string()}|{','.join(tasks)}".encode()
+        name = f"subnet-{hashlib.sha1(key).hexdigest()[:12]}"
+        runner = self.compile(name, self.subnet(arch, tasks), self.images)
+        (self.work_dir / name / "model.onnx").unlink(missing_ok=True)  # the runner holds it
+        return runner, self.images.numpy()
+
+    def anchor(self) -> tuple[Runner, np.ndarray]:
+        if self._anchor is None:
+            self._anchor = self.compile_subnet(*anchor_subnet(self.space))
+        return self._anchor
+
+    def time_chunk(
+        self, models: dict[str, tuple[Runner, np.ndarray]], settings: ProfileSettings
+    ) -> tuple[dict, float, float | None]:
+        """Timings of the chunk's models, the anchor's ms, and the steal percent."""
+        runners = {name: runner for name, (runner, _) in models.items()}
+        inputs = {name: x for name, (_, x) in models.items()}
+        runners["__anchor__"], inputs["__anchor__"] = self.anchor()
+        before = cpu_steal_ticks()
+        timings = time_interleaved(
+            runners, inputs, settings.rounds, settings.calls_per_round, seed=settings.seed
+        )
+        steal = steal_percent(before, cpu_steal_ticks())
+        return timings, timings.pop("__anchor__").ms, steal
+
+
+def run_profile(
+    space: SearchSpace,
+    profile: HardwareProfile,
+    out_path: Path,
+    work_dir: Path,
+    settings: ProfileSettings,
+    progress: Progress | None = None,
+) -> LatencyTable:
+    """Measure what the table at `out_path` still lacks; save after every chunk."""
+    table = LatencyTable.load(out_path, space) if out_path.exists() else None
+    if table is not None and (table.device != profile.name or not table.measured):
+        raise LatencyTableError(
+            f"{out_path} holds a table of device '{table.device}'"
+            f"{'' if table.measured else ' (an estimate)'}, not a measured '{profile.name}' table"
+        )
+    if table is not None:
+        check_same_setup(table, profile, out_path)
+    profiler = Profiler(space, profile, work_dir)  # fails first if the backend cannot run
+    todo = plan(space, table, settings)
+    table = table or new_table(space, profile)
+    step = progress or (lambda what, n: None)
+    if not todo.operators and not todo.validation:
+        calibrate(space, table)
+        table.save(out_path)
+        return table
+    session = start_session(table, settings)
+    steal = table.provenance["sessions"][session]["steal_percent"]
+
+    ops = todo.operators
+    for start in range(0, len(ops), settings.chunk):
+        chunk = ops[start : start + settings.chunk]
+        copies = {op.key: settings.copies if chainable(op) else 1 for op in chunk}
+        models = {op.key: profiler.compile_operator(op, copies[op.key]) for op in chunk}
+        timings, anchor_ms, stolen = profiler.time_chunk(models, settings)
+        for op in chunk:
+            t, n = timings[op.key], copies[op.key]
+            table.operators[op.key] = OperatorRow(
+                op.key, t.ms / n, t.median_ms / n, t.spread, anchor_ms, session, n
+            )
+        steal.append(stolen)
+        table.save(out_path)
+        step("operators", len(chunk))
+
+    subnets = todo.validation
+    for start in range(0, len(subnets), settings.chunk):
+        chunk = subnets[start : start + settings.chunk]
+        models = {f"subnet-{k}": profiler.compile_subnet(*pair) for k, pair in enumerate(chunk)}
+        timings, anchor_ms, stolen = profiler.time_chunk(models, settings)
+        for k, (arch, tasks) in enumerate(chunk):
+            table.validation.append(
+                ValidationRow(
+                    arch.to_string(), list(tasks), timings[f"subnet-{k}"].ms, anchor_ms, session
+                )
+            )
+        steal.append(stolen)
+        table.save(out_path)
+        step("subnets", len(chunk))
+
+    calibrate(space, table)
+    table.save(out_path)
+    return table
+
+
+def calibrate(space: SearchSpace, table: LatencyTable) -> None:
+    """Fit the calibration on the validation subnets and record its in-sample errors."""
+    rows = table.validation
+    if not rows:
+        return
+    predictor = LatencyPredictor(space, table)
+    sums, blocks, measured = [], [], []
+    for row in rows:
+        arch = space.parse(row.arch)
+        sums.append(predictor.sum_ms([arch], row.tasks)[0])
+        blocks.append(arch.depth)
+        measured.append(table.scaled_ms(row.measured_ms, row.anchor_ms))
+    sums, blocks, measured = np.array(sums), np.array(blocks, float), np.array(measured)
+    table.calibration = fit_calibration(sums, blocks, measured)
+    cal = table.calibration
+    predicted = cal["a"] * sums + cal["b"] + cal["c"] * blocks
+    error = np.abs(predicted - measured) / measured
+    table.metrics = {
+        "validation_subnets": len(rows),
+        "mean_abs_pct_error": round(100 * float(error.mean()), 3),
+        "within_5pct": round(float((error <= 0.05).mean()), 4),
+        "within_10pct": round(float((error <= 0.10).mean()), 4),
+        "uncalibrated_mean_abs_pct_error": round(
+            100 * float((np.abs(sums - measured) / measured).mean()), 3
+        ),
+    }

@@ -1,0 +1,80 @@
+"""Interleaved timing of compiled models in one process.
+
+On shared machines the same model moves +-30% between processes but +-0.5% within one, so
+everything compared is timed in the same process, in interleaved rounds (each round runs
+every model, in a shuffled order), and reported by a low percentile with its spread. Many
+short rounds beat few long ones: on this machine the ratio of two models' p25 over 21
+rounds of 1 call varies by 1.9% between repeats, over 7 rounds of 3 calls by 3.1%.
+Steal time (the hypervisor running other guests) is read from /proc/stat.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ufo_nas.latency.backends import Runner
+
+LOW_PERCENTILE = 25
+
+
+@dataclass(frozen=True)
+class Timing:
+    ms: float  # the low percentile: the model's speed without interference
+    median_ms: float
+    spread: float  # (p90 - p10) / p10 over all calls
+    calls: int
+
+
+def cpu_steal_ticks() -> tuple[int, int] | None:
+    """(steal, total) jiffies of all CPUs since boot, or None off Linux."""
+    stat = Path("/proc/stat")
+    if not stat.is_file():
+        return None
+    fields = stat.read_text().splitlines()[0].split()[1:]
+    values = [int(v) for v in fields]
+    return (values[7] if len(values) > 7 else 0), sum(values)
+
+
+def steal_percent(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
+    if before is None or after is None or after[1] == before[1]:
+        return None
+    return 100.0 * (after[0] - before[0]) / (after[1] - before[1])
+
+
+def time_interleaved(
+    runners: Mapping[str, Runner],
+    inputs: Mapping[str, np.ndarray],
+    rounds: int = 21,
+    calls_per_round: int = 1,
+    warmup: int = 2,
+    seed: int = 0,
+    on_round: Callable[[int], None] | None = None,
+) -> dict[str, Timing]:
+    """Time every runner on its input in `rounds` shuffled rounds of `calls_per_round`."""
+    rng = np.random.default_rng(seed)
+    names = list(runners)
+    for name in names:
+        for _ in range(warmup):
+            runners[name](inputs[name])
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        for k in rng.permutation(len(names)):
+            name = names[k]
+            runner, x = runners[name], inputs[name]
+            for _ in range(calls_per_round):
+                start = time.perf_counter_ns()
+                runner(x)
+                samples[name].append((time.perf_counter_ns() - start) / 1e6)
+        if on_round:
+            on_round(r)
+    out = {}
+    for name, values in samples.items():
+        v = np.asarray(values)
+        low, p10, median, p90 = np.percentile(v, [LOW_PERCENTILE, 10, 50, 90])
+        out[name] = Timing(float(low), float(median), float((p90 - p10) / p10), len(v))
+    return out

@@ -64,20 +64,14 @@ class LatencyTable:
     calibration: dict[str, float] = field(default_factory=lambda: {"a": 1.0, "b": 0.0, "c": 0.0})
     metrics: dict[str, float] = field(default_factory=dict)
 
-    def session_anchor_ms(self) -> dict[int, float]:
-        """The median anchor time of each session (process) that measured rows."""
-        times: dict[int, list[float]] = {}
-        for row in [*self.operators.values(), *self.validation]:
-            times.setdefault(row.session, []).append(row.anchor_ms)
-        return {session: float(np.median(t)) for session, t in times.items()}
-
     @property
     def reference_anchor_ms(self) -> float:
         """The anchor time all scaled times refer to: the first session's median."""
-        anchors = self.session_anchor_ms()
-        if not anchors:
+        rows = [*self.operators.values(), *self.validation]
+        if not rows:
             raise LatencyTableError(f"the {self.device} table of '{self.space}' has no rows")
-        return anchors[min(anchors)]
+        first = min(row.session for row in rows)
+        return float(np.median([row.anchor_ms for row in rows if row.session == first]))
 
     def scaled_ms(self, ms: float, anchor_ms: float) -> float:
         """A time measured in a chunk whose anchor took `anchor_ms`, on the reference scale."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -191,17 +192,7 @@ def cmd_latency(args: argparse.Namespace) -> None:
     archs = [_arch(space, text) for text in args.arch]
     for device in args.device.split(","):
         predictor = latency_predictor(space, device)
-        table = predictor.table
-        if predictor.measured:
-            m = table.metrics
-            source = (
-                f"measured table ({table.provenance.get('backend')}, "
-                f"{m.get('mean_abs_pct_error', float('nan')):.1f}% mean error on "
-                f"{m.get('validation_subnets', 0)} subnets)"
-            )
-        else:
-            source = "ESTIMATE: roofline from published peaks; no measured table"
-        print(f"{device}: {source}")
+        print(f"{device}: {predictor.source}")
         for arch, ms in zip(archs, predictor.latency_ms(archs, tasks)):
             print(f"{ms:10.3f} ms{'' if predictor.measured else ' (estimate)'}  {arch}")
 
@@ -289,6 +280,118 @@ def cmd_profile(args: argparse.Namespace) -> None:
             f"{100 * m['within_5pct']:.0f}% within 5%, {100 * m['within_10pct']:.0f}% within 10%"
         )
     print(f"wrote {out}")
+
+
+def _count(text: str) -> float:
+    """'25M', '300k', '1.2G' or a plain number."""
+    scale = {"k": 1e3, "m": 1e6, "g": 1e9}.get(text[-1:].lower(), 1.0)
+    number = text[:-1] if scale != 1.0 else text
+    try:
+        return float(number) * scale
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a count; write e.g. 25M, 300k or 25000000"
+        ) from None
+
+
+def _names(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def _search_out(args: argparse.Namespace, devices: list[str], tasks: list[str]) -> Path:
+    """--out as given (must not hold results unless --overwrite), else the first free
+    runs/search/<space>-<devices>-<tasks>[-N]."""
+    from ufo_nas.search.report import CSV_NAME, JSON_NAME
+
+    names = (JSON_NAME, CSV_NAME, "pareto.png", "convergence.png")
+    if args.out:
+        out = Path(args.out)
+        held = [out / n for n in names if (out / n).exists()]
+        if held and not args.overwrite:
+            raise UfoError(
+                f"{out} already holds search results ({held[0].name}); choose another --out "
+                "or pass --overwrite"
+            )
+        return out
+    stem = f"{Path(args.space).stem}-{'+'.join(devices)}-{'+'.join(tasks)}"
+    base = Path("runs") / "search" / stem
+    out, n = base, 1
+    while any((out / name).exists() for name in names):
+        n += 1
+        out = base.with_name(f"{stem}-{n}")
+    return out
+
+
+def cmd_search(args: argparse.Namespace) -> None:
+    from tqdm import tqdm
+
+    from ufo_nas.plot import plot_convergence, plot_fronts
+    from ufo_nas.search.engine import SearchSettings
+    from ufo_nas.search.problem import Budgets
+    from ufo_nas.search.run import prepare, search_devices
+
+    space = load_space(args.space)
+    tasks = list(_tasks(space, args.task))
+    devices = _names(args.device)
+    if not devices:
+        raise UfoError("--device needs at least one hardware profile name")
+    out = _search_out(args, devices, tasks)
+    settings = SearchSettings(
+        population=args.population, generations=args.generations, seed=args.seed
+    )
+    budgets = Budgets(latency_ms=args.latency_ms, params=args.max_params)
+    problems = prepare(space, tasks, devices, _names(args.minimise), budgets, args.risk)
+    with tqdm(total=settings.generations * len(devices), unit="gen", desc="searching") as bar:
+        report = search_devices(
+            problems,
+            settings,
+            progress=lambda device, gen, n: (
+                bar.set_postfix_str(f"{device}: {n} subnets"),
+                bar.update(1),
+            ),
+        )
+    print(
+        f"space {report.space}, tasks {', '.join(report.tasks)} on one trunk; objectives "
+        f"{', '.join(report.objectives)}"
+        + (f" (score = mean - {args.risk:g} std)" if args.risk else "")
+    )
+    for task, target in report.score_targets.items():
+        print(f"  {task} score: {target}")
+    for front in report.fronts:
+        print(
+            f"\n{front.device}: latency {'from ' if front.latency_measured else ''}"
+            f"{front.latency_source}\n  {front.evaluations} "
+            f"subnets evaluated in {front.seconds:.1f} s ({front.generations} generations of "
+            f"{settings.population}); {len(front.rows)} Pareto-optimal"
+        )
+        print(report.format_front(front, limit=args.show))
+    written = report.write(out, overwrite=args.overwrite)
+    written.append(plot_fronts([report], out / "pareto.png", overwrite=args.overwrite))
+    written.append(plot_convergence([report], out / "convergence.png", overwrite=args.overwrite))
+    print(f"\nwrote {', '.join(str(p) for p in written)}")
+
+
+def cmd_plot(args: argparse.Namespace) -> None:
+    from ufo_nas import plot
+    from ufo_nas.search.report import SearchReport
+
+    if args.what == "latency":
+        from ufo_nas.latency.predictor import latency_predictor
+
+        if not args.device:
+            raise UfoError("ufo plot latency needs --device (a profile with a measured table)")
+        space = load_space(args.space)
+        out = args.out or f"latency-{args.device}-{space.name}.png"
+        path = plot.plot_latency_validation(
+            latency_predictor(space, args.device), out, overwrite=args.overwrite
+        )
+    else:
+        if not args.results:
+            raise UfoError(f"ufo plot {args.what} needs search results (folders or pareto.json)")
+        reports = [SearchReport.load(r) for r in args.results]
+        draw = plot.plot_fronts if args.what == "fronts" else plot.plot_convergence
+        path = draw(reports, args.out or f"{args.what}.png", overwrite=args.overwrite)
+    print(f"wrote {path}")
 
 
 def _onnx_max_abs_diff(path: Path, subnet, images) -> list[float]:
@@ -479,6 +582,69 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", help="backend of the new profile")
     p.add_argument("--threads", type=int, default=0, help="threads of the new profile")
     p.set_defaults(func=cmd_profile)
+
+    p = sub.add_parser(
+        "search",
+        help="NSGA-II search for the Pareto-optimal subnets per task and device",
+        description=textwrap.fill(
+            "Search the space's subnets for the best trade-off between predicted task score "
+            "(the shipped GP-NAS predictors) and latency on each device (its measured "
+            "latency table, or a roofline estimate labelled as such), with NSGA-II. Writes "
+            "the Pareto set as pareto.csv and pareto.json, pareto.png and convergence.png, "
+            "and prints it. Several --task values search one subnet whose trunk serves them "
+            "all; several --device values search each device and overlay the fronts.",
+            80,
+        ),
+        epilog="examples:\n"
+        "  ufo-search --device jetson --task face\n"
+        "  ufo-search --device cpu-onnxruntime,cpu-openvino --task face,person --latency-ms 250\n"
+        "  ufo-search --device rpi4 --task vehicle --max-params 60M --minimise latency,params",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--device", required=True, help="hardware profile name(s), comma-separated")
+    p.add_argument("--task", required=True, help="task(s) served by one trunk, comma-separated")
+    p.add_argument("--space", default="ufo_vit_base", help=space_help + " (default ufo_vit_base)")
+    p.add_argument("--latency-ms", type=float, help="latency budget per image (ms)")
+    p.add_argument("--max-params", type=_count, help="params budget, e.g. 40M")
+    p.add_argument(
+        "--minimise",
+        default="latency",
+        help="cost objective(s), comma-separated: latency, params, macs (default latency)",
+    )
+    p.add_argument(
+        "--risk",
+        type=float,
+        default=0.0,
+        help="optimise mean - RISK x std of the predicted score (default 0: the mean)",
+    )
+    p.add_argument("--population", type=int, default=64, help="NSGA-II population (default 64)")
+    p.add_argument("--generations", type=int, default=100, help="generations (default 100)")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument(
+        "--out",
+        help="output folder (default: the first free runs/search/<space>-<device>-<task>[-N])",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace results already in --out")
+    p.add_argument(
+        "--show", type=int, default=20, help="Pareto rows printed per device (default 20)"
+    )
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser(
+        "plot",
+        help="plot Pareto fronts, search convergence or a latency table check",
+        description="fronts: predicted score against latency from one or more search "
+        "results (overlaid: devices, task sets). convergence: hypervolume per generation. "
+        "latency: a device's measured table, predicted against measured on its validation "
+        "subnets.",
+    )
+    p.add_argument("what", choices=["fronts", "convergence", "latency"], help="which figure")
+    p.add_argument("results", nargs="*", help="search result folders or pareto.json files")
+    p.add_argument("--device", help="for latency: the hardware profile")
+    p.add_argument("--space", default="ufo_vit_base", help="for latency: " + space_help)
+    p.add_argument("--out", help="PNG path (default: <what>.png here)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing PNG")
+    p.set_defaults(func=cmd_plot)
     return parser
 
 
@@ -495,6 +661,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 def profile_main() -> int:
     """The `ufo-profile` alias of `ufo profile`."""
     return main(["profile", *sys.argv[1:]])
+
+
+def search_main() -> int:
+    """The `ufo-search` alias of `ufo search`."""
+    return main(["search", *sys.argv[1:]])
+
+
+def plot_main() -> int:
+    """The `ufo-plot` alias of `ufo plot`."""
+    return main(["plot", *sys.argv[1:]])
 
 
 def eval_main() -> int:

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from ufo_nas.latency.operators import build_operator, chainable, space_operators
+from ufo_nas.latency.operator_set import space_operators
+from ufo_nas.latency.operators import build_operator, chainable
 
 
 def test_tiny_operators_cover_the_space(tiny):

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from ufo_nas.cli import main
-from ufo_nas.latency.operators import space_operators
+from ufo_nas.latency.operator_set import space_operators
 from ufo_nas.latency.predictor import LatencyPredictor, latency_predictor
 from ufo_nas.latency.table import LatencyTable, LatencyTableError, OperatorRow
 

@@ -1,7 +1,7 @@
 import pytest
 
 from ufo_nas.hardware import load_profile
-from ufo_nas.latency.operators import Operator
+from ufo_nas.latency.operator_set import Operator
 from ufo_nas.latency.predictor import LatencyPredictor
 from ufo_nas.latency.roofline import operator_work, roofline_table
 

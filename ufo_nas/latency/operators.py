@@ -1,11 +1,5 @@
-"""The distinct operators of a space, each a small module that runs alone.
+"""Each operator of a space (see `operator_set`) as a small module that runs alone.
 
-A subnet's latency is the sum of its operators' (then calibrated end to end):
-- `stem`: patch embedding, class token and position embedding;
-- `attn.h<heads>`: x + attention(norm1(x)), once per stream entering a block;
-- `ffn.m<hidden>.x<arity>`: x + FFN(norm2(x)) with one MLP (shared or task path) or a mix
-  of two (Task-MoE), once per branch leaving a block;
-- `head.<task>`: final norm and the task's embedding neck.
 Every layer has the same token shape, so a block variant is the same operator at any depth,
 and attention and FFN operators can be timed as a chain of copies (distinct weights), which
 amortises the backend's per-call overhead and keeps caches as warm as in a real subnet.
@@ -13,37 +7,13 @@ amortises the backend's per-call overhead and keeps caches as warm as in a real 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from timm.layers import Attention, Mlp, PatchEmbed
 from torch import Tensor, nn
 
+from ufo_nas.latency.operator_set import Operator
 from ufo_nas.spec import SpaceSpec
 from ufo_nas.supernet.vit import layer_norm
-
-
-@dataclass(frozen=True)
-class Operator:
-    key: str
-    kind: str  # stem, attn, ffn, head
-    heads: int = 0
-    hidden: int = 0
-    arity: int = 0
-    task: str = ""
-
-
-def space_operators(spec: SpaceSpec, tasks: tuple[str, ...] | None = None) -> list[Operator]:
-    """Every distinct operator any subnet of the space (for `tasks`) can run."""
-    heads = sorted({h for layer in spec.num_heads for h in layer})
-    hidden = sorted({spec.hidden_dim(r) for layer in spec.mlp_ratios for r in layer})
-    mixable = any("mix" in p for t in spec.tasks for p in t.paths)
-    ops = [Operator("stem", "stem")]
-    ops += [Operator(f"attn.h{h}", "attn", heads=h) for h in heads]
-    for arity in (1, 2) if mixable else (1,):
-        ops += [Operator(f"ffn.m{m}.x{arity}", "ffn", hidden=m, arity=arity) for m in hidden]
-    ops += [Operator(f"head.{t}", "head", task=t) for t in tasks or spec.task_names]
-    return ops
 
 
 class _Stem(nn.Module):

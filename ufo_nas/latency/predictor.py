@@ -43,6 +43,19 @@ class LatencyPredictor:
     def measured(self) -> bool:
         return self.table.measured
 
+    @property
+    def source(self) -> str:
+        """Where the numbers come from, in one line: says ESTIMATE when not measured."""
+        table = self.table
+        if not self.measured:
+            return "ESTIMATE: roofline from published peaks; no measured table"
+        m = table.metrics
+        return (
+            f"measured table ({table.provenance.get('backend')}, "
+            f"{m.get('mean_abs_pct_error', float('nan')):.1f}% mean error on "
+            f"{m.get('validation_subnets', 0)} subnets)"
+        )
+
     def sum_ms(self, archs: Sequence[Arch] | np.ndarray, tasks: str | Sequence[str]) -> np.ndarray:
         """Uncalibrated sum of operator times of each subnet."""
         tasks = (tasks,) if isinstance(tasks, str) else tuple(tasks)
@@ -71,6 +84,16 @@ class LatencyPredictor:
         cal = self.table.calibration
         blocks = layers.active.sum(axis=1)
         return cal["a"] * self._sum(layers, tasks) + cal["b"] + cal["c"] * blocks
+
+    def validation(self) -> tuple[np.ndarray, np.ndarray]:
+        """(measured, predicted) ms of the table's validation subnets (in-sample: the
+        calibration is fitted on them); measured times on the table's reference scale."""
+        rows = self.table.validation
+        measured = np.array([self.table.scaled_ms(r.measured_ms, r.anchor_ms) for r in rows])
+        predicted = np.array(
+            [self.latency_ms([self.space.parse(r.arch)], r.tasks)[0] for r in rows]
+        )
+        return measured, predicted
 
 
 @lru_cache(maxsize=32)

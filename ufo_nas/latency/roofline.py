@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from ufo_nas.hardware import HardwareProfile
-from ufo_nas.latency.operators import Operator, space_operators
+from ufo_nas.latency.operator_set import Operator, space_operators
 from ufo_nas.latency.table import LatencyTable, OperatorRow
 from ufo_nas.space import SearchSpace
 from ufo_nas.spec import SpaceSpec

@@ -10,12 +10,14 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
-import torch
 
 from ufo_nas.errors import UfoError
+
+if TYPE_CHECKING:
+    import torch
 
 PRECISIONS = ("fp32", "fp16", "int8")
 

@@ -1,0 +1,27 @@
+import numpy as np
+import pytest
+
+from ufo_nas.search.pareto import Normalisation, non_dominated
+
+
+def test_non_dominated_keeps_first_of_equal_points():
+    F = np.array([[1, 2], [1, 2], [2, 1], [3, 3], [0.5, 5]])
+    assert non_dominated(F).tolist() == [0, 2, 4]
+    assert non_dominated(np.zeros((0, 2))).size == 0
+
+
+def test_hypervolume_of_known_sets():
+    norm = Normalisation(np.array([0.0, 0.0]), np.array([1.0, 1.0]))  # reference (1.1, 1.1)
+    assert norm.hypervolume(np.array([[0.0, 0.0]])) == pytest.approx(1.21)
+    assert norm.hypervolume(np.array([[0.0, 1.0], [1.0, 0.0]])) == pytest.approx(0.21)
+    assert norm.hypervolume(np.array([[2.0, 2.0]])) == 0.0  # beyond the reference
+    # adding a dominated point changes nothing
+    F = np.array([[0.2, 0.6], [0.5, 0.3]])
+    assert norm.hypervolume(np.vstack([F, [0.6, 0.7]])) == pytest.approx(norm.hypervolume(F))
+
+
+def test_normalisation_of_a_front():
+    F = np.array([[10.0, -3.0], [20.0, -1.0]])
+    norm = Normalisation.of(F)
+    assert norm(F).tolist() == [[0.0, 0.0], [1.0, 1.0]]
+    assert norm.hypervolume(F) == pytest.approx(1.21)  # (0, 0) dominates (1, 1)

@@ -1,0 +1,91 @@
+import csv
+import json
+
+import pytest
+
+from ufo_nas.errors import UfoError
+from ufo_nas.search.engine import SearchSettings
+from ufo_nas.search.report import SearchReport
+from ufo_nas.search.run import prepare, search_devices
+
+SMALL = SearchSettings(population=12, generations=6, seed=0)
+
+
+@pytest.fixture(scope="module")
+def report(base) -> SearchReport:
+    return search_devices(prepare(base, ["face", "person"], ["cpu-onnxruntime", "jetson"]), SMALL)
+
+
+def test_report_holds_one_front_per_device_with_labelled_latency(base, report):
+    assert [f.device for f in report.fronts] == ["cpu-onnxruntime", "jetson"]
+    measured, estimate = report.fronts
+    assert measured.latency_measured and "measured table" in measured.latency_source
+    assert not estimate.latency_measured and "ESTIMATE" in estimate.latency_source
+    for front in report.fronts:
+        assert front.generations == 6 and len(front.hypervolume) == 6
+        assert front.evaluations >= len(front.rows) > 0
+        latencies = [r.latency_ms for r in front.rows]
+        assert latencies == sorted(latencies)
+        for row in front.rows:
+            assert base.parse(row.arch) in base
+            assert set(row.score) == set(row.score_std) == {"face", "person"}
+    assert report.objectives == ["score.face", "score.person", "latency_ms"]
+    assert "rank" in report.score_targets["face"]
+
+
+def test_json_round_trip_and_csv_rows(tmp_path, report):
+    written = report.write(tmp_path)
+    assert [p.name for p in written] == ["pareto.json", "pareto.csv"]
+    assert SearchReport.load(tmp_path) == report
+    rows = list(csv.DictReader((tmp_path / "pareto.csv").open()))
+    assert len(rows) == sum(len(f.rows) for f in report.fronts)
+    assert {
+        "device",
+        "index",
+        "score_face",
+        "score_std_person",
+        "latency_ms",
+        "latency_measured",
+        "params",
+        "macs",
+        "arch",
+    } <= set(rows[0])
+    jetson = [r for r in rows if r["device"] == "jetson"]
+    assert {r["latency_measured"] for r in jetson} == {"False"}
+    assert jetson[0]["arch"] == report.front("jetson").rows[0].arch
+
+
+def test_existing_results_are_never_overwritten(tmp_path, report):
+    report.write(tmp_path)
+    before = (tmp_path / "pareto.json").read_text()
+    with pytest.raises(UfoError, match="already exists"):
+        report.write(tmp_path)
+    assert (tmp_path / "pareto.json").read_text() == before
+    report.write(tmp_path, overwrite=True)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("{not json", "not valid JSON"),
+        (json.dumps({"format": "something-else"}), "not a ufo-nas search result"),
+        (json.dumps({"format": "ufo-nas-search", "schema": 99}), "schema 99"),
+        (json.dumps({"format": "ufo-nas-search", "schema": 1, "space": "x"}), "corrupt"),
+    ],
+)
+def test_bad_result_files_get_clear_errors(tmp_path, content, message):
+    path = tmp_path / "pareto.json"
+    path.write_text(content)
+    with pytest.raises(UfoError, match=message):
+        SearchReport.load(path)
+    with pytest.raises(UfoError, match="no search result"):
+        SearchReport.load(tmp_path / "missing")
+
+
+def test_text_table_marks_estimates(report):
+    text = report.format_front(report.front("jetson"), limit=2)
+    assert "face score" in text and "person score" in text
+    assert "roofline ESTIMATE" in text and "more in pareto.csv" in text
+    assert "ESTIMATE" not in report.format_front(report.front("cpu-onnxruntime"))
+    with pytest.raises(UfoError, match="no device 'rpi4'"):
+        report.front("rpi4")

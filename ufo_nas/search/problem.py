@@ -1,0 +1,196 @@
+"""The UFO space as a search problem: one trunk serving some tasks, on one device.
+
+Genes searched: depth, heads and MLP ratio per layer (ordered), and the FFN path per
+layer of each searched task (unordered); other tasks' paths do not shape the subnet and
+are fixed. Objectives: each task's predicted score (GP-NAS mean, or mean - risk * std),
+maximised; then latency on the device and optionally params or MACs, minimised.
+Constraints: a latency budget and a params budget.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ufo_nas.cost import CostModel
+from ufo_nas.errors import UfoError
+from ufo_nas.latency.predictor import LatencyPredictor, latency_predictor
+from ufo_nas.predictor import GPNAS, load_task_predictor
+from ufo_nas.search.engine import Constraint, Objective, coordinate_minimum
+from ufo_nas.search.genes import GeneSpace, Variable
+from ufo_nas.space import Arch, SearchSpace
+
+COST_OBJECTIVES = ("latency", "params", "macs")
+
+
+class InfeasibleBudgetError(UfoError):
+    """No subnet of the space meets a budget."""
+
+
+@dataclass(frozen=True)
+class Budgets:
+    """Upper limits; None means no limit."""
+
+    latency_ms: float | None = None
+    params: float | None = None
+
+    def __post_init__(self) -> None:
+        for name, value in (("latency budget", self.latency_ms), ("params budget", self.params)):
+            if value is not None and not value > 0:
+                raise UfoError(f"the {name} must be positive, got {value}")
+
+
+@dataclass(frozen=True)
+class SubnetFigures:
+    """What a report says of each subnet: scores, latency, params, MACs."""
+
+    archs: list[Arch]
+    score_mean: dict[str, np.ndarray]
+    score_std: dict[str, np.ndarray]
+    latency_ms: np.ndarray
+    params: np.ndarray
+    macs: np.ndarray
+
+
+class UfoProblem:
+    """Objectives and constraints of searching `tasks` (one trunk) of a space on a device."""
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        tasks: Sequence[str],
+        device: str,
+        minimise: Sequence[str] = ("latency",),
+        budgets: Budgets = Budgets(),
+        risk: float = 0.0,
+        predictors: Mapping[str, GPNAS] | None = None,
+        latency: LatencyPredictor | None = None,
+    ):
+        self.space, self.device, self.budgets, self.risk = space, device, budgets, risk
+        self.tasks = tuple(space.spec.task(t).name for t in tasks)
+        if not self.tasks or len(set(self.tasks)) != len(self.tasks):
+            raise UfoError(f"tasks must be distinct and non-empty, got {list(tasks)}")
+        unknown = [m for m in minimise if m not in COST_OBJECTIVES]
+        if unknown or not minimise or len(set(minimise)) != len(minimise):
+            raise UfoError(
+                f"objectives to minimise must be distinct names from {', '.join(COST_OBJECTIVES)}, "
+                f"got {list(minimise)}"
+            )
+        if risk < 0:
+            raise UfoError(f"risk (std multiples taken off the score) must be >= 0, got {risk}")
+        self.minimise = tuple(minimise)
+        predictors = predictors or {}
+        self.accuracy = {t: predictors.get(t) or load_task_predictor(space, t) for t in self.tasks}
+        self.latency = latency or latency_predictor(space, device)
+        self.cost = CostModel(space)
+        searched = [
+            k
+            for k, (name, _) in enumerate(space.variables)
+            if not name.startswith("path.") or name.split(".")[1] in self.tasks
+        ]
+        self.columns = np.asarray(searched)
+        self.gene_space = GeneSpace(
+            tuple(
+                Variable(name, tuple(choices), ordered=not name.startswith("path."))
+                for name, choices in (space.variables[k] for k in searched)
+            ),
+            canonical=lambda x: self.space.canonical_genes(self.full_genes(x))[:, self.columns],
+        )
+
+    # --- genes ------------------------------------------------------------------------------
+    def full_genes(self, x: np.ndarray) -> np.ndarray:
+        """Searched gene rows (n, v) -> the space's gene rows; other tasks' paths at choice 0."""
+        x = np.asarray(x, dtype=np.int64).reshape(-1, len(self.columns))
+        full = np.zeros((x.shape[0], self.space.num_genes), dtype=np.int64)
+        full[:, self.columns] = x
+        return full
+
+    def archs(self, x: np.ndarray) -> list[Arch]:
+        return self.space.decode_batch(self.full_genes(x))
+
+    # --- objectives and constraints -----------------------------------------------------------
+    def score(self, task: str, x: np.ndarray) -> np.ndarray:
+        """Predicted score of `task` (higher is better): mean - risk * std."""
+        model = self.accuracy[task]
+        if self.risk == 0:
+            return model.predict(self.full_genes(x), return_std=False)
+        mean, std = model.predict(self.full_genes(x))
+        return mean - self.risk * std
+
+    def latency_ms(self, x: np.ndarray) -> np.ndarray:
+        return self.latency.latency_ms(self.full_genes(x), self.tasks)
+
+    def params(self, x: np.ndarray) -> np.ndarray:
+        return self.cost.params(self.full_genes(x), self.tasks).astype(float)
+
+    def macs(self, x: np.ndarray) -> np.ndarray:
+        return self.cost.macs(self.full_genes(x), self.tasks).astype(float)
+
+    @property
+    def objectives(self) -> tuple[Objective, ...]:
+        scores = tuple(
+            Objective(f"score.{t}", lambda x, t=t: self.score(t, x), maximise=True)
+            for t in self.tasks
+        )
+        costs = {
+            "latency": Objective("latency_ms", self.latency_ms, unit="ms"),
+            "params": Objective("params", self.params),
+            "macs": Objective("macs", self.macs),
+        }
+        return scores + tuple(costs[m] for m in self.minimise)
+
+    @property
+    def constraints(self) -> tuple[Constraint, ...]:
+        out = []
+        if self.budgets.latency_ms is not None:
+            out.append(Constraint("latency_ms", self.latency_ms, self.budgets.latency_ms))
+        if self.budgets.params is not None:
+            out.append(Constraint("params", self.params, self.budgets.params))
+        return tuple(out)
+
+    # --- budgets ----------------------------------------------------------------------------
+    def fastest(self) -> tuple[Arch, float]:
+        """The subnet with the lowest predicted latency (exact line search per gene)."""
+        x, ms = coordinate_minimum(self.gene_space, self.latency_ms)
+        return self.archs(x[None, :])[0], ms
+
+    def smallest(self) -> tuple[Arch, float]:
+        x, n = coordinate_minimum(self.gene_space, self.params)
+        return self.archs(x[None, :])[0], n
+
+    def check_budgets(self) -> None:
+        """Raise InfeasibleBudgetError, naming the fastest (smallest) subnet, if no subnet
+        meets a budget on its own."""
+        where = f"for {','.join(self.tasks)} on {self.device}"
+        if self.budgets.latency_ms is not None:
+            arch, ms = self.fastest()
+            if ms > self.budgets.latency_ms:
+                kind = "" if self.latency.measured else " (roofline ESTIMATE)"
+                raise InfeasibleBudgetError(
+                    f"no subnet of {self.space.name} runs within {self.budgets.latency_ms:g} ms "
+                    f"{where}: the fastest is {arch} at {ms:.3f} ms{kind}"
+                )
+        if self.budgets.params is not None:
+            arch, n = self.smallest()
+            if n > self.budgets.params:
+                raise InfeasibleBudgetError(
+                    f"no subnet of {self.space.name} has at most {self.budgets.params:,.0f} "
+                    f"params {where}: the smallest is {arch} with {n:,.0f}"
+                )
+
+    # --- reporting --------------------------------------------------------------------------
+    def figures(self, x: np.ndarray) -> SubnetFigures:
+        full = self.full_genes(x)
+        means, stds = {}, {}
+        for task, model in self.accuracy.items():
+            means[task], stds[task] = model.predict(full)
+        return SubnetFigures(
+            archs=self.space.decode_batch(full),
+            score_mean=means,
+            score_std=stds,
+            latency_ms=self.latency.latency_ms(full, self.tasks),
+            params=self.cost.params(full, self.tasks),
+            macs=self.cost.macs(full, self.tasks),
+        )

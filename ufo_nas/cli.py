@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ufo_nas.errors import UfoError
+from ufo_nas.latency.backends import EXPORT_FORMATS
 from ufo_nas.space import Arch, SearchSpace, load_space
 
 
@@ -204,7 +205,7 @@ def cmd_profile(args: argparse.Namespace) -> None:
     from ufo_nas.fileio import write_atomic
     from ufo_nas.hardware import load_profile, new_host_profile
     from ufo_nas.latency.backends import get_backend
-    from ufo_nas.latency.profile import ProfileSettings, plan, run_profile
+    from ufo_nas.latency.profile import ProfileSettings, default_work_dir, plan, run_profile
     from ufo_nas.latency.table import LatencyTable, table_path
     from ufo_nas.paths import project_root
 
@@ -256,11 +257,7 @@ def cmd_profile(args: argparse.Namespace) -> None:
             print(f"  subnet   {','.join(tasks)}  {arch}")
         return
     get_backend(profile.backend)(profile.target())  # fails here, in one line, if it cannot run
-    work_dir = (
-        Path(args.work_dir)
-        if args.work_dir
-        else (Path.home() / ".cache" / "ufo-nas" / "profile" / profile.name / space.name)
-    )
+    work_dir = Path(args.work_dir) if args.work_dir else default_work_dir(profile.name, space)
     total = len(todo.operators) + len(todo.validation)
     with tqdm(total=total, unit="model", desc="profiling") as bar:
         table = run_profile(
@@ -392,6 +389,120 @@ def cmd_plot(args: argparse.Namespace) -> None:
         draw = plot.plot_fronts if args.what == "fronts" else plot.plot_convergence
         path = draw(reports, args.out or f"{args.what}.png", overwrite=args.overwrite)
     print(f"wrote {path}")
+
+
+def _export_subject(
+    args: argparse.Namespace,
+) -> tuple[SearchSpace, Arch, tuple[str, ...], str | None]:
+    """(space, arch, tasks, device of the Pareto front) from --pareto/--row or --arch."""
+    from ufo_nas.search.report import SearchReport
+
+    if args.pareto is None:
+        if args.row is not None:
+            raise UfoError("--row needs --pareto (a ufo-search result)")
+        space = load_space(args.space)
+        return space, _arch(space, args.arch), _tasks(space, args.task), None
+    if args.arch:
+        raise UfoError("give either --pareto with --row, or --arch, not both")
+    if args.row is None:
+        raise UfoError("--pareto needs --row N (the index column of pareto.csv)")
+    report = SearchReport.load(args.pareto)
+    space = load_space(report.space)
+    if space.spec.fingerprint() != report.space_fingerprint:
+        raise UfoError(
+            f"{args.pareto} was searched on another version of space '{report.space}' "
+            f"(fingerprint {report.space_fingerprint}, now {space.spec.fingerprint()})"
+        )
+    if args.device:
+        front = report.front(args.device)
+    elif len(report.fronts) == 1:
+        front = report.fronts[0]
+    else:
+        devices = ", ".join(f.device for f in report.fronts)
+        raise UfoError(f"{args.pareto} holds fronts for {devices}; pick one with --device")
+    if not 0 <= args.row < len(front.rows):
+        raise UfoError(
+            f"row {args.row} is out of range: the {front.device} front in {args.pareto} has "
+            f"{len(front.rows)} subnets (rows 0-{len(front.rows) - 1})"
+        )
+    return space, space.parse(front.rows[args.row].arch), tuple(report.tasks), front.device
+
+
+def cmd_export(args: argparse.Namespace) -> None:
+    import torch
+
+    from ufo_nas.checkpoint import load_supernet
+    from ufo_nas.data import read_image_folder
+    from ufo_nas.export import MANIFEST, export_subnet, export_target
+    from ufo_nas.hardware import load_profile
+    from ufo_nas.supernet import SuperViT
+
+    space, arch, tasks, front_device = _export_subject(args)
+    device = args.device or (front_device if not args.backend else None)
+    where = export_target(
+        load_profile(device) if device else None, args.backend, args.precision, args.threads
+    )
+    out = Path(args.out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UfoError(f"{out} already exists and is not empty; choose another --out")
+    if args.checkpoint:
+        supernet = load_supernet(args.checkpoint, space)
+        weights = {"checkpoint": str(args.checkpoint), "trained": True}
+    else:
+        print(
+            "warning: no --checkpoint: exporting from a freshly initialised supernet "
+            "(seed 0); the weights are untrained, fine for latency trials only",
+            file=sys.stderr,
+        )
+        torch.manual_seed(0)
+        supernet = SuperViT(space.spec)
+        weights = {"checkpoint": None, "trained": False, "init_seed": 0}
+    calibration = None
+    if args.calibration:
+        calibration = read_image_folder(args.calibration, space.spec).numpy()
+    manifest = export_subnet(
+        supernet,
+        space,
+        arch,
+        tasks,
+        where,
+        out,
+        weights,
+        simplify=args.simplify,
+        calibration=calibration,
+        time_it=not args.no_time,
+        opset=args.opset,
+        progress=lambda what: print(f"... {what}", file=sys.stderr),
+    )
+    art, check = manifest["artefact"], manifest["verification"]
+    print(f"exported {arch} ({', '.join(tasks)}) as {art['format']} {art['precision']} -> {out}")
+    for f in art["files"]:
+        print(f"  {f['path']}  {f['bytes'] / 1e6:.2f} MB")
+    if art["runs_here"] != "as built":
+        print(f"  note: {art['runs_here']}")
+    print(
+        f"verification against PyTorch on {check['images']} images ({check['inputs']}), "
+        f"cosine >= {check['min_cosine_required']}: passed"
+    )
+    for task, o in check["outputs"].items():
+        print(f"  {task}: min cosine {o['min_cosine']:.6f}, max abs diff {o['max_abs_diff']:.2e}")
+    t = manifest["latency"]
+    if t:
+        line = (
+            f"latency (batch {t['batch']}, p25 of {t['rounds']} rounds): {t['measured_ms']:.3f} ms"
+        )
+        if "scaled_ms" in t:
+            line += f" ({t['scaled_ms']:.3f} ms on the table's scale)"
+        print(line)
+        if "predicted_ms" in t:
+            print(
+                f"  predicted {t['predicted_ms']:.3f} ms from the {t['predicted_from']}: "
+                f"error {t['prediction_error_pct']:+.1f}%"
+            )
+        else:
+            print("  no prediction: the target is not a hardware profile's measured setup")
+        print(f"  torch eager {t['torch_eager_ms']:.3f} ms: {t['speedup_vs_torch']:.2f}x")
+    print(f"manifest {out / MANIFEST}")
 
 
 def _onnx_max_abs_diff(path: Path, subnet, images) -> list[float]:
@@ -645,6 +756,48 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="PNG path (default: <what>.png here)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing PNG")
     p.set_defaults(func=cmd_plot)
+
+    p = sub.add_parser(
+        "export",
+        help="export a subnet as a deployable engine, verified and re-timed",
+        description=textwrap.fill(
+            "Export one subnet (a row of a ufo-search result, or an arch string) of a "
+            "supernet checkpoint for a device: ONNX, an ONNX Runtime optimised model "
+            "(int8: dynamic quantisation), OpenVINO IR (fp32, fp16, int8 with NNCF on "
+            "--calibration images), a TVM library (MetaSchedule-tuned, reusing the profiling "
+            "database) or a TensorRT plan. The artefact is loaded back, checked against "
+            "PyTorch (cosine >= 0.999, int8 >= 0.98) and timed like ufo-profile, against "
+            "the device table's prediction and torch eager; manifest.json records it all.",
+            80,
+        ),
+        epilog="examples:\n"
+        "  ufo-export --pareto runs/search/ufo_vit_base-cpu-openvino-face --row 5 --out m\n"
+        "  ufo-export --space ufo_vit_tiny --arch smallest --task face --backend onnxruntime \\\n"
+        "      --precision int8 --out tiny-int8",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--pareto", help="a ufo-search result (folder or pareto.json)")
+    p.add_argument("--row", type=int, help="with --pareto: the row (index column of pareto.csv)")
+    p.add_argument("--arch", help="instead of --pareto: an arch string, 'largest' or 'smallest'")
+    p.add_argument("--space", default="ufo_vit_base", help="with --arch: " + space_help)
+    p.add_argument("--task", help="with --arch: tasks on one trunk, comma-separated (default all)")
+    p.add_argument("--checkpoint", help="supernet checkpoint (default: untrained, warned)")
+    p.add_argument(
+        "--device",
+        help="hardware profile: its backend is the format, and its table gives the prediction "
+        "(default with --pareto: the front's device)",
+    )
+    p.add_argument(
+        "--backend", choices=EXPORT_FORMATS, help="instead of --device: a format, run here"
+    )
+    p.add_argument("--precision", choices=["fp32", "fp16", "int8"], help="override the precision")
+    p.add_argument("--threads", type=int, default=0, help="override the threads")
+    p.add_argument("--calibration", help="image folder for int8 post-training quantisation")
+    p.add_argument("--simplify", action="store_true", help="constant-fold the ONNX graph first")
+    p.add_argument("--no-time", action="store_true", help="skip re-timing")
+    p.add_argument("--opset", type=int, default=18, help="ONNX opset, >= 17 (default 18)")
+    p.add_argument("--out", required=True, help="output folder (must not exist or be empty)")
+    p.set_defaults(func=cmd_export)
     return parser
 
 
@@ -666,6 +819,11 @@ def profile_main() -> int:
 def search_main() -> int:
     """The `ufo-search` alias of `ufo search`."""
     return main(["search", *sys.argv[1:]])
+
+
+def export_main() -> int:
+    """The `ufo-export` alias of `ufo export`."""
+    return main(["export", *sys.argv[1:]])
 
 
 def plot_main() -> int:

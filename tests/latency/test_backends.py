@@ -101,13 +101,21 @@ def test_openvino_fp16_is_f16_or_refused(onnx_path):
         ("torch", Target(device="tpu"), "unknown device 'tpu'"),
         ("onnxruntime", Target(precision="fp16"), "cannot run fp16 on cpu"),
         ("onnxruntime", Target(device="npu"), "allowed: cpu, cuda, tensorrt"),
-        pytest.param("openvino", Target(precision="int8"), "NNCF", marks=needs_openvino),
         pytest.param("openvino", Target(device="xpu"), "available: CPU", marks=needs_openvino),
     ],
 )
 def test_backends_refuse_what_they_cannot_serve(name, target, match):
     with pytest.raises(BackendError, match=match):
         get_backend(name)(target)
+
+
+@needs_openvino
+def test_openvino_int8_needs_calibration_images(tmp_path):
+    backend = get_backend("openvino")(Target(precision="int8"))
+    with pytest.raises(BackendError, match="NNCF post-training quantisation on calibration"):
+        backend.compile(torch.nn.Identity(), tmp_path / "m.onnx", tmp_path)
+    with pytest.raises(BackendError, match="needs calibration images"):
+        backend.export(tmp_path / "m.onnx", tmp_path)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is visible")

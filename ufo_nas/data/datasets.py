@@ -108,6 +108,23 @@ def load_task_data(
     )
 
 
+def read_image_folder(folder: str | os.PathLike, spec: SpaceSpec, limit: int = 300) -> torch.Tensor:
+    """Up to `limit` images found anywhere under `folder` (natural order, evenly spread
+    when there are more), as the model sees them: (N, C, H, W) float32."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"image folder {folder} does not exist")
+    files = sorted(
+        (p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()),
+        key=lambda p: _natural_key(p.relative_to(folder).as_posix()),
+    )
+    if not files:
+        raise DataError(f"{folder}: no images ({', '.join(IMAGE_SUFFIXES)}) in it or below")
+    if len(files) > limit:
+        files = [files[i] for i in np.linspace(0, len(files) - 1, limit).round().astype(int)]
+    return _read_images(files, spec.image_size, spec.in_chans)
+
+
 def _natural_key(text: str) -> list[str | int]:
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", text)]
 

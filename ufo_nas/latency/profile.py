@@ -59,6 +59,12 @@ class ProfileSettings:
     seed: int = 0
 
 
+def default_work_dir(device: str, space: SearchSpace) -> Path:
+    """Where `ufo profile` keeps exported models and tuning databases for a device and
+    space (`ufo export` reuses the TVM database found there)."""
+    return Path.home() / ".cache" / "ufo-nas" / "profile" / device / space.name
+
+
 def anchor_subnet(space: SearchSpace) -> tuple[Arch, tuple[str, ...]]:
     """The reference subnet timed in every chunk: the smallest, for the first task."""
     return space.smallest(), (space.tasks[0],)

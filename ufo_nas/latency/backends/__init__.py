@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from ufo_nas.latency.backends.base import PRECISIONS, Backend, BackendError, Runner, Target
+from ufo_nas.latency.backends.base import (
+    PRECISIONS,
+    Backend,
+    BackendError,
+    Exported,
+    Runner,
+    Target,
+)
 
 BACKEND_MODULES = {
     "torch": "ufo_nas.latency.backends.torch_eager",
@@ -11,6 +18,9 @@ BACKEND_MODULES = {
     "tvm": "ufo_nas.latency.backends.tvm",
     "tensorrt": "ufo_nas.latency.backends.tensorrt",
 }
+
+# backends with a deployable artefact, and plain ONNX (run with ONNX Runtime when checked)
+EXPORT_FORMATS = ("onnx", "onnxruntime", "openvino", "tvm", "tensorrt")
 
 
 def get_backend(name: str) -> type[Backend]:
@@ -25,9 +35,11 @@ def get_backend(name: str) -> type[Backend]:
 
 __all__ = [
     "BACKEND_MODULES",
+    "EXPORT_FORMATS",
     "PRECISIONS",
     "Backend",
     "BackendError",
+    "Exported",
     "Runner",
     "Target",
     "get_backend",

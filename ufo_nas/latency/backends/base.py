@@ -25,6 +25,16 @@ Runner = Callable[[np.ndarray], list[np.ndarray]]
 """A compiled model: images (B, C, H, W) float32 -> outputs; returns only when done."""
 
 
+@dataclass
+class Exported:
+    """A deployable artefact: its files, a runner loaded from them, and a note on how it
+    runs here when that differs from its target (empty otherwise)."""
+
+    files: list[Path]
+    runner: Runner
+    note: str = ""
+
+
 class BackendError(UfoError):
     """A backend is missing, cannot serve a target, or failed to compile a model."""
 
@@ -66,6 +76,14 @@ class Backend(ABC):
     @abstractmethod
     def versions(cls) -> dict[str, str]:
         """Library versions for a table's provenance."""
+
+    def export(
+        self, onnx_path: Path, out_dir: Path, calibration: np.ndarray | None = None
+    ) -> Exported:
+        """Write the deployable artefact of `onnx_path` for the target into `out_dir`; return
+        its files and a runner loaded from those files, as a deployment would load them.
+        `calibration`: images (N, C, H, W) for post-training int8 quantisation."""
+        raise BackendError(f"backend '{self.name}' has no deployable artefact to export")
 
     @abstractmethod
     def compile(self, module: torch.nn.Module, onnx_path: Path, work_dir: Path) -> Runner:

@@ -14,21 +14,16 @@ from typing import Any
 import numpy as np
 import torch
 
-from ufo_nas.latency.backends.base import Backend, BackendError, Runner, Target
+from ufo_nas.latency.backends.base import Backend, BackendError, Exported, Runner, Target
 
 
 class OpenVinoBackend(Backend):
-    """OpenVINO on CPU/GPU/NPU: fp32 and fp16 (where the device has it)."""
+    """OpenVINO on CPU/GPU/NPU: fp32 and fp16 (where the device has it); int8 exports."""
 
     name = "openvino"
 
     def __init__(self, target: Target):
         super().__init__(target)
-        if target.precision == "int8":
-            raise BackendError(
-                "openvino int8 needs NNCF post-training quantisation with a calibration set, "
-                "which this backend does not support yet; use fp32 or fp16"
-            )
         import openvino
 
         self.core = openvino.Core()
@@ -51,15 +46,17 @@ class OpenVinoBackend(Backend):
 
         return {"openvino": openvino.get_version()}
 
-    def config(self) -> dict[str, Any]:
-        """The compile properties for the target."""
+    def config(self, precision: str | None = None) -> dict[str, Any]:
+        """The compile properties for the target, or another precision (int8 models run
+        their quantised ops in int8 and the rest in f32)."""
         import openvino
         import openvino.properties as props
         import openvino.properties.hint as hints
 
-        precision = {"fp32": openvino.Type.f32, "fp16": openvino.Type.f16}
+        f32, f16 = openvino.Type.f32, openvino.Type.f16
+        types = {"fp32": f32, "fp16": f16, "int8": f32}
         config: dict[str, Any] = {
-            hints.inference_precision: precision[self.target.precision],
+            hints.inference_precision: types[precision or self.target.precision],
             hints.performance_mode: hints.PerformanceMode.LATENCY,
             props.num_streams: 1,
         }
@@ -67,12 +64,13 @@ class OpenVinoBackend(Backend):
             config[props.inference_num_threads] = self.target.threads
         return config
 
-    def compiled_model(self, onnx_path: Path) -> Any:
-        """`onnx_path` compiled for the target; refused if the device changed its precision."""
+    def compiled_model(self, onnx_path: Path, precision: str | None = None) -> Any:
+        """A model file (ONNX or IR .xml) compiled for the target (or another precision);
+        refused if the device changed the precision."""
         import openvino.properties.device as device
         import openvino.properties.hint as hints
 
-        config = self.config()
+        config = self.config(precision)
         try:
             compiled = self.core.compile_model(
                 self.core.read_model(str(onnx_path)), self.device, config
@@ -92,15 +90,65 @@ class OpenVinoBackend(Backend):
         return compiled
 
     def compile(self, module: torch.nn.Module, onnx_path: Path, work_dir: Path) -> Runner:
-        compiled = self.compiled_model(onnx_path)
-        request = compiled.create_infer_request()  # one request, reused for every call
-        count = len(compiled.outputs)
+        if self.target.precision == "int8":
+            raise BackendError(
+                "openvino int8 needs NNCF post-training quantisation on calibration images: "
+                "use `ufo export --calibration FOLDER` (profiling times fp32 or fp16)"
+            )
+        return request_runner(self.compiled_model(onnx_path))
 
-        def run(images: np.ndarray) -> list[np.ndarray]:
-            request.infer({0: images})
-            return [request.get_output_tensor(i).data.copy() for i in range(count)]
+    def export(
+        self, onnx_path: Path, out_dir: Path, calibration: np.ndarray | None = None
+    ) -> Exported:
+        """OpenVINO IR (`model.xml` + `model.bin`): fp16 weights for fp16; for int8, NNCF
+        post-training quantisation on the calibration images."""
+        import openvino
 
-        return run
+        int8 = self.target.precision == "int8"
+        if int8 and (calibration is None or len(calibration) == 0):
+            raise BackendError("openvino int8 needs calibration images (ufo export --calibration)")
+        model = self.core.read_model(str(onnx_path))
+        if int8:
+            model = quantize_nncf(model, calibration)
+        xml = Path(out_dir) / "model.xml"
+        fp16 = self.target.precision == "fp16"
+        openvino.save_model(model, str(xml), compress_to_fp16=fp16)
+        files = [xml, xml.with_suffix(".bin")]
+        if fp16 and not self.has_f16():
+            note = f"fp16 weights; {self.device} has no f16 compute, so it ran them in f32 here"
+            return Exported(files, request_runner(self.compiled_model(xml, "fp32")), note)
+        return Exported(files, request_runner(self.compiled_model(xml)))
+
+    def has_f16(self) -> bool:
+        import openvino.properties.device as device
+
+        return "FP16" in self.core.get_property(self.device, device.capabilities)
+
+
+def request_runner(compiled: Any) -> Runner:
+    request = compiled.create_infer_request()  # one request, reused for every call
+    count = len(compiled.outputs)
+
+    def run(images: np.ndarray) -> list[np.ndarray]:
+        request.infer({0: images})
+        return [request.get_output_tensor(i).data.copy() for i in range(count)]
+
+    return run
+
+
+def quantize_nncf(model: Any, calibration: np.ndarray) -> Any:
+    """NNCF post-training int8 quantisation (transformer preset) on calibration images."""
+    if importlib.util.find_spec("nncf") is None:
+        raise BackendError('openvino int8 needs NNCF: pip install -e ".[openvino]"')
+    import nncf
+
+    samples = [calibration[i : i + 1] for i in range(len(calibration))]
+    return nncf.quantize(
+        model,
+        nncf.Dataset(samples),
+        model_type=nncf.ModelType.TRANSFORMER,
+        subset_size=len(samples),
+    )
 
 
 def last_line(exc: Exception) -> str:

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ufo_nas.latency.backends.base import Backend, BackendError, Runner, Target
+from ufo_nas.latency.backends.base import Backend, BackendError, Exported, Runner, Target
 
 WORKSPACE_MIB = 1024
 
@@ -84,6 +84,14 @@ class TensorRtBackend(Backend):
         if engine is None:
             raise BackendError(f"tensorrt could not load {plan_path}; delete it to rebuild")
         return EngineRunner(trt, runtime, engine, self.batch)
+
+    def export(
+        self, onnx_path: Path, out_dir: Path, calibration: np.ndarray | None = None
+    ) -> Exported:
+        """`model.plan` (a serialised engine for this GPU and TensorRT version) and
+        `model.plan.json` (what it was built from); int8 uses options.calibration_cache."""
+        runner = self.compile(torch.nn.Identity(), onnx_path, out_dir)
+        return Exported([Path(out_dir) / "model.plan", Path(out_dir) / "model.plan.json"], runner)
 
     @property
     def batch(self) -> int:

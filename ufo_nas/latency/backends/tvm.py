@@ -31,6 +31,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -43,7 +44,7 @@ import numpy as np
 import onnx
 import torch
 
-from ufo_nas.latency.backends.base import Backend, BackendError, Runner, Target
+from ufo_nas.latency.backends.base import Backend, BackendError, Exported, Runner, Target
 
 DEFAULT_TRIALS = 64
 # Evolutionary search sized for budgets of a few trials per kernel: measured on 2 vCPUs,
@@ -90,6 +91,41 @@ class TvmBackend(Backend):
     def compile(self, module: torch.nn.Module, onnx_path: Path, work_dir: Path) -> Runner:
         work_dir = Path(work_dir)
         work_dir.mkdir(parents=True, exist_ok=True)
+        executable, shape = self.executable(onnx_path, work_dir)
+        threads = self.threads()
+        if self.rpc is not None:
+            fcompile = cross_compiler(self.target.options.get("cc"))
+            target = self.tvm_target
+            return remote_runner(executable, target, self.rpc, fcompile, work_dir, shape, threads)
+        return local_runner(executable, shape, threads or os.cpu_count() or 1)
+
+    def export(
+        self, onnx_path: Path, out_dir: Path, calibration: np.ndarray | None = None
+    ) -> Exported:
+        """`model.so` (the tuned Relax VM library, cross-compiled with options.cc for a
+        board) and `model.json` (its input); run here unless the profile names a board."""
+        import tvm
+
+        out_dir = Path(out_dir)
+        executable, shape = self.executable(onnx_path, out_dir)
+        library, sidecar = out_dir / "model.so", out_dir / "model.json"
+        fcompile = cross_compiler(self.target.options.get("cc"))
+        executable.export_library(str(library), fcompile=fcompile)
+        name = onnx.load(str(onnx_path), load_external_data=False).graph.input[0].name
+        sidecar.write_text(
+            json.dumps({"input": name, "shape": shape, "target": str(self.tvm_target)}, indent=1)
+        )
+        if self.rpc is not None:
+            runner = remote_runner(
+                executable, self.tvm_target, self.rpc, fcompile, out_dir, shape, self.threads()
+            )
+        else:
+            loaded = tvm.runtime.load_module(str(library))
+            runner = local_runner(loaded, shape, self.threads() or os.cpu_count() or 1)
+        return Exported([library, sidecar], runner)
+
+    def executable(self, onnx_path: Path, work_dir: Path) -> tuple[Any, list[int]]:
+        """The built (tuned where trials > 0) VM executable and its static input shape."""
         model = onnx.load(str(onnx_path))
         name, shape = input_shape(model, self.batch)
         target = self.tvm_target
@@ -98,11 +134,10 @@ class TvmBackend(Backend):
         database = None
         if self.trials > 0:
             database = tune(mod, target, self.tuning_dir(work_dir), self.trials, self.rpc, fcompile)
-        executable = build(mod, target, database)
-        threads = self.target.threads or int(target.attrs.get("num-cores", 0))
-        if self.rpc is not None:
-            return remote_runner(executable, target, self.rpc, fcompile, work_dir, shape, threads)
-        return local_runner(executable, shape, threads or os.cpu_count() or 1)
+        return build(mod, target, database), shape
+
+    def threads(self) -> int:
+        return self.target.threads or int(self.tvm_target.attrs.get("num-cores", 0))
 
     def tuning_dir(self, work_dir: Path) -> Path:
         """The database folder of this target under the `tuning_dir` option (shared by

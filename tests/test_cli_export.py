@@ -1,0 +1,151 @@
+"""`ufo export` from a Pareto file or an arch string, and its one-line errors."""
+
+import json
+
+import pytest
+
+from ufo_nas.checkpoint import save_supernet
+from ufo_nas.cli import main
+from ufo_nas.search.report import DeviceFront, ParetoRow, SearchReport
+
+TINY_ONNX = "export --space ufo_vit_tiny --arch smallest --backend onnx".split()
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory, tiny_supernet):
+    return save_supernet(tiny_supernet, tmp_path_factory.mktemp("ckpt") / "tiny.safetensors")
+
+
+def _row(arch: str) -> ParetoRow:
+    return ParetoRow(arch, {"face": 0.5}, {"face": 0.1}, 1.0, 1_000_000, 1_000_000)
+
+
+@pytest.fixture(scope="module")
+def pareto(tmp_path_factory, tiny):
+    """A search result over ufo_vit_tiny with two fronts."""
+    archs = [str(tiny.smallest()), "d5-h2,3,4,2,3-m2,3,4,2,3-face:sstms-object:sssss"]
+    front = DeviceFront(
+        "cpu-onnxruntime",
+        True,
+        "measured table",
+        [_row(a) for a in archs],
+        100,
+        10,
+        0.5,
+        [0.5] * 10,
+    )
+    report = SearchReport(
+        tiny.name,
+        tiny.spec.fingerprint(),
+        ["face"],
+        ["score.face", "latency_ms"],
+        {"face": "test"},
+        0.0,
+        {"latency_ms": None, "params": None},
+        {},
+        [front, DeviceFront(**{**front.__dict__, "device": "cpu-openvino"})],
+    )
+    folder = tmp_path_factory.mktemp("search")
+    report.write(folder)
+    return folder, archs
+
+
+def test_exports_a_pareto_row_with_trained_weights(tmp_path, pareto, tiny_checkpoint, capsys):
+    folder, archs = pareto
+    out = tmp_path / "m"
+    argv = [
+        "export",
+        "--pareto",
+        str(folder),
+        "--row",
+        "1",
+        "--device",
+        "cpu-openvino",
+        "--checkpoint",
+        str(tiny_checkpoint),
+        "--no-time",
+        "--out",
+        str(out),
+    ]
+    assert main(argv) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["subnet"]["arch"] == archs[1] and manifest["subnet"]["tasks"] == ["face"]
+    assert manifest["artefact"]["format"] == "openvino"
+    assert manifest["weights"] == {"checkpoint": str(tiny_checkpoint), "trained": True}
+    text = capsys.readouterr().out
+    assert "as openvino fp32" in text and "passed" in text and "model.xml" in text
+
+
+def test_without_a_checkpoint_it_warns_that_weights_are_untrained(tmp_path, capsys):
+    argv = [*TINY_ONNX, "--task", "face", "--no-time", "--out", str(tmp_path / "o")]
+    assert main(argv) == 0
+    assert "untrained" in capsys.readouterr().err
+    assert (tmp_path / "o" / "subnet.onnx").is_file()
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (
+            ["--row", "7", "--device", "cpu-openvino"],
+            "row 7 is out of range: the cpu-openvino front in",
+        ),
+        (["--row", "0"], "holds fronts for cpu-onnxruntime, cpu-openvino; pick one with --device"),
+        (["--row", "0", "--device", "jetson"], "the search has no device 'jetson'"),
+        ([], "--pareto needs --row"),
+    ],
+)
+def test_pareto_errors_are_one_line(tmp_path, pareto, capsys, argv, message):
+    folder, _ = pareto
+    out = tmp_path / "o"
+    assert main(["export", "--pareto", str(folder), *argv, "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not out.exists()
+
+
+def test_subject_errors_are_one_line(tmp_path, tiny_checkpoint, capsys):
+    cases = [
+        (
+            [
+                "--space",
+                "ufo_vit_tiny",
+                "--arch",
+                "d4-h9,2,2,2-m2,2,2,2-face:ssss-object:ssss",
+                "--backend",
+                "onnx",
+            ],
+            "num_heads 9 not in",
+        ),
+        (
+            [
+                "--space",
+                "ufo_vit_base",
+                "--arch",
+                "smallest",
+                "--checkpoint",
+                str(tiny_checkpoint),
+                "--backend",
+                "onnx",
+            ],
+            "was saved for space 'ufo_vit_tiny'",
+        ),
+        (
+            ["--space", "ufo_vit_tiny", "--arch", "smallest", "--device", "cpu-torch"],
+            "no deployable artefact",
+        ),
+    ]
+    for argv, message in cases:
+        assert main(["export", *argv, "--out", str(tmp_path / "o")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert message in err[-1], err
+        assert not (tmp_path / "o").exists()
+
+
+def test_an_existing_output_folder_is_refused(tmp_path, capsys):
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / "model.xml").write_text("keep")
+    argv = [*TINY_ONNX, "--out", str(tmp_path / "o")]
+    assert main(argv) == 2
+    assert "already exists and is not empty" in capsys.readouterr().err
+    assert (tmp_path / "o" / "model.xml").read_text() == "keep"

@@ -1,0 +1,154 @@
+"""Exports of a ufo_vit_tiny subnet to every format this machine can run, checked."""
+
+import hashlib
+import importlib.util
+import json
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from tests.conftest import DATASETS
+from ufo_nas.data import read_image_folder
+from ufo_nas.errors import ArchError, UfoError
+from ufo_nas.export import MIN_COSINE, export_subnet, export_target, verify
+from ufo_nas.hardware import load_profile
+from ufo_nas.latency.backends import BackendError
+from ufo_nas.onnx_io import read_onnx_metadata
+from ufo_nas.space import Arch
+from ufo_nas.supernet import extract
+
+UNTRAINED = {"checkpoint": None, "trained": False}
+HAVE_TVM = importlib.util.find_spec("tvm") is not None
+HAVE_NNCF = importlib.util.find_spec("nncf") is not None
+
+
+def _export(tiny, supernet, where, out, **kwargs):
+    arch = tiny.parse("d4-h2,3,2,4-m2,3,4,2-face:stms-object:ssss")
+    kwargs.setdefault("time_it", False)
+    return export_subnet(supernet, tiny, arch, ("face", "object"), where, out, UNTRAINED, **kwargs)
+
+
+@pytest.mark.parametrize(
+    "fmt, precision, calibrate",
+    [
+        ("onnx", "fp32", False),
+        ("onnxruntime", "fp32", False),
+        ("onnxruntime", "int8", False),
+        ("openvino", "fp32", False),
+        ("openvino", "fp16", False),
+        pytest.param(
+            "openvino",
+            "int8",
+            True,
+            marks=pytest.mark.skipif(not HAVE_NNCF, reason="needs nncf (.[openvino])"),
+        ),
+        pytest.param(
+            "tvm",
+            "fp32",
+            False,
+            marks=pytest.mark.skipif(not HAVE_TVM, reason="needs apache-tvm (.[tvm])"),
+        ),
+    ],
+)
+def test_every_format_here_exports_files_that_match_pytorch(
+    tmp_path, tiny, tiny_supernet, fmt, precision, calibrate
+):
+    where = export_target(None, fmt, precision)
+    if fmt == "tvm":  # untuned: the tuning path is tested in tests/latency/test_tvm.py
+        where = replace(where, target=replace(where.target, options={"tuning_trials": 0}))
+    calibration = None
+    if calibrate:
+        calibration = read_image_folder(DATASETS / "orl_faces", tiny.spec, limit=128).numpy()
+    out = tmp_path / "export"
+    manifest = _export(tiny, tiny_supernet, where, out, calibration=calibration)
+    assert json.loads((out / "manifest.json").read_text()) == manifest
+    for f in manifest["artefact"]["files"]:
+        data = (out / f["path"]).read_bytes()
+        assert len(data) == f["bytes"] and hashlib.sha256(data).hexdigest() == f["sha256"]
+    meta = read_onnx_metadata(out / "subnet.onnx")
+    assert meta["arch"] == manifest["subnet"]["arch"] and meta["tasks"] == ["face", "object"]
+    assert manifest["artefact"]["onnx"]["opset"] >= 17
+    check = manifest["verification"]
+    assert check["passed"] and check["min_cosine_required"] == MIN_COSINE[precision]
+    assert set(check["outputs"]) == {"face", "object"}
+    for out_check in check["outputs"].values():
+        assert out_check["min_cosine"] >= MIN_COSINE[precision]
+    if precision == "fp32":
+        assert max(o["max_abs_diff"] for o in check["outputs"].values()) < 1e-4
+    if calibrate:
+        assert check["inputs"] == "held-out calibration images"
+        assert manifest["artefact"]["calibration_images"] == 128 - 8
+    assert manifest["weights"] == UNTRAINED and manifest["latency"] is None
+    assert not list(tmp_path.glob(".export.tmp-*"))  # nothing half-written left behind
+
+
+def test_retiming_compares_with_the_devices_table_and_torch(tmp_path, tiny, tiny_supernet):
+    where = export_target(load_profile("cpu-onnxruntime"))
+    manifest = _export(tiny, tiny_supernet, where, tmp_path / "e", time_it=True)
+    t = manifest["latency"]
+    assert t["measured_ms"] > 0 and t["scaled_ms"] > 0 and t["anchor_ms"] > 0
+    assert t["predicted_ms"] > 0 and "measured table" in t["predicted_from"]
+    assert abs(t["prediction_error_pct"]) < 50
+    assert t["speedup_vs_torch"] == pytest.approx(t["torch_eager_ms"] / t["measured_ms"], rel=1e-2)
+    assert manifest["runs_on"]["profile"] == "cpu-onnxruntime"
+
+
+def test_a_precision_other_than_the_tables_is_not_predicted(tmp_path, tiny, tiny_supernet):
+    where = export_target(load_profile("cpu-onnxruntime"), precision="int8")
+    assert where.format == "onnxruntime" and not where.predicts
+    t = _export(tiny, tiny_supernet, where, tmp_path / "e", time_it=True)["latency"]
+    assert "predicted_ms" not in t and t["torch_eager_ms"] > 0
+
+
+def test_verify_reports_a_wrong_artefact(tiny, tiny_supernet):
+    subnet = extract(tiny_supernet, tiny.smallest(), ("face",))
+    images = torch.randn(4, 3, 64, 64).numpy()
+    rng = np.random.default_rng(0)
+    result = verify(lambda x: [rng.normal(size=(len(x), 128))], subnet, images, 2, "fp32")
+    assert not result["passed"] and result["outputs"]["face"]["min_cosine"] < 0.5
+
+
+def test_tensorrt_fails_with_one_clear_line_and_writes_nothing(tmp_path, tiny, tiny_supernet):
+    with pytest.raises(BackendError, match="tensorrt") as info:
+        _export(tiny, tiny_supernet, export_target(None, "tensorrt", "fp16"), tmp_path / "t")
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / "t").exists() and not list(tmp_path.iterdir())
+
+
+def test_bad_targets_and_subjects_are_refused(tmp_path, tiny, tiny_supernet):
+    with pytest.raises(UfoError, match="no deployable artefact"):
+        export_target(load_profile("cpu-torch"))
+    with pytest.raises(UfoError, match="contradicts device cpu-openvino"):
+        export_target(load_profile("cpu-openvino"), "onnxruntime")
+    with pytest.raises(UfoError, match="unknown export format 'coreml'"):
+        export_target(None, "coreml")
+    outside = Arch.parse("d4-h9,2,2,2-m2,2,2,2-face:ssss-object:ssss")
+    with pytest.raises(ArchError, match="num_heads 9 not in"):
+        export_subnet(
+            tiny_supernet,
+            tiny,
+            outside,
+            ("face",),
+            export_target(None, "onnx"),
+            tmp_path / "x",
+            UNTRAINED,
+        )
+    assert not (tmp_path / "x").exists()
+
+
+def test_an_existing_output_is_never_touched(tmp_path, tiny, tiny_supernet):
+    out = tmp_path / "taken"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    with pytest.raises(UfoError, match="already exists and is not empty"):
+        _export(tiny, tiny_supernet, export_target(None, "onnx"), out)
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+def test_simplified_onnx_keeps_its_metadata_and_outputs(tmp_path, tiny, tiny_supernet):
+    out = tmp_path / "s"
+    manifest = _export(tiny, tiny_supernet, export_target(None, "onnx"), out, simplify=True)
+    assert manifest["artefact"]["onnx"]["simplified"] and manifest["verification"]["passed"]
+    assert read_onnx_metadata(out / "subnet.onnx")["arch"] == manifest["subnet"]["arch"]

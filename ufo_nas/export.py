@@ -1,0 +1,396 @@
+"""Subnet -> ONNX -> deployable artefact, verified against PyTorch and re-timed.
+
+Formats: `onnx` (the exported graph, optionally simplified), `onnxruntime` (the graph after
+ONNX Runtime's portable optimisations, optionally dynamic int8), `openvino` (IR, fp32/fp16,
+int8 by NNCF on calibration images), `tvm` (a MetaSchedule-tuned library; the profiling
+run's tuning database is reused), `tensorrt` (a serialised plan). The artefact is loaded
+back from its files and run on fixed inputs next to the PyTorch subnet, then timed with the
+profiling code (interleaved with the table's anchor subnet, so the time is on the table's
+scale and compares with the predicted latency), and torch eager is timed in its own round.
+Everything goes to a temporary folder first, then renamed into place with `manifest.json`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shlex
+import shutil
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+
+import ufo_nas
+from ufo_nas.cost import CostModel
+from ufo_nas.errors import UfoError
+from ufo_nas.hardware import HardwareProfile, host_fingerprint
+from ufo_nas.latency.backends import (
+    BACKEND_MODULES,
+    EXPORT_FORMATS,
+    Backend,
+    Exported,
+    Runner,
+    Target,
+    get_backend,
+)
+from ufo_nas.latency.profile import Profiler, ProfileSettings, default_work_dir
+from ufo_nas.latency.timing import time_interleaved
+from ufo_nas.onnx_io import export_onnx, onnx_metadata
+from ufo_nas.space import Arch, SearchSpace
+from ufo_nas.supernet import SubnetViT, SuperViT, extract
+
+FORMAT, SCHEMA = "ufo-nas-export", 1
+FORMATS = EXPORT_FORMATS
+MIN_COSINE = {"fp32": 0.999, "fp16": 0.999, "int8": 0.98}  # per image, every output
+VERIFY_IMAGES, VERIFY_SEED = 8, 0
+MANIFEST = "manifest.json"
+
+
+class ExportVerificationError(UfoError):
+    """The exported artefact's outputs differ from PyTorch's beyond the stated bound."""
+
+
+@dataclass(frozen=True)
+class ExportTarget:
+    """What to write and where it runs: a format, its backend target, and the hardware
+    profile it came from (None for an ad-hoc `--backend`; then nothing is predicted)."""
+
+    format: str
+    target: Target
+    profile: HardwareProfile | None = None
+
+    @property
+    def predicts(self) -> bool:
+        """Whether the profile's latency table describes this very setup."""
+        p = self.profile
+        return p is not None and p.backend == self.format and p.precision == self.target.precision
+
+
+def export_target(
+    profile: HardwareProfile | None,
+    backend: str | None = None,
+    precision: str | None = None,
+    threads: int = 0,
+) -> ExportTarget:
+    """From a hardware profile (its backend is the format), or a format run on this CPU."""
+    if profile is not None:
+        if backend is not None and backend != profile.backend:
+            raise UfoError(
+                f"--backend {backend} contradicts device {profile.name}, whose backend is "
+                f"{profile.backend}; give one of them"
+            )
+        if profile.backend not in FORMATS:
+            raise UfoError(
+                f"device {profile.name} runs {profile.backend}, which has no deployable "
+                f"artefact (the reference); export formats: {', '.join(FORMATS)}"
+            )
+        target = profile.target()
+        if precision is not None:
+            target = replace(target, precision=precision)
+        if threads:
+            target = replace(target, threads=threads)
+        return ExportTarget(profile.backend, target, profile)
+    if backend is None:
+        raise UfoError("give a hardware profile (--device) or a format (--backend)")
+    if backend not in FORMATS:
+        raise UfoError(f"unknown export format '{backend}'; allowed: {', '.join(FORMATS)}")
+    return ExportTarget(backend, Target("cpu", precision or "fp32", threads, {"batch": 1}))
+
+
+def _batch(target: Target) -> int:
+    return int(target.options.get("batch", 1))
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cosine similarity of each row of a and b (rows flattened)."""
+    a, b = a.reshape(len(a), -1).astype(np.float64), b.reshape(len(b), -1).astype(np.float64)
+    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
+    return np.where(norms > 0, (a * b).sum(axis=1) / np.maximum(norms, 1e-300), 1.0)
+
+
+def _held_out(n: int, count: int) -> np.ndarray:
+    """Indices of `count` calibration images kept for verification, spread over the set."""
+    return np.linspace(0, n - 1, count).round().astype(int)
+
+
+def _verification_images(spec, calibration: np.ndarray | None, batch: int) -> np.ndarray:
+    """Held-out calibration images when there are any, else seeded standard-normal ones;
+    at least VERIFY_IMAGES, a whole number of batches (engines may fix their batch)."""
+    count = batch * -(-VERIFY_IMAGES // batch)
+    if calibration is not None:
+        if len(calibration) < 2 * count:
+            raise UfoError(
+                f"calibration needs at least {2 * count} images ({count} are held out to "
+                f"verify), got {len(calibration)}"
+            )
+        return np.ascontiguousarray(calibration[_held_out(len(calibration), count)])
+    generator = torch.Generator().manual_seed(VERIFY_SEED)
+    shape = (count, spec.in_chans, spec.image_size, spec.image_size)
+    return torch.randn(shape, generator=generator).numpy()
+
+
+def verify(
+    runner: Runner, subnet: SubnetViT, images: np.ndarray, batch: int, precision: str
+) -> dict[str, Any]:
+    """Run the artefact and the PyTorch subnet on `images` (in batches of `batch`) and
+    compare each task's output: min cosine similarity over images, max abs difference."""
+    with torch.inference_mode():
+        want = subnet(torch.from_numpy(images))
+    want = [want] if isinstance(want, torch.Tensor) else list(want)
+    got: list[list[np.ndarray]] = [[] for _ in want]
+    for start in range(0, len(images), batch):
+        for k, out in enumerate(runner(images[start : start + batch])):
+            got[k].append(np.asarray(out, dtype=np.float32))
+    outputs, passed = {}, True
+    bound = MIN_COSINE[precision]
+    for task, reference, pieces in zip(subnet.tasks, want, got):
+        reference, actual = reference.numpy(), np.concatenate(pieces)
+        cosine = float(_cosine(actual, reference).min())
+        passed &= cosine >= bound
+        outputs[task] = {
+            "min_cosine": round(cosine, 7),
+            "max_abs_diff": float(np.abs(actual - reference).max()),
+            "max_abs_reference": float(np.abs(reference).max()),
+        }
+    return {
+        "images": len(images),
+        "min_cosine_required": bound,
+        "passed": bool(passed),
+        "outputs": outputs,
+    }
+
+
+def retime(
+    runner: Runner,
+    subnet: SubnetViT,
+    images: np.ndarray,
+    where: ExportTarget,
+    space: SearchSpace,
+    settings: ProfileSettings = ProfileSettings(),
+) -> dict[str, Any]:
+    """Time the artefact as profiling does (with the table's anchor where the profile's
+    table describes this setup) and torch eager in a chunk of its own."""
+    from ufo_nas.latency.predictor import latency_predictor
+
+    out: dict[str, Any] = {"rounds": settings.rounds, "percentile": 25, "batch": len(images)}
+    predictor = latency_predictor(space, where.profile.name) if where.predicts else None
+    if predictor is not None and predictor.measured:
+        profiler = Profiler(space, where.profile, default_work_dir(where.profile.name, space))
+        timings, anchor_ms, steal = profiler.time_chunk({"export": (runner, images)}, settings)
+        timing = timings["export"]
+        out["anchor_ms"] = round(anchor_ms, 4)
+        out["scaled_ms"] = round(predictor.table.scaled_ms(timing.ms, anchor_ms), 4)
+        out["steal_percent"] = steal
+    else:
+        timing = time_interleaved({"export": runner}, {"export": images}, settings.rounds)["export"]
+    out.update(measured_ms=round(timing.ms, 4), median_ms=round(timing.median_ms, 4))
+    out["spread"] = round(timing.spread, 4)
+    if predictor is not None:
+        predicted = float(predictor.latency_ms([subnet.arch], subnet.tasks)[0])
+        measured = out.get("scaled_ms", out["measured_ms"])
+        out["predicted_ms"] = round(predicted, 4)
+        out["predicted_from"] = predictor.source
+        out["prediction_error_pct"] = round(100 * (predicted - measured) / measured, 2)
+    eager = get_backend("torch")(Target("cpu", "fp32", where.target.threads))
+    torch_runner = eager.compile(subnet, None, Path("."))
+    torch_ms = time_interleaved({"torch": torch_runner}, {"torch": images}, settings.rounds)
+    out["torch_eager_ms"] = round(torch_ms["torch"].ms, 4)
+    out["speedup_vs_torch"] = round(torch_ms["torch"].ms / timing.ms, 3)
+    return out
+
+
+def _simplify(path: Path) -> None:
+    """Constant folding and dead-code removal (onnxscript's optimiser), metadata kept."""
+    import onnxscript.optimizer
+
+    model = onnx.load(str(path))
+    props = [(p.key, p.value) for p in model.metadata_props]
+    model = onnxscript.optimizer.optimize(model)
+    del model.metadata_props[:]
+    for key, value in props:
+        model.metadata_props.add(key=key, value=value)
+    onnx.save(model, str(path))
+
+
+def _artefact(
+    where: ExportTarget,
+    space: SearchSpace,
+    onnx_path: Path,
+    folder: Path,
+    calibration: np.ndarray | None,
+) -> Exported:
+    """The artefact's files in `folder` and a runner loaded from them."""
+    if where.format == "onnx":
+        backend = get_backend("onnxruntime")(where.target)
+        runner = backend.compile(torch.nn.Identity(), onnx_path, folder / ".work")
+        return Exported([onnx_path], runner, "run with ONNX Runtime (CPU) here")
+    if where.format not in BACKEND_MODULES:
+        raise UfoError(f"unknown export format '{where.format}'; allowed: {', '.join(FORMATS)}")
+    target = where.target
+    if where.format == "tvm" and where.profile is not None and "tuning_dir" not in target.options:
+        shared = default_work_dir(where.profile.name, space)  # the profiling run's database
+        target = replace(target, options={**target.options, "tuning_dir": str(shared)})
+    backend: Backend = get_backend(where.format)(target)
+    return backend.export(onnx_path, folder, calibration)
+
+
+def export_subnet(
+    supernet: SuperViT,
+    space: SearchSpace,
+    arch: Arch,
+    tasks: tuple[str, ...],
+    where: ExportTarget,
+    out_dir: str | os.PathLike,
+    weights: dict[str, Any],
+    simplify: bool = False,
+    calibration: np.ndarray | None = None,
+    time_it: bool = True,
+    opset: int = 18,
+    progress: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Write the artefact and its manifest into `out_dir` (which must not exist or be
+    empty); returns the manifest. Raises ExportVerificationError after writing if the
+    outputs differ from PyTorch's beyond the bound."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise UfoError(f"{out_dir} already exists and is not empty; choose another --out")
+    space.check(arch)
+    step = progress or (lambda what: None)
+    work = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    try:
+        step("extracting and exporting to ONNX")
+        subnet = extract(supernet.eval(), arch, tasks)
+        onnx_path = export_onnx(subnet, work / "subnet.onnx", opset=opset)
+        if simplify:
+            step("simplifying the ONNX graph")
+            _simplify(onnx_path)
+        spec, batch = space.spec, _batch(where.target)
+        images = _verification_images(spec, calibration, batch)
+        if calibration is not None:  # verify on images the quantiser has not seen
+            calibration = np.delete(calibration, _held_out(len(calibration), len(images)), axis=0)
+        step(f"building the {where.format} artefact")
+        exported = _artefact(where, space, onnx_path, work, calibration)
+        shutil.rmtree(work / ".work", ignore_errors=True)
+        step("verifying against PyTorch")
+        verification = verify(exported.runner, subnet, images, batch, where.target.precision)
+        verification["inputs"] = (
+            "held-out calibration images"
+            if calibration is not None
+            else f"standard normal, seed {VERIFY_SEED}"
+        )
+        latency = None
+        if time_it:
+            step("timing")
+            latency = retime(exported.runner, subnet, images[:batch], where, space)
+        manifest = _manifest(
+            subnet,
+            space,
+            where,
+            exported,
+            onnx_path,
+            weights,
+            verification,
+            latency,
+            simplify,
+            calibration,
+        )
+        (work / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+        if out_dir.exists():
+            out_dir.rmdir()  # empty, checked above
+        os.replace(work, out_dir)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    if not verification["passed"]:
+        worst = min(verification["outputs"].items(), key=lambda kv: kv[1]["min_cosine"])
+        raise ExportVerificationError(
+            f"{where.format} {where.target.precision} output '{worst[0]}' differs from PyTorch: "
+            f"cosine {worst[1]['min_cosine']:.5f} < {verification['min_cosine_required']} "
+            f"(see {out_dir / MANIFEST})"
+        )
+    return manifest
+
+
+def _manifest(
+    subnet: SubnetViT,
+    space: SearchSpace,
+    where: ExportTarget,
+    exported: Exported,
+    onnx_path: Path,
+    weights: dict[str, Any],
+    verification: dict[str, Any],
+    latency: dict[str, Any] | None,
+    simplified: bool,
+    calibration: np.ndarray | None,
+) -> dict[str, Any]:
+    meta = onnx_metadata(subnet)
+    cost = CostModel(space)
+    versions = {
+        "ufo_nas": ufo_nas.__version__,
+        "torch": str(torch.__version__),
+        "onnx": onnx.__version__,
+    }
+    if where.format in BACKEND_MODULES:
+        versions.update(get_backend(where.format).versions())
+    return {
+        "format": FORMAT,
+        "schema": SCHEMA,
+        "artefact": {
+            "format": where.format,
+            "precision": where.target.precision,
+            "files": [
+                {"path": f.name, "bytes": f.stat().st_size, "sha256": _sha256(f)}
+                for f in exported.files
+            ],
+            "runs_here": exported.note or "as built",
+            "onnx": {"path": onnx_path.name, "opset": _opset(onnx_path), "simplified": simplified},
+            "calibration_images": None if calibration is None else len(calibration),
+        },
+        "subnet": {
+            "space": space.name,
+            "space_fingerprint": space.spec.fingerprint(),
+            "arch": subnet.arch.to_string(),
+            "tasks": list(subnet.tasks),
+            "params": int(cost.params([subnet.arch], subnet.tasks)[0]),
+            "macs": int(cost.macs([subnet.arch], subnet.tasks)[0]),
+            "input": json.loads(meta["input"]),
+            "outputs": json.loads(meta["outputs"]),
+        },
+        "weights": weights,
+        "runs_on": {
+            "profile": where.profile.name if where.profile else None,
+            "device": where.target.device,
+            "threads": where.target.threads,
+            "batch": _batch(where.target),
+        },
+        "verification": verification,
+        "latency": latency,
+        "provenance": {
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "command": shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+            "versions": versions,
+            "host": host_fingerprint(),
+        },
+    }
+
+
+def _opset(path: Path) -> int:
+    model = onnx.load(str(path), load_external_data=False)
+    return max((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), default=0)

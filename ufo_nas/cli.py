@@ -434,6 +434,7 @@ def cmd_export(args: argparse.Namespace) -> None:
     from ufo_nas.checkpoint import load_supernet
     from ufo_nas.data import read_image_folder
     from ufo_nas.export import MANIFEST, export_subnet, export_target
+    from ufo_nas.fileio import check_empty_folder
     from ufo_nas.hardware import load_profile
     from ufo_nas.supernet import SuperViT
 
@@ -442,9 +443,7 @@ def cmd_export(args: argparse.Namespace) -> None:
     where = export_target(
         load_profile(device) if device else None, args.backend, args.precision, args.threads
     )
-    out = Path(args.out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UfoError(f"{out} already exists and is not empty; choose another --out")
+    out = check_empty_folder(args.out)  # before loading weights: fail fast
     if args.checkpoint:
         supernet = load_supernet(args.checkpoint, space)
         weights = {"checkpoint": str(args.checkpoint), "trained": True}

@@ -12,7 +12,6 @@ Everything goes to a temporary folder first, then renamed into place with `manif
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shlex
@@ -31,6 +30,7 @@ import torch
 import ufo_nas
 from ufo_nas.cost import CostModel
 from ufo_nas.errors import UfoError
+from ufo_nas.fileio import check_empty_folder, sha256_file
 from ufo_nas.hardware import HardwareProfile, host_fingerprint
 from ufo_nas.latency.backends import (
     BACKEND_MODULES,
@@ -45,6 +45,7 @@ from ufo_nas.latency.profile import Profiler, ProfileSettings, default_work_dir
 from ufo_nas.latency.timing import time_interleaved
 from ufo_nas.onnx_io import export_onnx, onnx_metadata
 from ufo_nas.space import Arch, SearchSpace
+from ufo_nas.spec import SpaceSpec
 from ufo_nas.supernet import SubnetViT, SuperViT, extract
 
 FORMAT, SCHEMA = "ufo-nas-export", 1
@@ -109,14 +110,6 @@ def _batch(target: Target) -> int:
     return int(target.options.get("batch", 1))
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Cosine similarity of each row of a and b (rows flattened)."""
     a, b = a.reshape(len(a), -1).astype(np.float64), b.reshape(len(b), -1).astype(np.float64)
@@ -129,7 +122,7 @@ def _held_out(n: int, count: int) -> np.ndarray:
     return np.linspace(0, n - 1, count).round().astype(int)
 
 
-def _verification_images(spec, calibration: np.ndarray | None, batch: int) -> np.ndarray:
+def _verification_images(spec: SpaceSpec, calibration: np.ndarray | None, batch: int) -> np.ndarray:
     """Held-out calibration images when there are any, else seeded standard-normal ones;
     at least VERIFY_IMAGES, a whole number of batches (engines may fix their batch)."""
     count = batch * -(-VERIFY_IMAGES // batch)
@@ -267,9 +260,7 @@ def export_subnet(
     """Write the artefact and its manifest into `out_dir` (which must not exist or be
     empty); returns the manifest. Raises ExportVerificationError after writing if the
     outputs differ from PyTorch's beyond the bound."""
-    out_dir = Path(out_dir)
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
-        raise UfoError(f"{out_dir} already exists and is not empty; choose another --out")
+    out_dir = check_empty_folder(out_dir)
     space.check(arch)
     step = progress or (lambda what: None)
     work = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
@@ -356,7 +347,7 @@ def _manifest(
             "format": where.format,
             "precision": where.target.precision,
             "files": [
-                {"path": f.name, "bytes": f.stat().st_size, "sha256": _sha256(f)}
+                {"path": f.name, "bytes": f.stat().st_size, "sha256": sha256_file(f)}
                 for f in exported.files
             ],
             "runs_here": exported.note or "as built",

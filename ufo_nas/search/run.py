@@ -77,8 +77,8 @@ def search_devices(
 def _search_one(
     problem: UfoProblem, settings: SearchSettings, progress: Progress | None
 ) -> DeviceFront:
-    report = None if progress is None else (lambda gen, n: progress(problem.device, gen, n))
-    run = nsga2(problem.gene_space, problem.objectives, problem.constraints, settings, report)
+    step = None if progress is None else (lambda gen, n: progress(problem.device, gen, n))
+    run = nsga2(problem.gene_space, problem.objectives, problem.constraints, settings, step)
     archive, front = run.archive, run.front
     if front.size == 0:
         raise InfeasibleBudgetError(

@@ -14,7 +14,6 @@ imported lazily, so this module imports without it.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ufo_nas.fileio import sha256_file
 from ufo_nas.latency.backends.base import Backend, BackendError, Exported, Runner, Target
 
 WORKSPACE_MIB = 1024
@@ -104,10 +104,10 @@ class TensorRtBackend(Backend):
             "batch": self.batch,
             "tensorrt": version,
             "gpu": torch.cuda.get_device_name(),
-            "onnx_sha256": sha256(onnx_path),
+            "onnx_sha256": sha256_file(onnx_path),
         }
         if self.target.precision == "int8":
-            meta["calibration_sha256"] = sha256(self.target.options["calibration_cache"])
+            meta["calibration_sha256"] = sha256_file(self.target.options["calibration_cache"])
         return meta
 
     def build(self, trt: Any, logger: Any, onnx_path: Path) -> bytes:
@@ -136,10 +136,6 @@ class TensorRtBackend(Backend):
         if plan is None:
             raise BackendError(f"tensorrt failed to build an engine for {onnx_path}; see its log")
         return bytes(plan)
-
-
-def sha256(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def cache_calibrator(trt: Any, cache_path: str) -> Any:

@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from tests.conftest import DATASETS
+from ufo_nas.backends import BackendError
 from ufo_nas.data import read_image_folder
 from ufo_nas.errors import ArchError, UfoError
 from ufo_nas.export import MIN_COSINE, export_subnet, export_target, verify
 from ufo_nas.hardware import load_profile
-from ufo_nas.latency.backends import BackendError
 from ufo_nas.onnx_io import read_onnx_metadata
 from ufo_nas.space import Arch
 from ufo_nas.supernet import extract

@@ -24,11 +24,11 @@ from results_io import write_results
 from tqdm import tqdm
 
 from ufo_nas import load_space
+from ufo_nas.backends import get_backend
+from ufo_nas.backends.torch_eager import TorchBackend
 from ufo_nas.hardware import host_fingerprint, load_profile
-from ufo_nas.latency.backends import get_backend
-from ufo_nas.latency.backends.torch_eager import TorchBackend
+from ufo_nas.latency.measure import Profiler, ProfileSettings, validation_subnets
 from ufo_nas.latency.predictor import LatencyPredictor
-from ufo_nas.latency.profile import Profiler, ProfileSettings, validation_subnets
 from ufo_nas.latency.table import LatencyTable, table_path
 from ufo_nas.latency.timing import time_interleaved
 

@@ -27,9 +27,9 @@ from sklearn.model_selection import KFold
 from tqdm import tqdm
 
 from ufo_nas import load_space
+from ufo_nas.accuracy import GPNAS, select_informative, share_strength
+from ufo_nas.accuracy.baselines import BoostedStumps, FixedKernelGPNAS, RidgeOneHot
 from ufo_nas.cvpr22 import decode_cvpr22
-from ufo_nas.predictor import GPNAS, select_informative, share_strength
-from ufo_nas.predictor.baselines import BoostedStumps, FixedKernelGPNAS, RidgeOneHot
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "datasets" / "cvpr22_ufo_vit_base" / "train_400.json"

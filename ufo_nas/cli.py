@@ -10,8 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ufo_nas.backends import EXPORT_FORMATS
 from ufo_nas.errors import UfoError
-from ufo_nas.latency.backends import EXPORT_FORMATS
 from ufo_nas.space import Arch, SearchSpace, load_space
 
 
@@ -148,8 +148,12 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
 
 def cmd_fit_predictor(args: argparse.Namespace) -> None:
-    from ufo_nas.accuracy import AccuracyTable, accuracy_table_path
-    from ufo_nas.predictor import fit_task_predictors, predictor_path
+    from ufo_nas.accuracy import (
+        AccuracyTable,
+        accuracy_table_path,
+        fit_task_predictors,
+        predictor_path,
+    )
 
     space = load_space(args.space)
     tasks = _tasks(space, args.task)
@@ -171,7 +175,7 @@ def cmd_fit_predictor(args: argparse.Namespace) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    from ufo_nas.predictor import GPNAS, load_task_predictor
+    from ufo_nas.accuracy import GPNAS, load_task_predictor
 
     space = load_space(args.space)
     task = space.spec.task(args.task).name
@@ -202,10 +206,10 @@ def cmd_profile(args: argparse.Namespace) -> None:
     import yaml
     from tqdm import tqdm
 
+    from ufo_nas.backends import get_backend
     from ufo_nas.fileio import write_atomic
     from ufo_nas.hardware import load_profile, new_host_profile
-    from ufo_nas.latency.backends import get_backend
-    from ufo_nas.latency.profile import ProfileSettings, default_work_dir, plan, run_profile
+    from ufo_nas.latency.measure import ProfileSettings, default_work_dir, plan, run_profile
     from ufo_nas.latency.table import LatencyTable, table_path
     from ufo_nas.paths import project_root
 

@@ -9,9 +9,8 @@ from datetime import datetime, timezone
 import numpy as np
 import torch
 
-from ufo_nas.accuracy import AccuracyRecord, AccuracyTable
+from ufo_nas.accuracy import GPNAS, AccuracyRecord, AccuracyTable, select_informative
 from ufo_nas.data import PRIMARY_METRIC, ImageSet, evaluate_embeddings
-from ufo_nas.predictor import GPNAS, select_informative
 from ufo_nas.space import Arch, SearchSpace
 from ufo_nas.supernet import SuperViT
 

@@ -28,11 +28,7 @@ import onnx
 import torch
 
 import ufo_nas
-from ufo_nas.cost import CostModel
-from ufo_nas.errors import UfoError
-from ufo_nas.fileio import check_empty_folder, sha256_file
-from ufo_nas.hardware import HardwareProfile, host_fingerprint
-from ufo_nas.latency.backends import (
+from ufo_nas.backends import (
     BACKEND_MODULES,
     EXPORT_FORMATS,
     Backend,
@@ -41,7 +37,11 @@ from ufo_nas.latency.backends import (
     Target,
     get_backend,
 )
-from ufo_nas.latency.profile import Profiler, ProfileSettings, default_work_dir
+from ufo_nas.cost import CostModel
+from ufo_nas.errors import UfoError
+from ufo_nas.fileio import check_empty_folder, sha256_file
+from ufo_nas.hardware import HardwareProfile, host_fingerprint
+from ufo_nas.latency.measure import Profiler, ProfileSettings, default_work_dir
 from ufo_nas.latency.timing import time_interleaved
 from ufo_nas.onnx_io import export_onnx, onnx_metadata
 from ufo_nas.space import Arch, SearchSpace

@@ -25,8 +25,8 @@ from typing import Any
 
 import yaml
 
+from ufo_nas.backends import BACKEND_MODULES, PRECISIONS, Target
 from ufo_nas.errors import SpecError
-from ufo_nas.latency.backends import BACKEND_MODULES, PRECISIONS, Target
 from ufo_nas.paths import project_root, resolve_named_file
 from ufo_nas.spec import TASK_NAME
 

@@ -1,9 +1,9 @@
 import numpy as np
 import pytest
 
+from ufo_nas.accuracy import load_task_predictor
 from ufo_nas.errors import UfoError
 from ufo_nas.latency.predictor import latency_predictor
-from ufo_nas.predictor import load_task_predictor
 from ufo_nas.search.engine import SearchSettings, nsga2
 from ufo_nas.search.problem import Budgets, InfeasibleBudgetError, UfoProblem
 

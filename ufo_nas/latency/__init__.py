@@ -1,1 +1,1 @@
-"""Latency: inference backends, operator profiling, lookup tables and their predictor."""
+"""Latency: operator profiling, lookup tables and their predictor."""

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ufo_nas.latency.backends import Runner
+from ufo_nas.backends import Runner
 
 LOW_PERCENTILE = 25
 

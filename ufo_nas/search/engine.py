@@ -20,7 +20,8 @@ from pymoo.termination import get_termination
 
 from ufo_nas.errors import UfoError
 from ufo_nas.search.genes import GeneSpace
-from ufo_nas.search.operators import (
+from ufo_nas.search.pareto import Normalisation, non_dominated
+from ufo_nas.search.variation import (
     GeneCrossover,
     GeneMutation,
     GeneRepair,
@@ -28,7 +29,6 @@ from ufo_nas.search.operators import (
     RowDuplicates,
     row_key,
 )
-from ufo_nas.search.pareto import Normalisation, non_dominated
 
 GeneFunction = Callable[[np.ndarray], np.ndarray]
 

@@ -14,10 +14,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ufo_nas.accuracy import GPNAS, load_task_predictor
 from ufo_nas.cost import CostModel
 from ufo_nas.errors import UfoError
 from ufo_nas.latency.predictor import LatencyPredictor, latency_predictor
-from ufo_nas.predictor import GPNAS, load_task_predictor
 from ufo_nas.search.engine import Constraint, Objective, coordinate_minimum
 from ufo_nas.search.genes import GeneSpace, Variable
 from ufo_nas.space import Arch, SearchSpace

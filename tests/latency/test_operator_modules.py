@@ -1,8 +1,8 @@
 import pytest
 import torch
 
+from ufo_nas.latency.operator_modules import build_operator, chainable
 from ufo_nas.latency.operator_set import space_operators
-from ufo_nas.latency.operators import build_operator, chainable
 
 
 def test_tiny_operators_cover_the_space(tiny):

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from ufo_nas.latency.backends import BACKEND_MODULES, BackendError, Target, get_backend
+from ufo_nas.backends import BACKEND_MODULES, BackendError, Target, get_backend
 from ufo_nas.onnx_io import export_onnx
 from ufo_nas.supernet import extract
 
@@ -158,7 +158,7 @@ def test_unknown_precision_is_refused():
 def test_onnxruntime_fp16_model_keeps_float32_io(subnet, onnx_path, tmp_path):
     import onnxruntime
 
-    from ufo_nas.latency.backends.onnxruntime import convert_fp16
+    from ufo_nas.backends.onnxruntime import convert_fp16
 
     session = onnxruntime.InferenceSession(
         str(convert_fp16(onnx_path, tmp_path)), providers=["CPUExecutionProvider"]

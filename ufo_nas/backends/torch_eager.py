@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ufo_nas.latency.backends.base import Backend, BackendError, Runner, Target
+from ufo_nas.backends.base import Backend, BackendError, Runner, Target
 
 SUPPORTED = {"cpu": ("fp32",), "cuda": ("fp32", "fp16")}
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16}

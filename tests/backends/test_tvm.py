@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from ufo_nas.latency.backends import BackendError, Target, get_backend
+from ufo_nas.backends import BackendError, Target, get_backend
 from ufo_nas.onnx_io import export_onnx
 from ufo_nas.supernet import extract
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ufo_nas.latency.backends.base import (
+from ufo_nas.backends.base import (
     PRECISIONS,
     Backend,
     BackendError,
@@ -12,11 +12,11 @@ from ufo_nas.latency.backends.base import (
 )
 
 BACKEND_MODULES = {
-    "torch": "ufo_nas.latency.backends.torch_eager",
-    "onnxruntime": "ufo_nas.latency.backends.onnxruntime",
-    "openvino": "ufo_nas.latency.backends.openvino",
-    "tvm": "ufo_nas.latency.backends.tvm",
-    "tensorrt": "ufo_nas.latency.backends.tensorrt",
+    "torch": "ufo_nas.backends.torch_eager",
+    "onnxruntime": "ufo_nas.backends.onnxruntime",
+    "openvino": "ufo_nas.backends.openvino",
+    "tvm": "ufo_nas.backends.tvm",
+    "tensorrt": "ufo_nas.backends.tensorrt",
 }
 
 # backends with a deployable artefact, and plain ONNX (run with ONNX Runtime when checked)

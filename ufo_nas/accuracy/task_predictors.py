@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ufo_nas.accuracy import AccuracyTable
+from ufo_nas.accuracy.gpnas import GPNAS, PredictorError
+from ufo_nas.accuracy.table import AccuracyTable
 from ufo_nas.paths import project_root
-from ufo_nas.predictor.gpnas import GPNAS, PredictorError
 from ufo_nas.space import SearchSpace
 
 

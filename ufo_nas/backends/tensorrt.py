@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ufo_nas.backends.base import Backend, BackendError, Exported, Runner, Target
 from ufo_nas.fileio import sha256_file
-from ufo_nas.latency.backends.base import Backend, BackendError, Exported, Runner, Target
 
 WORKSPACE_MIB = 1024
 

@@ -1,6 +1,6 @@
 import numpy as np
 
-from ufo_nas.predictor import GPNAS, select_informative
+from ufo_nas.accuracy import GPNAS, select_informative
 
 
 def information(model, phi, noise):

@@ -25,9 +25,9 @@ import numpy as np
 from scipy.linalg import cho_factor, cho_solve
 from scipy.optimize import minimize
 
+from ufo_nas.accuracy.features import ArchFeatures
 from ufo_nas.errors import UfoError
 from ufo_nas.fileio import write_atomic
-from ufo_nas.predictor.features import ArchFeatures
 from ufo_nas.space import Arch, SearchSpace
 from ufo_nas.spec import load_space_spec
 

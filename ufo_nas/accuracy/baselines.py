@@ -9,7 +9,7 @@ import numpy as np
 from sklearn.ensemble import GradientBoostingRegressor
 from sklearn.linear_model import RidgeCV
 
-from ufo_nas.predictor.features import ArchFeatures
+from ufo_nas.accuracy.features import ArchFeatures
 from ufo_nas.space import SearchSpace
 
 

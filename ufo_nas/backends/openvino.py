@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ufo_nas.latency.backends.base import Backend, BackendError, Exported, Runner, Target
+from ufo_nas.backends.base import Backend, BackendError, Exported, Runner, Target
 
 
 class OpenVinoBackend(Backend):

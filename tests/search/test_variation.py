@@ -3,7 +3,7 @@ from pymoo.core.population import Population
 from pymoo.core.problem import Problem
 
 from ufo_nas.search.genes import GeneSpace, Variable
-from ufo_nas.search.operators import GeneCrossover, GeneMutation, RowDuplicates
+from ufo_nas.search.variation import GeneCrossover, GeneMutation, RowDuplicates
 
 SPACE = GeneSpace(
     (

@@ -17,7 +17,7 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from ufo_nas.latency.backends.base import Backend, BackendError, Exported, Runner, Target
+from ufo_nas.backends.base import Backend, BackendError, Exported, Runner, Target
 
 PROVIDERS = {
     "cpu": "CPUExecutionProvider",

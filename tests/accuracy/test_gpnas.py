@@ -7,8 +7,8 @@ from scipy.optimize import approx_fprime
 from scipy.stats import kendalltau
 
 from ufo_nas import ArchError
-from ufo_nas.predictor import GPNAS, PredictorError, share_strength
-from ufo_nas.predictor.gpnas import _neg_log_evidence
+from ufo_nas.accuracy import GPNAS, PredictorError, share_strength
+from ufo_nas.accuracy.gpnas import _neg_log_evidence
 
 
 def additive_task(space, n, noise, seed, shared_paths=False):

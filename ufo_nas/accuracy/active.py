@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ufo_nas.predictor.gpnas import GPNAS
+from ufo_nas.accuracy.gpnas import GPNAS
 
 
 def select_informative(model: GPNAS, pool: np.ndarray, k: int) -> np.ndarray:

@@ -5,8 +5,8 @@ import yaml
 
 from ufo_nas.cli import main
 from ufo_nas.hardware import load_profile, profile_from_dict
+from ufo_nas.latency.measure import ProfileSettings, plan, run_profile
 from ufo_nas.latency.predictor import LatencyPredictor
-from ufo_nas.latency.profile import ProfileSettings, plan, run_profile
 from ufo_nas.latency.table import LatencyTable, LatencyTableError
 
 SETTINGS = ProfileSettings(validation_subnets=6, chunk=4, rounds=2, copies=2)

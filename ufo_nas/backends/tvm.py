@@ -44,7 +44,7 @@ import numpy as np
 import onnx
 import torch
 
-from ufo_nas.latency.backends.base import Backend, BackendError, Exported, Runner, Target
+from ufo_nas.backends.base import Backend, BackendError, Exported, Runner, Target
 
 DEFAULT_TRIALS = 64
 # Evolutionary search sized for budgets of a few trials per kernel: measured on 2 vCPUs,

@@ -22,10 +22,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ufo_nas.backends import Runner, get_backend
 from ufo_nas.hardware import HardwareProfile, host_fingerprint
-from ufo_nas.latency.backends import Runner, get_backend
+from ufo_nas.latency.operator_modules import build_operator, chainable
 from ufo_nas.latency.operator_set import Operator, space_operators
-from ufo_nas.latency.operators import build_operator, chainable
 from ufo_nas.latency.predictor import LatencyPredictor
 from ufo_nas.latency.table import (
     SCHEMA,

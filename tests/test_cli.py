@@ -1,17 +1,22 @@
+import sys
+
 import pytest
 
+from ufo_nas import cli
 from ufo_nas.cli import main
 
 
 def test_space_describes_size_and_costs(capsys):
-    assert main(["space", "ufo_vit_base"]) == 0
+    assert main(["space", "--space", "ufo_vit_base"]) == 0
     out = capsys.readouterr().out
     assert "22,559,345,090,480,082,240,405,582,811,009,371 distinct subnets" in out
     assert "task face" in out and "MACs" in out
 
 
 def test_sample_prints_parseable_archs(capsys, tiny):
-    assert main(["sample", "ufo_vit_tiny", "-n", "4", "--seed", "2", "--task", "face"]) == 0
+    assert (
+        main(["sample", "--space", "ufo_vit_tiny", "-n", "4", "--seed", "2", "--task", "face"]) == 0
+    )
     lines = capsys.readouterr().out.strip().splitlines()[1:]
     assert len(lines) == 4
     for line in lines:
@@ -24,6 +29,7 @@ def test_extract_writes_and_verifies(tmp_path, capsys):
         main(
             [
                 "extract",
+                "--space",
                 "ufo_vit_tiny",
                 "--arch",
                 "smallest",
@@ -39,7 +45,7 @@ def test_extract_writes_and_verifies(tmp_path, capsys):
     assert (out / "subnet.onnx").is_file() and (out / "subnet.safetensors").is_file()
     assert "ONNX Runtime vs PyTorch, task object: max abs difference" in text
     before = (out / "subnet.onnx").read_bytes()
-    assert main(["extract", "ufo_vit_tiny", "--arch", "largest", "--out", str(out)]) == 2
+    assert main(["extract", "--space", "ufo_vit_tiny", "--arch", "largest", "--out", str(out)]) == 2
     assert "already exists" in capsys.readouterr().err
     assert (out / "subnet.onnx").read_bytes() == before
 
@@ -47,10 +53,10 @@ def test_extract_writes_and_verifies(tmp_path, capsys):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["space", "ufo_vit_huge"], "unknown search space 'ufo_vit_huge'"),
-        (["sample", "ufo_vit_tiny", "--task", "car"], "unknown task 'car'"),
+        (["space", "--space", "ufo_vit_huge"], "unknown search space 'ufo_vit_huge'"),
+        (["sample", "--space", "ufo_vit_tiny", "--task", "car"], "unknown task 'car'"),
         (
-            ["extract", "ufo_vit_tiny", "--arch", "d9-h1-m1", "--out", "x"],
+            ["extract", "--space", "ufo_vit_tiny", "--arch", "d9-h1-m1", "--out", "x"],
             "num_heads has 1 entries",
         ),
     ],
@@ -59,3 +65,47 @@ def test_errors_are_one_line(argv, message, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_the_positional_space_still_works_with_a_note(capsys):
+    assert main(["space", "--space", "ufo_vit_tiny"]) == 0
+    new = capsys.readouterr()
+    assert main(["space", "ufo_vit_tiny"]) == 0
+    old = capsys.readouterr()
+    assert old.out == new.out and new.err == ""
+    assert old.err == (
+        "ufo space: note: the positional SPACE is deprecated, write --space ufo_vit_tiny "
+        "(accepted until 0.3)\n"
+    )
+    assert main(["space", "ufo_vit_tiny", "--space", "ufo_vit_base"]) == 2
+    assert "give the space once" in capsys.readouterr().err
+
+
+def test_help_lists_every_command_on_one_line(capsys, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "80")
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    lines = capsys.readouterr().out.splitlines()
+    commands = "space sample extract eval fit-predictor predict latency profile search plot export"
+    listed = [line.split()[0] for line in lines if line.startswith("    ")]
+    assert listed == commands.split()
+    assert all(len(line.split()) > 1 for line in lines if line.startswith("    "))
+
+
+@pytest.mark.parametrize("alias", ["eval", "profile", "search", "plot", "export"])
+def test_aliases_name_themselves_in_usage_and_errors(alias, capsys, monkeypatch):
+    entry = getattr(cli, f"{alias}_main")
+    monkeypatch.setattr(sys, "argv", [f"ufo-{alias}", "--help"])
+    with pytest.raises(SystemExit):
+        entry()
+    assert capsys.readouterr().out.startswith(f"usage: ufo-{alias} ")
+    monkeypatch.setattr(sys, "argv", [f"ufo-{alias}", "--no-such-option"])
+    with pytest.raises(SystemExit):
+        entry()
+    assert f"\nufo-{alias}: error: " in capsys.readouterr().err
+
+
+def test_library_errors_of_aliases_name_the_alias(capsys, monkeypatch):
+    monkeypatch.setattr(sys, "argv", ["ufo-profile", "--new-profile", "mine"])
+    assert cli.profile_main() == 2
+    assert capsys.readouterr().err.startswith("ufo-profile: error: --new-profile needs --backend")

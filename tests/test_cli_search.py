@@ -134,3 +134,12 @@ def test_plot_command_overlays_results(tmp_path, capsys):
     )
     assert main(["plot", "fronts", "--out", str(tmp_path / "x.png")]) == 2
     assert "needs search results" in capsys.readouterr().err
+
+
+def test_search_does_not_import_torch(tmp_path):
+    argv = "search --device jetson --task face --population 8 --generations 1 --out o".split()
+    command = [sys.executable, "-X", "importtime", "-m", "ufo_nas.cli", *argv]
+    done = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    modules = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()}
+    assert "ufo_nas.search.run" in modules and "torch" not in modules

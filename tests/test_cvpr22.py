@@ -4,7 +4,7 @@ import pytest
 from conftest import DATASETS
 
 from ufo_nas import ArchError
-from ufo_nas.cvpr22 import decode_cvpr22, encode_cvpr22
+from ufo_nas.cvpr22 import decode_cvpr22, encode_cvpr22, parse_arch
 
 RECORDS = DATASETS / "cvpr22_ufo_vit_base" / "train_400.json"
 
@@ -42,3 +42,14 @@ def test_bad_competition_strings(base, text, why):
     with pytest.raises(ArchError, match="competition arch string") as info:
         decode_cvpr22(base, text)
     assert why in str(info.value)
+
+
+def test_parse_arch_reads_every_form_a_user_writes(base):
+    competition = "j111231321311311221231121111231000000"
+    assert parse_arch(base, "largest") == base.largest()
+    assert parse_arch(base, "smallest") == base.smallest()
+    assert parse_arch(base, competition) == decode_cvpr22(base, competition)
+    text = base.smallest().to_string()
+    assert parse_arch(base, text) == base.parse(text)
+    with pytest.raises(ArchError):
+        parse_arch(base, "d9-h1-m1")

@@ -30,6 +30,7 @@ def test_eval_cli_is_resumable_and_feeds_the_predictor(tiny, tiny_supernet, tmp_
     table = tmp_path / "acc.csv"
     base = [
         "eval",
+        "--space",
         "ufo_vit_tiny",
         "--task",
         "face",
@@ -55,6 +56,7 @@ def test_eval_cli_is_resumable_and_feeds_the_predictor(tiny, tiny_supernet, tmp_
         main(
             [
                 "fit-predictor",
+                "--space",
                 "ufo_vit_tiny",
                 "--task",
                 "face",
@@ -72,6 +74,7 @@ def test_eval_cli_is_resumable_and_feeds_the_predictor(tiny, tiny_supernet, tmp_
         main(
             [
                 "fit-predictor",
+                "--space",
                 "ufo_vit_tiny",
                 "--task",
                 "face",
@@ -88,6 +91,7 @@ def test_eval_cli_is_resumable_and_feeds_the_predictor(tiny, tiny_supernet, tmp_
         main(
             [
                 "predict",
+                "--space",
                 "ufo_vit_tiny",
                 "--task",
                 "face",
@@ -109,6 +113,7 @@ def test_predict_with_the_shipped_predictor(capsys, base):
         main(
             [
                 "predict",
+                "--space",
                 "ufo_vit_base",
                 "--task",
                 "person",
@@ -125,7 +130,13 @@ def test_predict_with_the_shipped_predictor(capsys, base):
 
 
 def test_missing_predictor_and_table_are_clear(tmp_path, capsys):
-    assert main(["predict", "ufo_vit_tiny", "--task", "object", "--arch", "smallest"]) == 2
-    assert "fit one with `ufo fit-predictor ufo_vit_tiny --task object`" in capsys.readouterr().err
-    assert main(["fit-predictor", "ufo_vit_tiny", "--table", str(tmp_path / "none.csv")]) == 2
+    assert (
+        main(["predict", "--space", "ufo_vit_tiny", "--task", "object", "--arch", "smallest"]) == 2
+    )
+    err = capsys.readouterr().err
+    assert "fit one with `ufo fit-predictor --space ufo_vit_tiny --task object`" in err
+    assert (
+        main(["fit-predictor", "--space", "ufo_vit_tiny", "--table", str(tmp_path / "none.csv")])
+        == 2
+    )
     assert "run `ufo eval` first" in capsys.readouterr().err

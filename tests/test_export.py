@@ -13,9 +13,18 @@ from tests.conftest import DATASETS
 from ufo_nas.backends import BackendError
 from ufo_nas.data import read_image_folder
 from ufo_nas.errors import ArchError, UfoError
-from ufo_nas.export import MIN_COSINE, export_subnet, export_target, verify
+from ufo_nas.export import (
+    MIN_COSINE,
+    VERIFY_IMAGES,
+    export_subject,
+    export_subnet,
+    export_target,
+    verify,
+    verify_onnx,
+)
 from ufo_nas.hardware import load_profile
-from ufo_nas.onnx_io import read_onnx_metadata
+from ufo_nas.onnx_io import export_onnx, read_onnx_metadata
+from ufo_nas.search.report import DeviceFront, ParetoRow, SearchReport
 from ufo_nas.space import Arch
 from ufo_nas.supernet import extract
 
@@ -152,3 +161,51 @@ def test_simplified_onnx_keeps_its_metadata_and_outputs(tmp_path, tiny, tiny_sup
     manifest = _export(tiny, tiny_supernet, export_target(None, "onnx"), out, simplify=True)
     assert manifest["artefact"]["onnx"]["simplified"] and manifest["verification"]["passed"]
     assert read_onnx_metadata(out / "subnet.onnx")["arch"] == manifest["subnet"]["arch"]
+
+
+def _search_result(tiny, folder, devices=("cpu-onnxruntime",)):
+    rows = [ParetoRow(str(tiny.smallest()), {"face": 0.5}, {"face": 0.1}, 1.0, 1, 1)]
+    fronts = [DeviceFront(d, True, "table", rows, 10, 1, 0.1, [0.5]) for d in devices]
+    fingerprint = tiny.spec.fingerprint()
+    report = SearchReport(tiny.name, fingerprint, ["face"], [], {}, 0.0, {}, {}, fronts)
+    report.write(folder)
+    return folder
+
+
+def test_export_subject_from_an_arch_or_a_pareto_row(tmp_path, tiny):
+    space, arch, tasks, device = export_subject("ufo_vit_tiny", "largest", ["object"])
+    assert (space.name, arch, tasks, device) == (tiny.name, tiny.largest(), ("object",), None)
+    assert export_subject("ufo_vit_tiny", "smallest")[2] == tiny.tasks
+    result = _search_result(tiny, tmp_path / "one")
+    space, arch, tasks, device = export_subject("ufo_vit_base", pareto=result, row=0)
+    assert space.name == tiny.name and arch == tiny.smallest()  # the result's space, not --space
+    assert (tasks, device) == (("face",), "cpu-onnxruntime")
+    two = _search_result(tiny, tmp_path / "two", ("cpu-onnxruntime", "rpi4"))
+    assert export_subject("ufo_vit_tiny", pareto=two, row=0, device="rpi4")[3] == "rpi4"
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"arch": "smallest", "row": 0}, "--row needs --pareto"),
+        ({}, "give --pareto with --row, or --arch"),
+        ({"arch": "smallest", "pareto": "p", "row": 0}, "not both"),
+        ({"pareto": "p"}, "--pareto needs --row"),
+        ({"pareto": "two", "row": 0}, "holds fronts for cpu-onnxruntime, rpi4; pick one"),
+        ({"pareto": "two", "row": 1, "device": "rpi4"}, "row 1 is out of range: the rpi4 front"),
+    ],
+)
+def test_export_subject_refuses_unclear_subjects(tmp_path, tiny, kwargs, message):
+    _search_result(tiny, tmp_path / "two", ("cpu-onnxruntime", "rpi4"))
+    if "pareto" in kwargs:
+        kwargs = {**kwargs, "pareto": tmp_path / kwargs["pareto"]}
+    with pytest.raises(UfoError, match=message):
+        export_subject("ufo_vit_tiny", **kwargs)
+
+
+def test_verify_onnx_runs_the_graph_against_pytorch(tmp_path, tiny, tiny_supernet):
+    subnet = extract(tiny_supernet, tiny.smallest(), ("face", "object"))
+    check = verify_onnx(export_onnx(subnet, tmp_path / "s.onnx"), subnet)
+    assert check["passed"] and check["images"] == VERIFY_IMAGES
+    assert set(check["outputs"]) == {"face", "object"}
+    assert all(o["max_abs_diff"] < 1e-3 for o in check["outputs"].values())

@@ -1,8 +1,16 @@
+from dataclasses import replace
+
 import pytest
 import yaml
 
+from ufo_nas import hardware
 from ufo_nas.errors import SpecError, UfoError
-from ufo_nas.hardware import load_profile, profile_from_dict, shipped_profiles
+from ufo_nas.hardware import (
+    load_profile,
+    profile_from_dict,
+    shipped_profiles,
+    write_host_profile,
+)
 
 
 def test_shipped_profiles_load():
@@ -45,3 +53,15 @@ def test_malformed_yaml(tmp_path):
         load_profile(path)
     path.write_text(yaml.safe_dump(load_profile("rpi4").to_dict()))
     assert load_profile(path).name == "rpi4"
+
+
+def test_write_host_profile_writes_once(tmp_path, monkeypatch):
+    monkeypatch.setenv("UFO_NAS_HOME", str(tmp_path))
+    (tmp_path / "hardware_profiles").mkdir()
+    monkeypatch.setattr(hardware, "measure_host_peaks", lambda: (1.5, 20.0))
+    path, profile = write_host_profile("my-cpu", "onnxruntime", threads=2)
+    assert path == tmp_path / "hardware_profiles" / "my-cpu.yaml"
+    assert load_profile(path) == replace(profile, source=str(path))
+    assert (profile.peak_tflops, profile.threads) == (1.5, 2)
+    with pytest.raises(UfoError, match="already exists"):
+        write_host_profile("my-cpu", "onnxruntime")

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ufo_nas import Arch, ArchError, SearchSpace
+from ufo_nas import Arch, ArchError, SearchSpace, SpecError
 from ufo_nas.spec import space_spec_from_dict
 
 
@@ -188,3 +188,10 @@ def test_fuzz_parse_raises_only_arch_error(text):
         assert "\n" not in str(exc)
     else:
         assert Arch.parse(arch.to_string()) == arch
+
+
+def test_select_tasks_checks_names_and_defaults_to_all(tiny):
+    assert tiny.select_tasks() == tiny.select_tasks(()) == tiny.tasks
+    assert tiny.select_tasks(["object", "face"]) == ("object", "face")
+    with pytest.raises(SpecError, match="unknown task 'car'"):
+        tiny.select_tasks(["face", "car"])

@@ -4,7 +4,7 @@ import pytest
 import yaml
 
 from ufo_nas import SpecError, load_space_spec
-from ufo_nas.errors import UfoError
+from ufo_nas.errors import ArchError, UfoError
 from ufo_nas.spec import space_spec_from_dict, space_spec_from_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -115,3 +115,14 @@ def test_unknown_space_lists_shipped_ones():
 def test_unknown_task_lists_tasks():
     with pytest.raises(SpecError, match="unknown task 'cat'.*tasks: face, object"):
         load_space_spec("ufo_vit_tiny").task("cat")
+
+
+def test_task_lists_are_checked_once_for_all_callers():
+    spec = load_space_spec("ufo_vit_tiny")
+    assert spec.check_tasks("face") == ("face",)
+    assert spec.check_tasks(["object", "face"]) == ("object", "face")
+    with pytest.raises(SpecError, match="unknown task 'cat'"):
+        spec.check_tasks(["face", "cat"])
+    for tasks in ([], ["face", "face"]):
+        with pytest.raises(ArchError, match="non-empty list of distinct tasks"):
+            spec.check_tasks(tasks)

@@ -17,12 +17,14 @@ from safetensors.torch import load_file, save_file
 
 from ufo_nas.errors import CheckpointError, SpecError
 from ufo_nas.fileio import write_atomic
+from ufo_nas.formats import VersionedFormat
 from ufo_nas.space import Arch, SearchSpace
 from ufo_nas.spec import SpaceSpec, space_spec_from_dict
 from ufo_nas.supernet import SubnetViT, SuperViT
 
 SCHEMA = 1
 META_KEY = "ufo_nas"
+CHECKPOINT_FORMAT = VersionedFormat("checkpoint", SCHEMA, CheckpointError, required=("space",))
 
 
 def _save(module: torch.nn.Module, path: str | os.PathLike, meta: dict, overwrite: bool) -> Path:
@@ -49,11 +51,9 @@ def save_subnet(subnet: SubnetViT, path: str | os.PathLike, overwrite: bool = Fa
     return _save(subnet, path, meta, overwrite)
 
 
-def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
-    """The ufo-nas header of a checkpoint; raises CheckpointError if it has none."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
+def read_metadata(path: str | os.PathLike, kind: str | None = None) -> dict[str, Any]:
+    """The ufo-nas header of a checkpoint (of `kind`, if given); raises CheckpointError."""
+    path = CHECKPOINT_FORMAT.file(path)
     try:
         with safe_open(str(path), framework="pt") as f:
             header = f.metadata() or {}
@@ -61,17 +61,11 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
         raise CheckpointError(f"{path} is not a safetensors checkpoint: {exc}") from None
     if META_KEY not in header:
         raise CheckpointError(f"{path} is a safetensors file but not a ufo-nas checkpoint")
-    meta = json.loads(header[META_KEY])
-    if meta.get("schema") != SCHEMA:
-        raise CheckpointError(
-            f"{path} has checkpoint schema {meta.get('schema')}; this ufo-nas reads {SCHEMA}"
-        )
-    return meta
+    meta = CHECKPOINT_FORMAT.parse(header[META_KEY], f"the ufo-nas header of {path}")
+    return CHECKPOINT_FORMAT.check(meta, str(path), kind)
 
 
-def _checked_spec(path: Path, meta: dict, kind: str, space: SearchSpace | SpaceSpec | None):
-    if meta.get("kind") != kind:
-        raise CheckpointError(f"{path} holds a {meta.get('kind')}, not a {kind}")
+def _checked_spec(path: Path, meta: dict, space: SearchSpace | SpaceSpec | None) -> SpaceSpec:
     try:
         spec = space_spec_from_dict(meta["space"], source=f"{path} (stored space)")
     except SpecError as exc:
@@ -99,7 +93,7 @@ def load_supernet(
 ) -> SuperViT:
     """Rebuild a supernet; with `space`, refuse a checkpoint of any other space."""
     path = Path(path)
-    spec = _checked_spec(path, read_metadata(path), "supernet", space)
+    spec = _checked_spec(path, read_metadata(path, "supernet"), space)
     supernet = SuperViT(spec)
     _load_weights(supernet, path)
     return supernet.eval()
@@ -108,8 +102,8 @@ def load_supernet(
 def load_subnet(path: str | os.PathLike, space: SearchSpace | SpaceSpec | None = None) -> SubnetViT:
     """Rebuild an extracted subnet; with `space`, refuse one of any other space."""
     path = Path(path)
-    meta = read_metadata(path)
-    spec = _checked_spec(path, meta, "subnet", space)
+    meta = read_metadata(path, "subnet")
+    spec = _checked_spec(path, meta, space)
     subnet = SubnetViT(spec, Arch.parse(meta["arch"]), meta["tasks"])
     _load_weights(subnet, path)
     return subnet.eval()
@@ -117,9 +111,7 @@ def load_subnet(path: str | os.PathLike, space: SearchSpace | SpaceSpec | None =
 
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """A plain state dict from .safetensors or a torch file (loaded with weights_only)."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
+    path = CHECKPOINT_FORMAT.file(path)
     try:
         if path.suffix == ".safetensors":
             state = load_file(str(path))

@@ -61,12 +61,7 @@ class CostModel:
         return self.space.encode_batch(archs)
 
     def _task_indices(self, tasks: str | Sequence[str]) -> list[int]:
-        names = [tasks] if isinstance(tasks, str) else list(tasks)
-        for name in names:
-            self.space.spec.task(name)  # raises on unknown task
-        if not names or len(set(names)) != len(names):
-            raise ValueError(f"tasks must be distinct and non-empty, got {names}")
-        return [self.space.tasks.index(n) for n in names]
+        return [self.space.tasks.index(n) for n in self.space.spec.check_tasks(tasks)]
 
     def structure(self, archs: Sequence[Arch] | np.ndarray, tasks: str | Sequence[str]):
         """Per-layer arrays (n, L) of each arch's subnet for `tasks` (see LayerStructure)."""

@@ -53,6 +53,18 @@ def decode_cvpr22(space: SearchSpace, text: str) -> Arch:
     return arch
 
 
+def parse_arch(space: SearchSpace, text: str) -> Arch:
+    """An arch of `space` as a user writes it: 'largest', 'smallest', a competition string
+    (`decode_cvpr22`) or an arch string (`SearchSpace.parse`); checked against the space."""
+    if text == "largest":
+        return space.largest()
+    if text == "smallest":
+        return space.smallest()
+    if len(text) == CVPR22_LENGTH and text[0] in _DEPTHS and text[1:].isdigit():
+        return decode_cvpr22(space, text)
+    return space.parse(text)
+
+
 def encode_cvpr22(arch: Arch) -> str:
     """Inverse of `decode_cvpr22` for archs whose trunk the competition format can hold."""
     heads = {v: k for k, v in _HEADS.items()}

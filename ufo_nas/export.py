@@ -17,7 +17,8 @@ import os
 import shlex
 import shutil
 import sys
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -38,13 +39,15 @@ from ufo_nas.backends import (
     get_backend,
 )
 from ufo_nas.cost import CostModel
+from ufo_nas.cvpr22 import parse_arch
 from ufo_nas.errors import UfoError
 from ufo_nas.fileio import check_empty_folder, sha256_file
 from ufo_nas.hardware import HardwareProfile, host_fingerprint
 from ufo_nas.latency.measure import Profiler, ProfileSettings, default_work_dir
 from ufo_nas.latency.timing import time_interleaved
 from ufo_nas.onnx_io import export_onnx, onnx_metadata
-from ufo_nas.space import Arch, SearchSpace
+from ufo_nas.search.report import SearchReport
+from ufo_nas.space import Arch, SearchSpace, load_space
 from ufo_nas.spec import SpaceSpec
 from ufo_nas.supernet import SubnetViT, SuperViT, extract
 
@@ -73,6 +76,50 @@ class ExportTarget:
         """Whether the profile's latency table describes this very setup."""
         p = self.profile
         return p is not None and p.backend == self.format and p.precision == self.target.precision
+
+
+def export_subject(
+    space: str,
+    arch: str | None = None,
+    tasks: Sequence[str] | None = None,
+    pareto: str | os.PathLike | None = None,
+    row: int | None = None,
+    device: str | None = None,
+) -> tuple[SearchSpace, Arch, tuple[str, ...], str | None]:
+    """What to export: (space, arch, tasks, device of the Pareto front), either from row
+    `row` of a search result `pareto` (its front for `device`, needed where it holds
+    several), or from `arch` (see `parse_arch`) and `tasks` (default all) of `space`."""
+    if pareto is None:
+        if row is not None:
+            raise UfoError("--row needs --pareto (a ufo-search result)")
+        if arch is None:
+            raise UfoError("give --pareto with --row, or --arch")
+        loaded = load_space(space)
+        return loaded, parse_arch(loaded, arch), loaded.select_tasks(tasks), None
+    if arch:
+        raise UfoError("give either --pareto with --row, or --arch, not both")
+    if row is None:
+        raise UfoError("--pareto needs --row N (the index column of pareto.csv)")
+    report = SearchReport.load(pareto)
+    loaded = load_space(report.space)
+    if loaded.spec.fingerprint() != report.space_fingerprint:
+        raise UfoError(
+            f"{pareto} was loaded on another version of space '{report.space}' "
+            f"(fingerprint {report.space_fingerprint}, now {loaded.spec.fingerprint()})"
+        )
+    if device:
+        front = report.front(device)
+    elif len(report.fronts) == 1:
+        front = report.fronts[0]
+    else:
+        devices = ", ".join(f.device for f in report.fronts)
+        raise UfoError(f"{pareto} holds fronts for {devices}; pick one with --device")
+    if not 0 <= row < len(front.rows):
+        raise UfoError(
+            f"row {row} is out of range: the {front.device} front in {pareto} has "
+            f"{len(front.rows)} subnets (rows 0-{len(front.rows) - 1})"
+        )
+    return loaded, loaded.parse(front.rows[row].arch), tuple(report.tasks), front.device
 
 
 def export_target(
@@ -169,6 +216,21 @@ def verify(
     }
 
 
+def onnx_runner(onnx_path: Path, target: Target, work_dir: Path) -> Runner:
+    """An ONNX graph run by ONNX Runtime for `target` (its build files in `work_dir`)."""
+    backend = get_backend("onnxruntime")(target)
+    return backend.compile(torch.nn.Identity(), onnx_path, work_dir)
+
+
+def verify_onnx(onnx_path: Path, subnet: SubnetViT) -> dict[str, Any]:
+    """`verify` an exported ONNX graph of `subnet`, run by ONNX Runtime on this CPU in fp32,
+    on the standard verification images (seeded standard normal)."""
+    images = _verification_images(subnet.spec, None, 1)
+    with tempfile.TemporaryDirectory() as work:
+        runner = onnx_runner(onnx_path, Target("cpu", "fp32", 0, {"batch": 1}), Path(work))
+        return verify(runner, subnet, images, len(images), "fp32")
+
+
 def retime(
     runner: Runner,
     subnet: SubnetViT,
@@ -230,8 +292,7 @@ def _artefact(
 ) -> Exported:
     """The artefact's files in `folder` and a runner loaded from them."""
     if where.format == "onnx":
-        backend = get_backend("onnxruntime")(where.target)
-        runner = backend.compile(torch.nn.Identity(), onnx_path, folder / ".work")
+        runner = onnx_runner(onnx_path, where.target, folder / ".work")
         return Exported([onnx_path], runner, "run with ONNX Runtime (CPU) here")
     if where.format not in BACKEND_MODULES:
         raise UfoError(f"unknown export format '{where.format}'; allowed: {', '.join(FORMATS)}")

@@ -27,6 +27,7 @@ import yaml
 
 from ufo_nas.backends import BACKEND_MODULES, PRECISIONS, Target
 from ufo_nas.errors import SpecError
+from ufo_nas.fileio import write_atomic
 from ufo_nas.paths import project_root, resolve_named_file
 from ufo_nas.spec import TASK_NAME
 
@@ -232,3 +233,13 @@ def new_host_profile(name: str, backend: str, threads: int) -> HardwareProfile:
         },
         source=f"new profile {name}",
     )
+
+
+def write_host_profile(name: str, backend: str, threads: int = 0) -> tuple[Path, HardwareProfile]:
+    """Write `hardware_profiles/<name>.yaml` for this machine (see `new_host_profile`);
+    refuses an existing file. Returns its path and the profile."""
+    profile = new_host_profile(name, backend, threads)
+    path = project_root() / "hardware_profiles" / f"{profile.name}.yaml"
+    text = yaml.safe_dump(profile.to_dict(), sort_keys=False)
+    write_atomic(path, lambda tmp: tmp.write_text(text), overwrite=False)
+    return path, profile

@@ -307,6 +307,11 @@ class SearchSpace:
         self.check(arch)
         return arch
 
+    def select_tasks(self, names: Iterable[str] | None = None) -> tuple[str, ...]:
+        """The named tasks, each checked to be one of this space's; all of them for none."""
+        names = tuple(names or ())
+        return tuple(self.spec.task(name).name for name in names) if names else self.tasks
+
     # --- size and sampling ----------------------------------------------------------------
     def size(self) -> int:
         """Exact number of distinct subnets."""

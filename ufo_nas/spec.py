@@ -28,12 +28,12 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
-
-from ufo_nas.errors import SpecError
+from ufo_nas.errors import ArchError, SpecError
+from ufo_nas.formats import parse
 from ufo_nas.paths import resolve_named_file
 
 PATH_KINDS = ("shared", "task", "mix")
@@ -118,6 +118,16 @@ class SpaceSpec:
         raise SpecError(
             f"unknown task '{name}' for space '{self.name}'; tasks: {', '.join(self.task_names)}"
         )
+
+    def check_tasks(self, tasks: str | Sequence[str]) -> tuple[str, ...]:
+        """`tasks` (one name or several) as a tuple; SpecError for a task not in the space,
+        ArchError unless they are distinct and at least one."""
+        names = (tasks,) if isinstance(tasks, str) else tuple(tasks)
+        for name in names:
+            self.task(name)
+        if not names or len(set(names)) != len(names):
+            raise ArchError(f"expected a non-empty list of distinct tasks, got {list(names)}")
+        return names
 
     def to_dict(self) -> dict[str, Any]:
         """The YAML form (per-layer lists always expanded); `from_dict` inverts it."""
@@ -323,10 +333,7 @@ def load_space_spec(name_or_path: str | os.PathLike) -> SpaceSpec:
 
 def space_spec_from_yaml(text: str, source: str) -> SpaceSpec:
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "malformed YAML"
-        raise SpecError(f"{source}: not valid YAML{where}: {problem}") from None
+        data = parse(text, "YAML")
+    except ValueError as exc:
+        raise SpecError(f"{source}: {exc}") from None
     return space_spec_from_dict(data, source)

@@ -5,6 +5,8 @@ from ufo_nas.cli import main
 from ufo_nas.latency.operator_set import space_operators
 from ufo_nas.latency.predictor import LatencyPredictor, latency_predictor
 from ufo_nas.latency.table import LatencyTable, LatencyTableError, OperatorRow
+from ufo_nas.space import SearchSpace
+from ufo_nas.spec import space_spec_from_dict
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +69,15 @@ def test_devices_without_a_table_get_an_estimate(base):
 
 
 def test_cli_labels_estimates(capsys):
-    argv = ["latency", "ufo_vit_tiny", "--device", "cpu-onnxruntime,rpi4", "--task", "face"]
+    argv = [
+        "latency",
+        "--space",
+        "ufo_vit_tiny",
+        "--device",
+        "cpu-onnxruntime,rpi4",
+        "--task",
+        "face",
+    ]
     assert main([*argv, "--arch", "smallest", "largest"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("cpu-onnxruntime: measured table (onnxruntime")
@@ -75,5 +85,24 @@ def test_cli_labels_estimates(capsys):
     assert out[4].endswith("ms (estimate)  " + "d4-h2,2,2,2-m2,2,2,2-face:ssss-object:ssss")
     small, large = (float(line.split()[0]) for line in out[1:3])
     assert 0 < small < large
-    assert main(["latency", "ufo_vit_tiny", "--device", "tpu9", "--arch", "smallest"]) == 2
+    assert (
+        main(["latency", "--space", "ufo_vit_tiny", "--device", "tpu9", "--arch", "smallest"]) == 2
+    )
     assert "unknown device 'tpu9'" in capsys.readouterr().err
+
+
+def test_spaces_built_in_python_get_a_predictor_over_themselves(tiny):
+    data = tiny.spec.to_dict()  # the YAML form
+    data["name"] = "python_space"
+    space = SearchSpace(space_spec_from_dict(data))
+    predictor = latency_predictor(space, "jetson")
+    assert predictor.space is space and not predictor.measured
+    assert predictor.table.space == "python_space"
+    assert predictor.latency_ms([space.smallest()], "face")[0] > 0
+    same = SearchSpace(space_spec_from_dict(data))  # same content: the table is shared
+    again = latency_predictor(same, "jetson")
+    assert again.space is same and again.table is predictor.table
+    data["tasks"]["face"]["embed_dim"] = 64  # same name, other content: its own entry
+    other = SearchSpace(space_spec_from_dict(data))
+    assert latency_predictor(other, "jetson").table.space_fingerprint == other.spec.fingerprint()
+    assert latency_predictor(tiny, "jetson").table is not predictor.table

@@ -1,11 +1,12 @@
 import csv
 import json
+from pathlib import Path
 
 import pytest
 
 from ufo_nas.errors import UfoError
 from ufo_nas.search.engine import SearchSettings
-from ufo_nas.search.report import SearchReport
+from ufo_nas.search.report import FRONTS_PNG, SearchReport, search_out_folder
 from ufo_nas.search.run import prepare, search_devices
 
 SMALL = SearchSettings(population=12, generations=6, seed=0)
@@ -89,3 +90,20 @@ def test_text_table_marks_estimates(report):
     assert "ESTIMATE" not in report.format_front(report.front("cpu-onnxruntime"))
     with pytest.raises(UfoError, match="no device 'rpi4'"):
         report.front("rpi4")
+
+
+def test_search_out_folder_takes_the_first_free_name_or_refuses(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    first = search_out_folder("search_spaces/ufo_vit_tiny.yaml", ["jetson", "rpi4"], ["face"])
+    assert first == Path("runs/search/ufo_vit_tiny-jetson+rpi4-face")
+    first.mkdir(parents=True)
+    assert search_out_folder("ufo_vit_tiny", ["jetson", "rpi4"], ["face"]) == first
+    (first / FRONTS_PNG).write_bytes(b"png")
+    second = search_out_folder("ufo_vit_tiny", ["jetson", "rpi4"], ["face"])
+    assert second == first.with_name(first.name + "-2")
+    assert search_out_folder("ufo_vit_tiny", ["jetson"], ["face"], out=tmp_path / "new") == (
+        tmp_path / "new"
+    )
+    with pytest.raises(UfoError, match=r"already holds search results \(pareto.png\)"):
+        search_out_folder("ufo_vit_tiny", ["jetson"], ["face"], out=first)
+    assert search_out_folder("ufo_vit_tiny", ["jetson"], ["face"], first, overwrite=True) == first

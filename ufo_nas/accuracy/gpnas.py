@@ -28,6 +28,7 @@ from scipy.optimize import minimize
 from ufo_nas.accuracy.features import ArchFeatures
 from ufo_nas.errors import UfoError
 from ufo_nas.fileio import write_atomic
+from ufo_nas.formats import VersionedFormat
 from ufo_nas.space import Arch, SearchSpace
 from ufo_nas.spec import load_space_spec
 
@@ -39,6 +40,15 @@ DEFAULT_LOG_NOISE = float(np.log(0.5))
 
 class PredictorError(UfoError):
     """Bad training data or a predictor file that does not fit."""
+
+
+PREDICTOR_FORMAT = VersionedFormat(
+    "GP-NAS predictor",
+    SCHEMA,
+    PredictorError,
+    format="ufo-nas-gpnas",
+    required=("space", "space_fingerprint"),
+)
 
 
 @dataclass
@@ -251,7 +261,7 @@ class GPNAS:
             raise PredictorError("only a fitted predictor can be saved")
         spec = self.space.spec
         return {
-            "format": "ufo-nas-gpnas",
+            "format": PREDICTOR_FORMAT.format,
             "schema": SCHEMA,
             "space": spec.name,
             "space_fingerprint": spec.fingerprint(),
@@ -274,12 +284,7 @@ class GPNAS:
 
     @classmethod
     def from_dict(cls, data: Any, space: SearchSpace, source: str = "<dict>") -> GPNAS:
-        if not isinstance(data, dict) or data.get("format") != "ufo-nas-gpnas":
-            raise PredictorError(f"{source} is not a ufo-nas GP-NAS predictor file")
-        if data.get("schema") != SCHEMA:
-            raise PredictorError(
-                f"{source} has predictor schema {data.get('schema')}; this ufo-nas reads {SCHEMA}"
-            )
+        data = PREDICTOR_FORMAT.check(data, source)
         if data["space_fingerprint"] != space.spec.fingerprint():
             raise PredictorError(
                 f"{source} was fitted on space '{data['space']}' "
@@ -312,16 +317,9 @@ class GPNAS:
     def load(cls, path: str | os.PathLike, space: SearchSpace | None = None) -> GPNAS:
         """Load a predictor; with no space given, the shipped space it names."""
         path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise PredictorError(f"predictor file {path} does not exist") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise PredictorError(f"{path} is not valid JSON: {exc}") from None
+        data = PREDICTOR_FORMAT.load(path)
         if space is None:
-            if not isinstance(data, dict) or "space" not in data:
-                raise PredictorError(f"{path} is not a ufo-nas GP-NAS predictor file")
-            space = SearchSpace(load_space_spec(data["space"]))
+            space = SearchSpace(load_space_spec(PREDICTOR_FORMAT.check(data, str(path))["space"]))
         return cls.from_dict(data, space, str(path))
 
 

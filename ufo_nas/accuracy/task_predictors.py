@@ -51,6 +51,6 @@ def load_task_predictor(space: SearchSpace, task: str) -> GPNAS:
         space.spec.task(task)
         raise PredictorError(
             f"no accuracy predictor for task '{task}' of space '{space.name}' at {path}; "
-            f"fit one with `ufo fit-predictor {space.name} --task {task}`"
+            f"fit one with `ufo fit-predictor --space {space.name} --task {task}`"
         )
     return GPNAS.load(path, space)

@@ -8,25 +8,21 @@ amortises the backend's per-call overhead and keeps caches as warm as in a real 
 from __future__ import annotations
 
 import torch
-from timm.layers import Attention, Mlp, PatchEmbed
+from timm.layers import Attention, Mlp
 from torch import Tensor, nn
 
 from ufo_nas.latency.operator_set import Operator
 from ufo_nas.spec import SpaceSpec
-from ufo_nas.supernet.vit import layer_norm
+from ufo_nas.supernet.layers import TokenEmbedding, layer_norm
 
 
-class _Stem(nn.Module):
+class _Stem(TokenEmbedding):
     def __init__(self, spec: SpaceSpec):
-        super().__init__()
-        dim = spec.embed_dim
-        self.patch_embed = PatchEmbed(spec.image_size, spec.patch_size, spec.in_chans, dim)
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
-        self.pos_embed = nn.Parameter(torch.randn(1, spec.num_tokens, dim) * 0.02)
+        super().__init__(spec)
+        nn.init.normal_(self.pos_embed, std=0.02)
 
     def forward(self, images: Tensor) -> Tensor:
-        x = self.patch_embed(images)
-        return torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1) + self.pos_embed
+        return self.embed(images)
 
 
 class _AttentionHalf(nn.Module):

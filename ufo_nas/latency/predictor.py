@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import lru_cache
 
 import numpy as np
 
@@ -96,22 +95,28 @@ class LatencyPredictor:
         return measured, predicted
 
 
-@lru_cache(maxsize=32)
-def _predictor(space_source: str, device: str) -> LatencyPredictor:
-    from ufo_nas.latency.roofline import roofline_table
-    from ufo_nas.space import load_space
+_PREDICTORS: dict[tuple[str, str], LatencyPredictor] = {}  # by (space fingerprint, device)
 
-    space = load_space(space_source)
+
+def _table(space: SearchSpace, device: str) -> LatencyTable:
+    from ufo_nas.latency.roofline import roofline_table
+
     path = table_path(device, space)
     if path.is_file():
-        return LatencyPredictor(space, LatencyTable.load(path, space))
-    return LatencyPredictor(space, roofline_table(space, load_profile(device)))
+        return LatencyTable.load(path, space)
+    return roofline_table(space, load_profile(device))
 
 
 def latency_predictor(space: SearchSpace, device: str) -> LatencyPredictor:
     """The device's measured table for the space, else a roofline estimate from its
-    hardware profile (labelled `measured = False`)."""
-    return _predictor(space.spec.source, device)
+    hardware profile (labelled `measured = False`). Tables are cached by the space's
+    content; the predictor returned is over `space` itself."""
+    key = (space.spec.fingerprint(), device)
+    cached = _PREDICTORS.get(key)
+    if cached is None or cached.space is not space:
+        table = _table(space, device) if cached is None else cached.table
+        cached = _PREDICTORS[key] = LatencyPredictor(space, table)
+    return cached
 
 
 def latency_ms(

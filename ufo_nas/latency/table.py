@@ -22,6 +22,7 @@ import yaml
 
 from ufo_nas.errors import UfoError
 from ufo_nas.fileio import write_atomic
+from ufo_nas.formats import VersionedFormat
 from ufo_nas.paths import project_root
 from ufo_nas.space import SearchSpace
 
@@ -30,6 +31,16 @@ SCHEMA = 1
 
 class LatencyTableError(UfoError):
     """A latency table is missing, corrupt, of an older schema, or for another space."""
+
+
+TABLE_FORMAT = VersionedFormat(
+    "latency table",
+    SCHEMA,
+    LatencyTableError,
+    syntax="YAML",
+    required=("schema", "space", "space_fingerprint", "operators"),
+    remedy="run `ufo profile` to build it",
+)
 
 
 @dataclass
@@ -107,20 +118,9 @@ class LatencyTable:
 
     @classmethod
     def load(cls, path: str | os.PathLike, space: SearchSpace | None = None) -> LatencyTable:
+        """Read a table; with `space`, refuse one built for any other space."""
         path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text())
-        except FileNotFoundError:
-            raise LatencyTableError(f"no latency table at {path}") from None
-        except (yaml.YAMLError, UnicodeDecodeError) as exc:
-            raise LatencyTableError(f"{path} is not a readable latency table: {exc}") from None
-        if not isinstance(data, dict) or "schema" not in data or "operators" not in data:
-            raise LatencyTableError(f"{path} is not a ufo-nas latency table")
-        if data["schema"] != SCHEMA:
-            raise LatencyTableError(
-                f"{path} has table schema {data['schema']}; this ufo-nas reads schema {SCHEMA}: "
-                "re-run `ufo profile` to rebuild it"
-            )
+        data = TABLE_FORMAT.read(path)
         if space is not None and data["space_fingerprint"] != space.spec.fingerprint():
             raise LatencyTableError(
                 f"{path} was built for space '{data['space']}' (fingerprint "

@@ -69,9 +69,7 @@ class UfoProblem:
         latency: LatencyPredictor | None = None,
     ):
         self.space, self.device, self.budgets, self.risk = space, device, budgets, risk
-        self.tasks = tuple(space.spec.task(t).name for t in tasks)
-        if not self.tasks or len(set(self.tasks)) != len(self.tasks):
-            raise UfoError(f"tasks must be distinct and non-empty, got {list(tasks)}")
+        self.tasks = space.spec.check_tasks(tasks)
         unknown = [m for m in minimise if m not in COST_OBJECTIVES]
         if unknown or not minimise or len(set(minimise)) != len(minimise):
             raise UfoError(

@@ -13,9 +13,13 @@ from typing import Any
 
 from ufo_nas.errors import UfoError
 from ufo_nas.fileio import write_atomic
+from ufo_nas.formats import VersionedFormat
 
 FORMAT, SCHEMA = "ufo-nas-search", 1
 JSON_NAME, CSV_NAME = "pareto.json", "pareto.csv"
+REPORT_FORMAT = VersionedFormat(
+    "search result", SCHEMA, UfoError, format=FORMAT, remedy="run ufo-search to write one"
+)
 
 
 @dataclass(frozen=True)
@@ -74,10 +78,7 @@ class SearchReport:
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "<dict>") -> SearchReport:
-        if not isinstance(data, dict) or data.get("format") != FORMAT:
-            raise UfoError(f"{source} is not a ufo-nas search result (no format: {FORMAT})")
-        if data.get("schema") != SCHEMA:
-            raise UfoError(f"{source} has schema {data.get('schema')}; this ufo-nas reads {SCHEMA}")
+        data = REPORT_FORMAT.check(data, source)
         try:
             fronts = [
                 DeviceFront(**{**f, "rows": [ParetoRow(**r) for r in f["rows"]]})
@@ -94,13 +95,7 @@ class SearchReport:
         path = Path(path)
         if path.is_dir():
             path = path / JSON_NAME
-        if not path.is_file():
-            raise UfoError(f"no search result at {path}; run ufo-search first")
-        try:
-            data = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise UfoError(f"{path} is not valid JSON: {exc}") from None
-        return cls.from_dict(data, str(path))
+        return cls.from_dict(REPORT_FORMAT.load(path), str(path))
 
     def csv_rows(self) -> list[dict[str, Any]]:
         rows = []
@@ -172,3 +167,36 @@ class SearchReport:
         if mark:
             lines.append("  * latency is a roofline ESTIMATE (no measured table for this device)")
         return "\n".join(lines)
+
+
+# --- the result folder ----------------------------------------------------------------------
+FRONTS_PNG, CONVERGENCE_PNG = "pareto.png", "convergence.png"
+RESULT_NAMES = (JSON_NAME, CSV_NAME, FRONTS_PNG, CONVERGENCE_PNG)
+
+
+def search_out_folder(
+    space: str,
+    devices: list[str],
+    tasks: list[str],
+    out: str | os.PathLike | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Where a search writes its results: `out` as given (refused if it holds results,
+    unless `overwrite`), else the first free `runs/search/<space>-<devices>-<tasks>[-N]`
+    (relative to the working directory; `space` is a name or a YAML path)."""
+    if out is not None:
+        out = Path(out)
+        held = [out / n for n in RESULT_NAMES if (out / n).exists()]
+        if held and not overwrite:
+            raise UfoError(
+                f"{out} already holds search results ({held[0].name}); choose another --out "
+                "or pass --overwrite"
+            )
+        return out
+    stem = f"{Path(space).stem}-{'+'.join(devices)}-{'+'.join(tasks)}"
+    base = Path("runs") / "search" / stem
+    folder, n = base, 1
+    while any((folder / name).exists() for name in RESULT_NAMES):
+        n += 1
+        folder = base.with_name(f"{stem}-{n}")
+    return folder

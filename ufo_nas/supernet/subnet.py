@@ -7,17 +7,17 @@ that layer's attention, each child running its own FFN. A `StreamPlan` records t
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import torch
-from timm.layers import Attention, Mlp, PatchEmbed
+from timm.layers import Attention, Mlp
 from torch import Tensor, nn
 
-from ufo_nas.errors import ArchError
 from ufo_nas.space import Arch, SearchSpace
 from ufo_nas.spec import SpaceSpec
-from ufo_nas.supernet.vit import layer_norm
+from ufo_nas.supernet.layers import TokenEmbedding, layer_norm
 
 
 @dataclass(frozen=True)
@@ -57,32 +57,44 @@ class StreamPlan:
         return cls(tuple(layers), outputs)
 
 
-def task_mlp_key(task: str) -> str:
-    return f"task_{task}"
+def mlp_owners(branches: Sequence[Branch]) -> list[str | None]:
+    """The MLPs `branches` run, in order of first use: None (the shared MLP) or the owner."""
+    owners: list[str | None] = []
+    for b in branches:
+        if b.path in ("shared", "mix"):
+            owners.append(None)
+        if b.path in ("task", "mix"):
+            owners.append(b.task)
+    return list(dict.fromkeys(owners))
+
+
+def mlp_key(owner: str | None) -> str:
+    """Key in `SubnetLayer.mlps` of the MLP of `owner` (None: the shared MLP)."""
+    return "shared" if owner is None else f"task_{owner}"
 
 
 class SubnetLayer(nn.Module):
-    """One static block: attention once per incoming stream, an FFN per outgoing branch."""
+    """One static block: attention once per incoming stream, an FFN per outgoing branch.
 
-    def __init__(self, spec: SpaceSpec, heads: int, hidden: int, branches: tuple[Branch, ...]):
+    `mlps` maps `mlp_key(owner)` to each MLP of `mlp_owners(branches)`; `mix` maps each
+    mix branch's task to its fixed (shared, task) weights, the router's softmax.
+    """
+
+    def __init__(
+        self,
+        branches: tuple[Branch, ...],
+        norm1: nn.LayerNorm,
+        attn: Attention,
+        norm2: nn.LayerNorm,
+        mlps: dict[str, Mlp],
+        mix: dict[str, Tensor],
+    ):
         super().__init__()
-        dim = spec.embed_dim
         self.branches = branches
-        self.norm1 = layer_norm(dim)
-        self.attn = Attention(
-            dim, num_heads=heads, attn_head_dim=spec.head_dim, qkv_bias=spec.qkv_bias
-        )
-        self.norm2 = layer_norm(dim)
-        keys = []
-        for b in branches:
-            if b.path in ("shared", "mix"):
-                keys.append("shared")
-            if b.path in ("task", "mix"):
-                keys.append(task_mlp_key(b.task))
-        self.mlps = nn.ModuleDict({k: Mlp(dim, hidden) for k in dict.fromkeys(keys)})
-        for b in branches:
-            if b.path == "mix":  # fixed (shared, task) weights: the router's softmax
-                self.register_buffer(f"mix_{b.task}", torch.full((2,), 0.5))
+        self.norm1, self.attn, self.norm2 = norm1, attn, norm2
+        self.mlps = nn.ModuleDict(mlps)
+        for task, weights in mix.items():
+            self.register_buffer(f"mix_{task}", weights)
 
     def forward(self, streams: list[Tensor]) -> list[Tensor]:
         attended: dict[int, tuple[Tensor, Tensor]] = {}
@@ -94,45 +106,62 @@ class SubnetLayer(nn.Module):
                 attended[b.parent] = (x, self.norm2(x))
             x, y = attended[b.parent]
             if b.path == "shared":
-                f = self.mlps["shared"](y)
+                f = self.mlps[mlp_key(None)](y)
             elif b.path == "task":
-                f = self.mlps[task_mlp_key(b.task)](y)
+                f = self.mlps[mlp_key(b.task)](y)
             else:
                 w = getattr(self, f"mix_{b.task}")
-                f = w[0] * self.mlps["shared"](y) + w[1] * self.mlps[task_mlp_key(b.task)](y)
+                f = w[0] * self.mlps[mlp_key(None)](y) + w[1] * self.mlps[mlp_key(b.task)](y)
             out.append(x + f)
         return out
 
 
-class SubnetViT(nn.Module):
-    """A deployable subnet; forward returns the embedding, or a tuple over `tasks`."""
+# (layer index, heads, hidden units, branches) -> the layer
+LayerMaker = Callable[[int, int, int, tuple[Branch, ...]], SubnetLayer]
 
-    def __init__(self, spec: SpaceSpec, arch: Arch, tasks: Sequence[str]):
-        super().__init__()
-        space = SearchSpace(spec)
-        space.check(arch)
-        tasks = tuple(tasks)
-        if not tasks or len(set(tasks)) != len(tasks):
-            raise ArchError(f"extract needs distinct tasks, got {list(tasks)}")
-        for task in tasks:
-            spec.task(task)
+
+def fresh_layer(
+    spec: SpaceSpec, i: int, heads: int, hidden: int, branches: tuple[Branch, ...]
+) -> SubnetLayer:
+    """A freshly initialised layer i, to load weights into (a `LayerMaker` once `spec` is
+    bound; every layer is built alike, so `i` is unused)."""
+    dim = spec.embed_dim
+    attn = Attention(dim, num_heads=heads, attn_head_dim=spec.head_dim, qkv_bias=spec.qkv_bias)
+    mlps = {mlp_key(owner): Mlp(dim, hidden) for owner in mlp_owners(branches)}
+    mix = {b.task: torch.full((2,), 0.5) for b in branches if b.path == "mix"}
+    return SubnetLayer(branches, layer_norm(dim), attn, layer_norm(dim), mlps, mix)
+
+
+class SubnetViT(TokenEmbedding):
+    """A deployable subnet; forward returns the embedding, or a tuple over `tasks`.
+
+    `make_layer(i, heads, hidden, branches)` builds layer i (default: freshly initialised).
+    """
+
+    def __init__(
+        self,
+        spec: SpaceSpec,
+        arch: Arch,
+        tasks: Sequence[str],
+        make_layer: LayerMaker | None = None,
+    ):
+        SearchSpace(spec).check(arch)
+        tasks = spec.check_tasks(tasks)
+        super().__init__(spec)
         self.spec, self.arch, self.tasks = spec, arch, tasks
         self.plan = StreamPlan.build(arch, tasks)
-        dim = spec.embed_dim
-        self.patch_embed = PatchEmbed(spec.image_size, spec.patch_size, spec.in_chans, dim)
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
-        self.pos_embed = nn.Parameter(torch.zeros(1, spec.num_tokens, dim))
+        if make_layer is None:
+            make_layer = partial(fresh_layer, spec)
         self.layers = nn.ModuleList(
-            SubnetLayer(spec, arch.num_heads[i], spec.hidden_dim(arch.mlp_ratio[i]), branches)
+            make_layer(i, arch.num_heads[i], spec.hidden_dim(arch.mlp_ratio[i]), branches)
             for i, branches in enumerate(self.plan.layers)
         )
+        dim = spec.embed_dim
         self.norm = layer_norm(dim)
         self.necks = nn.ModuleDict({t: nn.Linear(dim, spec.task(t).embed_dim) for t in tasks})
 
     def forward(self, images: Tensor) -> Tensor | tuple[Tensor, ...]:
-        x = self.patch_embed(images)
-        x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1) + self.pos_embed
-        streams = [x]
+        streams = [self.embed(images)]
         for layer in self.layers:
             streams = layer(streams)
         normed: dict[int, Tensor] = {}

@@ -4,26 +4,25 @@ Each block has elastic heads and MLP width; its FFN is, per task, the shared MLP
 task's own MLP, or a learned mix of both (UFO 2.0's Task-MoE): the mix weights are the
 softmax of per-task router logits, sampled with Gumbel noise in training and exact at
 eval. Depth is elastic (the first `depth` blocks run). Module names follow timm's
-VisionTransformer, so a timm ViT checkpoint loads into the shared trunk.
+VisionTransformer, so a timm ViT checkpoint loads into the shared trunk. Like once-for-all,
+each block hands back its static subnet layer (`SuperBlock.get_active_subnet`).
 """
 
 from __future__ import annotations
 
+import copy
+
 import torch
 import torch.nn.functional as F
-from timm.layers import DropPath, PatchEmbed, resample_abs_pos_embed, trunc_normal_
+from timm.layers import DropPath, resample_abs_pos_embed, trunc_normal_
 from torch import Tensor, nn
 
 from ufo_nas.errors import CheckpointError
 from ufo_nas.space import Arch, SearchSpace
 from ufo_nas.spec import SpaceSpec
 from ufo_nas.supernet.elastic import ElasticAttention, ElasticMlp
-
-LAYER_NORM_EPS = 1e-6  # timm's ViT value
-
-
-def layer_norm(dim: int) -> nn.LayerNorm:
-    return nn.LayerNorm(dim, eps=LAYER_NORM_EPS)
+from ufo_nas.supernet.layers import TokenEmbedding, layer_norm
+from ufo_nas.supernet.subnet import Branch, SubnetLayer, mlp_key, mlp_owners
 
 
 class SuperBlock(nn.Module):
@@ -54,12 +53,17 @@ class SuperBlock(nn.Module):
         self.router_logits = nn.Parameter(torch.zeros(len(self.tasks), 2))
         self.gumbel_tau = 1.0
 
-    def mix_weights(self, task: str) -> Tensor:
-        """(shared, task) weights of the Task-MoE mix for `task`."""
+    def mix_weights(self, task: str, exact: bool = False) -> Tensor:
+        """(shared, task) weights of the Task-MoE mix for `task`: Gumbel-sampled in
+        training unless `exact`, else the router's softmax."""
         logits = self.router_logits[self.tasks.index(task)]
-        if self.training:
+        if self.training and not exact:
             return F.gumbel_softmax(logits, tau=self.gumbel_tau)
         return logits.softmax(-1)
+
+    def owned_mlp(self, owner: str | None) -> ElasticMlp:
+        """The shared MLP (owner None) or the task MLP of `owner`."""
+        return self.mlp if owner is None else self.task_mlps[owner]
 
     def ffn(self, y: Tensor, hidden: int, path: str, task: str) -> Tensor:
         if path == "shared":
@@ -70,22 +74,36 @@ class SuperBlock(nn.Module):
         w = self.mix_weights(task)
         return w[0] * self.mlp.forward_active(y, hidden) + w[1] * task_out
 
+    def get_active_subnet(
+        self, heads: int, hidden: int, branches: tuple[Branch, ...]
+    ) -> SubnetLayer:
+        """The static layer of `heads` heads and `hidden` FFN units for `branches`, holding
+        copies of the active weights; each mix branch gets the router's softmax."""
+        mlps = {
+            mlp_key(owner): self.owned_mlp(owner).get_active_subnet(hidden)
+            for owner in mlp_owners(branches)
+        }
+        mix = {
+            b.task: self.mix_weights(b.task, exact=True).detach()
+            for b in branches
+            if b.path == "mix"
+        }
+        norm1, norm2 = copy.deepcopy(self.norm1), copy.deepcopy(self.norm2)
+        return SubnetLayer(branches, norm1, self.attn.get_active_subnet(heads), norm2, mlps, mix)
+
     def forward(self, x: Tensor, heads: int, hidden: int, path: str, task: str) -> Tensor:
         x = x + self.drop_path(self.attn.forward_active(self.norm1(x), heads))
         return x + self.drop_path(self.ffn(self.norm2(x), hidden, path, task))
 
 
-class SuperViT(nn.Module):
+class SuperViT(TokenEmbedding):
     """The supernet of a space; `supernet(images, arch, task)` runs one subnet."""
 
     def __init__(self, spec: SpaceSpec):
-        super().__init__()
+        super().__init__(spec)
         self.spec = spec
         self.space = SearchSpace(spec)
         dim = spec.embed_dim
-        self.patch_embed = PatchEmbed(spec.image_size, spec.patch_size, spec.in_chans, dim)
-        self.cls_token = nn.Parameter(torch.zeros(1, 1, dim))
-        self.pos_embed = nn.Parameter(torch.zeros(1, spec.num_tokens, dim))
         rates = torch.linspace(0, spec.drop_path_rate, spec.max_depth).tolist()
         self.blocks = nn.ModuleList(SuperBlock(spec, i, rate) for i, rate in enumerate(rates))
         self.norm = layer_norm(dim)
@@ -105,10 +123,6 @@ class SuperViT(nn.Module):
         """Temperature of the router's Gumbel-softmax in training."""
         for block in self.blocks:
             block.gumbel_tau = tau
-
-    def embed(self, images: Tensor) -> Tensor:
-        x = self.patch_embed(images)
-        return torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1) + self.pos_embed
 
     def forward_features(self, images: Tensor, arch: Arch, task: str) -> Tensor:
         """Normalised tokens (B, 1 + patches, embed_dim) of `arch` for `task`."""

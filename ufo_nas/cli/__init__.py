@@ -1,0 +1,95 @@
+"""The `ufo` command: thin subcommands that parse, call the library and print.
+
+One module per command group holds its parsers beside their handlers; `args` holds the
+arguments they share. `ufo-eval`, `ufo-profile`, `ufo-search`, `ufo-plot` and `ufo-export`
+are aliases of one command each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from ufo_nas.cli import accuracy, export, latency, search, space
+from ufo_nas.cli.args import settle_space
+from ufo_nas.errors import UfoError
+
+COMMAND_GROUPS = (space, accuracy, latency, search, export)
+
+
+class _CommandsFormatter(argparse.HelpFormatter):
+    """Measures command names with their indent (as Python 3.13 does), so that each command
+    in `ufo --help` takes one line."""
+
+    def add_argument(self, action: argparse.Action) -> None:
+        super().add_argument(action)
+        if action.help is not argparse.SUPPRESS:
+            for sub in self._iter_indented_subactions(action):
+                length = len(self._format_action_invocation(sub)) + self._current_indent
+                self._action_max_length = max(self._action_max_length, length)
+
+
+def build_parser(alias: str | None = None) -> argparse.ArgumentParser:
+    """The `ufo` parser; with `alias`, that command reads `ufo-<alias>` in usage and errors."""
+    parser = argparse.ArgumentParser(
+        prog="ufo",
+        description="ufo-nas: hardware-aware search for UFO multi-task vision transformers.",
+        formatter_class=_CommandsFormatter,
+    )
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for group in COMMAND_GROUPS:
+        group.register(subparsers)
+    for name, command in subparsers.choices.items():
+        if name == alias:
+            command.prog = f"ufo-{alias}"
+        command.set_defaults(command_parser=command)
+    return parser
+
+
+def _run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # reported by the command, so that an alias names itself
+        args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    prog = args.command_parser.prog
+    try:
+        settle_space(args, prog)
+        args.func(args)
+    except UfoError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run `ufo COMMAND ...`; 0 on success, 2 with a one-line error on stderr."""
+    return _run(build_parser(), argv)
+
+
+def _alias(command: str) -> int:
+    return _run(build_parser(alias=command), [command, *sys.argv[1:]])
+
+
+def eval_main() -> int:
+    """`ufo-eval`: the alias of `ufo eval`."""
+    return _alias("eval")
+
+
+def profile_main() -> int:
+    """`ufo-profile`: the alias of `ufo profile`."""
+    return _alias("profile")
+
+
+def search_main() -> int:
+    """`ufo-search`: the alias of `ufo search`."""
+    return _alias("search")
+
+
+def plot_main() -> int:
+    """`ufo-plot`: the alias of `ufo plot`."""
+    return _alias("plot")
+
+
+def export_main() -> int:
+    """`ufo-export`: the alias of `ufo export`."""
+    return _alias("export")

@@ -1,0 +1,164 @@
+"""The arguments several commands share, each with one meaning and one help text."""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import sys
+import textwrap
+from collections.abc import Callable
+
+from ufo_nas.backends import PRECISIONS
+from ufo_nas.errors import UfoError
+
+DEFAULT_SPACE = "ufo_vit_base"
+_LEGACY_SPACE = "legacy_space"  # dest of the deprecated positional SPACE
+_ARCH_HELP = (
+    "an arch string (see `ufo sample`), a CVPR'22 competition string, 'largest' or 'smallest'"
+)
+
+Handler = Callable[[argparse.Namespace], None]
+
+
+def add_command(
+    subparsers: argparse._SubParsersAction, name: str, handler: Handler, help: str
+) -> argparse.ArgumentParser:
+    """A subcommand running `handler`; `help` is its one line in `ufo --help`, and the
+    handler's docstring its description (an `examples:` section of it, the epilog)."""
+    doc, _, examples = inspect.getdoc(handler).partition("\nexamples:\n")
+    description = " ".join(doc.split())
+    if not examples:
+        parser = subparsers.add_parser(name, help=help, description=description)
+    else:
+        parser = subparsers.add_parser(
+            name,
+            help=help,
+            description=textwrap.fill(description, 80),
+            epilog=f"examples:\n{examples}",
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+    parser.set_defaults(func=handler)
+    return parser
+
+
+def _help(text: str, note: str) -> str:
+    return f"{text}; {note}" if note else text
+
+
+def add_space(parser: argparse.ArgumentParser, note: str = "", legacy: bool = False) -> None:
+    """--space NAME; `legacy` also accepts the deprecated positional SPACE (see settle_space)."""
+    text = "a shipped space name (ufo_vit_base, ufo_vit_tiny) or a YAML path"
+    parser.add_argument(
+        "--space", metavar="NAME", help=_help(f"{text} (default {DEFAULT_SPACE})", note)
+    )
+    if legacy:
+        parser.add_argument(_LEGACY_SPACE, nargs="?", metavar="SPACE", help=argparse.SUPPRESS)
+
+
+def settle_space(args: argparse.Namespace, prog: str) -> None:
+    """Give --space its default, or the deprecated positional SPACE with a note on stderr
+    that names the command as `prog`."""
+    legacy = getattr(args, _LEGACY_SPACE, None)
+    if legacy is not None:
+        if args.space is not None:
+            raise UfoError(f"give the space once: --space {args.space} or {legacy}, not both")
+        print(
+            f"{prog}: note: the positional SPACE is deprecated, write --space {legacy} "
+            "(accepted until 0.3)",
+            file=sys.stderr,
+        )
+        args.space = legacy
+    if "space" in args and args.space is None:
+        args.space = DEFAULT_SPACE
+
+
+def names(text: str) -> tuple[str, ...]:
+    """A comma-separated list, blanks dropped."""
+    return tuple(t.strip() for t in text.split(",") if t.strip())
+
+
+def add_task(parser: argparse.ArgumentParser, several: bool = True, required: bool = False) -> None:
+    """--task: one task, or (`several`) comma-separated tasks served by one trunk."""
+    if not several:
+        parser.add_argument("--task", required=required, help="the task")
+        return
+    parser.add_argument(
+        "--task",
+        type=names,
+        required=required,
+        help="task(s) served by one trunk, comma-separated"
+        + ("" if required else " (default: all)"),
+    )
+
+
+def add_arch(
+    parser: argparse.ArgumentParser, several: bool = False, required: bool = True, note: str = ""
+) -> None:
+    """--arch: an arch as `ufo_nas.cvpr22.parse_arch` reads it, or (`several`) one or more."""
+    parser.add_argument(
+        "--arch",
+        required=required,
+        nargs="+" if several else None,
+        help=_help(("one or more, each " if several else "") + _ARCH_HELP, note),
+    )
+
+
+def add_device(
+    parser: argparse.ArgumentParser, several: bool = False, required: bool = False, note: str = ""
+) -> None:
+    """--device: a hardware profile, or (`several`) comma-separated profile names."""
+    if several:
+        text = "hardware profile name(s), comma-separated"
+    else:
+        text = "hardware profile: a name in hardware_profiles/ or a YAML path"
+    parser.add_argument(
+        "--device", type=names if several else None, required=required, help=_help(text, note)
+    )
+
+
+def add_out(
+    parser: argparse.ArgumentParser, what: str, default: str = "", required: bool = False
+) -> None:
+    """--out: where the command writes `what`, with its default (or what it must not hold)."""
+    parser.add_argument(
+        "--out", required=required, help=what + (f" (default: {default})" if default else "")
+    )
+
+
+def add_overwrite(parser: argparse.ArgumentParser, what: str) -> None:
+    """--overwrite: replace `what` where it exists already."""
+    parser.add_argument("--overwrite", action="store_true", help=f"replace {what}")
+
+
+def add_precision(parser: argparse.ArgumentParser, note: str = "") -> None:
+    """--precision, one of ufo_nas.backends.PRECISIONS."""
+    parser.add_argument("--precision", choices=PRECISIONS, help=_help("numeric precision", note))
+
+
+def add_number(parser: argparse.ArgumentParser, flag: str, default: float, help: str) -> None:
+    """An option of the type of `default`, which its help names."""
+    parser.add_argument(
+        flag, type=type(default), default=default, help=f"{help} (default {default:g})"
+    )
+
+
+def add_seed(parser: argparse.ArgumentParser, what: str = "random seed") -> None:
+    """--seed (default 0)."""
+    add_number(parser, "--seed", 0, what)
+
+
+def add_opset(parser: argparse.ArgumentParser) -> None:
+    """--opset of the ONNX export."""
+    add_number(parser, "--opset", 18, "ONNX opset, >= 17")
+
+
+def count(text: str) -> float:
+    """An argument type: '25M', '300k', '1.2G' or a plain number."""
+    scale = {"k": 1e3, "m": 1e6, "g": 1e9}.get(text[-1:].lower(), 1.0)
+    number = text[:-1] if scale != 1.0 else text
+    try:
+        return float(number) * scale
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a count; write e.g. 25M, 300k or 25000000"
+        ) from None

@@ -1,0 +1,164 @@
+"""`ufo latency`, `ufo profile`: predicted latency, and measuring a device's latency table."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ufo_nas.cli import args as shared
+from ufo_nas.errors import UfoError
+from ufo_nas.space import SearchSpace, load_space
+
+if TYPE_CHECKING:
+    from ufo_nas.hardware import HardwareProfile
+    from ufo_nas.latency.measure import ProfileSettings
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `latency` and `profile`."""
+    line = "predicted latency of subnets on devices"
+    p = shared.add_command(subparsers, "latency", cmd_latency, line)
+    shared.add_space(p, legacy=True)
+    shared.add_device(p, several=True, required=True)
+    shared.add_task(p)
+    shared.add_arch(p, several=True)
+
+    line = "measure a latency lookup table on this machine"
+    p = shared.add_command(subparsers, "profile", cmd_profile, line)
+    shared.add_device(p)
+    shared.add_space(p)
+    shared.add_number(p, "--validation", 40, "random subnets measured end to end to calibrate")
+    shared.add_number(p, "--rounds", 21, "interleaved rounds")
+    shared.add_number(p, "--calls", 1, "calls per model per round")
+    shared.add_number(p, "--chunk", 8, "models timed together")
+    shared.add_number(
+        p, "--copies", 4, "chained copies of each attention/FFN operator timed as one"
+    )
+    shared.add_seed(p, "seed of the validation subnets")
+    shared.add_out(p, "table path", default="latency_tables/<device>/<space>.yaml")
+    p.add_argument(
+        "--work-dir",
+        help="exported models and tuning databases "
+        "(default ~/.cache/ufo-nas/profile/<device>/<space>)",
+    )
+    p.add_argument("--dry-run", action="store_true", help="list what would be measured")
+    new_help = "first write hardware_profiles/NAME.yaml for this machine (peaks measured here)"
+    p.add_argument("--new-profile", metavar="NAME", help=new_help)
+    p.add_argument("--backend", help="backend of the new profile")
+    shared.add_number(p, "--threads", 0, "threads of the new profile")
+
+
+def cmd_latency(args: argparse.Namespace) -> None:
+    """Predict end-to-end latency (ms) from the device's measured latency table
+    (latency_tables/<device>/<space>.yaml), or, where none is measured, a roofline estimate
+    from its hardware profile's peaks, labelled as such."""
+    from ufo_nas.cvpr22 import parse_arch
+    from ufo_nas.latency.predictor import latency_predictor
+
+    space = load_space(args.space)
+    tasks = space.select_tasks(args.task)
+    archs = [parse_arch(space, text) for text in args.arch]
+    for device in args.device:
+        predictor = latency_predictor(space, device)
+        print(f"{device}: {predictor.source}")
+        for arch, ms in zip(archs, predictor.latency_ms(archs, tasks)):
+            print(f"{ms:10.3f} ms{'' if predictor.measured else ' (estimate)'}  {arch}")
+
+
+def cmd_profile(args: argparse.Namespace) -> None:
+    """Measure every distinct operator of a space on a device through its hardware profile's
+    backend, then whole random subnets end to end, and fit a calibration; writes
+    latency_tables/<device>/<space>.yaml. Timing interleaves rounds in one process and keeps a
+    low quartile. An interrupted run resumes where it stopped."""
+    from ufo_nas.hardware import load_profile
+    from ufo_nas.latency.measure import ProfileSettings, plan
+    from ufo_nas.latency.table import LatencyTable, table_path
+
+    if args.new_profile:
+        _write_new_profile(args.new_profile, args.backend, args.threads)
+        if not args.device:
+            return
+    if not args.device:
+        raise UfoError("--device is required (a hardware profile name or YAML path)")
+    profile = load_profile(args.device)
+    space = load_space(args.space)
+    out = Path(args.out) if args.out else table_path(profile.name, space)
+    settings = ProfileSettings(
+        validation_subnets=args.validation,
+        chunk=args.chunk,
+        rounds=args.rounds,
+        calls_per_round=args.calls,
+        copies=args.copies,
+        seed=args.seed,
+    )
+    existing = LatencyTable.load(out, space) if out.exists() else None
+    todo = plan(space, existing, settings)
+    print(
+        f"{profile.name}: {profile.backend} on {profile.device}, {profile.precision}, "
+        f"{profile.threads or 'default'} threads -> {out}"
+    )
+    print(
+        f"to measure: {len(todo.operators)} operators, {len(todo.validation)} validation subnets"
+        + (
+            f" (resuming: {len(existing.operators)} operators, {len(existing.validation)} "
+            "subnets already measured)"
+            if existing
+            else ""
+        )
+    )
+    if args.dry_run:
+        for op in todo.operators:
+            print(f"  operator {op.key}")
+        for arch, tasks in todo.validation:
+            print(f"  subnet   {','.join(tasks)}  {arch}")
+        return
+    work_dir = Path(args.work_dir) if args.work_dir else None
+    _measure(space, profile, out, work_dir, settings, len(todo.operators) + len(todo.validation))
+    print(f"wrote {out}")
+
+
+def _write_new_profile(name: str, backend: str | None, threads: int) -> None:
+    from ufo_nas.hardware import write_host_profile
+
+    if not backend:
+        raise UfoError("--new-profile needs --backend (torch, onnxruntime, openvino, tvm)")
+    path, profile = write_host_profile(name, backend, threads)
+    print(
+        f"wrote {path}: peak {profile.peak_tflops} TFLOP/s, {profile.memory_gbps} GB/s "
+        "(measured here)"
+    )
+
+
+def _measure(
+    space: SearchSpace,
+    profile: HardwareProfile,
+    out: Path,
+    work_dir: Path | None,
+    settings: ProfileSettings,
+    total: int,
+) -> None:
+    """Run the profiling with a progress bar and print the calibration's fit."""
+    from tqdm import tqdm
+
+    from ufo_nas.backends import get_backend
+    from ufo_nas.latency.measure import default_work_dir, run_profile
+
+    get_backend(profile.backend)(profile.target())  # fails here, in one line, if it cannot run
+    work_dir = work_dir or default_work_dir(profile.name, space)
+    with tqdm(total=total, unit="model", desc="profiling") as bar:
+        table = run_profile(
+            space,
+            profile,
+            out,
+            work_dir,
+            settings,
+            progress=lambda what, n: (bar.set_postfix_str(what), bar.update(n)),
+        )
+    m, fit = table.metrics, table.calibration
+    if m:
+        print(
+            f"calibration {fit['model']}: a={fit['a']:.4f} b={fit['b']:.4f} c={fit['c']:.4f}; "
+            f"on {m['validation_subnets']} subnets mean error {m['mean_abs_pct_error']:.2f}%, "
+            f"{100 * m['within_5pct']:.0f}% within 5%, {100 * m['within_10pct']:.0f}% within 10%"
+        )

@@ -1,0 +1,109 @@
+"""Reading ufo-nas's versioned files: one parser and one schema check for all of them.
+
+A `VersionedFormat` describes one kind of file (latency table, GP-NAS predictor, checkpoint
+header, search result): what it is called, its schema, the error it raises, and the `format`
+value or keys it must hold. Every failure, from a missing file to a schema of another
+version, is one error of that class naming the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from ufo_nas.errors import UfoError
+
+Syntax = Literal["JSON", "YAML"]
+
+
+def parse(text: str, syntax: Syntax) -> Any:
+    """JSON or YAML text -> data; a ValueError says where and why it is malformed."""
+    try:
+        return json.loads(text) if syntax == "JSON" else yaml.safe_load(text)
+    except json.JSONDecodeError as exc:
+        where, problem = (exc.lineno, exc.colno), exc.msg
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = (mark.line + 1, mark.column + 1) if mark else None
+        problem = exc.problem or "malformed YAML"
+    except (yaml.YAMLError, ValueError) as exc:  # e.g. a YAML date that is no date
+        where, problem = None, str(exc)
+    at = f" at line {where[0]}, column {where[1]}" if where else ""
+    raise ValueError(f"not valid {syntax}{at}: {problem}") from None
+
+
+@dataclass(frozen=True)
+class VersionedFormat:
+    """One kind of versioned file: a mapping with a `schema` key and maybe a `format` key."""
+
+    what: str  # "latency table": "no latency table at ...", "... has table schema 0"
+    schema: int
+    error: type[UfoError]
+    syntax: Syntax = "JSON"
+    format: str | None = None  # the value its "format" key must have, where it has one
+    required: tuple[str, ...] = ()  # keys without which it is not this kind of file
+    remedy: str = ""  # how to get a good file, added to the missing and old-schema errors
+
+    def _with_remedy(self, message: str) -> UfoError:
+        return self.error(f"{message}; {self.remedy}" if self.remedy else message)
+
+    def _unreadable(self, source: str | Path, detail: str) -> UfoError:
+        return self.error(f"{source} is {detail}; it is not a readable {self.what}")
+
+    def file(self, path: str | os.PathLike) -> Path:
+        """`path`, refused unless it is an existing file."""
+        path = Path(path)
+        if path.is_dir():
+            raise self._unreadable(path, "a folder")
+        if not path.is_file():
+            raise self._with_remedy(f"no {self.what} at {path}: it does not exist")
+        return path
+
+    def parse(self, text: str, source: str) -> Any:
+        """The data in `text` (read from `source`), unchecked."""
+        try:
+            return parse(text, self.syntax)
+        except ValueError as exc:
+            raise self._unreadable(source, str(exc)) from None
+
+    def load(self, path: str | os.PathLike) -> Any:
+        """The data in the file at `path`, unchecked."""
+        path = self.file(path)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            raise self._unreadable(path, "not UTF-8 text") from None
+        except OSError as exc:
+            raise self._unreadable(path, f"inaccessible ({exc.strerror})") from None
+        return self.parse(text, str(path))
+
+    def check(self, data: Any, source: str, kind: str | None = None) -> dict[str, Any]:
+        """`data` as a mapping of this format and schema (and `kind`, if given)."""
+        if not isinstance(data, dict):
+            raise self.error(f"{source} is not a ufo-nas {self.what} (not a mapping)")
+        if self.format is not None and data.get("format") != self.format:
+            raise self.error(
+                f"{source} is not a ufo-nas {self.what} "
+                f"(format {data.get('format')!r}, not {self.format!r})"
+            )
+        missing = [key for key in self.required if key not in data]
+        if missing:
+            raise self.error(f"{source} is not a ufo-nas {self.what} (no '{missing[0]}')")
+        if data.get("schema") != self.schema:
+            noun = self.what.split()[-1]  # "table schema 1", "predictor schema 1"
+            raise self._with_remedy(
+                f"{source} has {noun} schema {data.get('schema')}; "
+                f"this ufo-nas reads schema {self.schema}"
+            )
+        if kind is not None and data.get("kind") != kind:
+            raise self.error(f"{source} holds a {data.get('kind')}, not a {kind}")
+        return data
+
+    def read(self, path: str | os.PathLike, kind: str | None = None) -> dict[str, Any]:
+        """The checked mapping in the file at `path`."""
+        return self.check(self.load(path), str(Path(path)), kind)

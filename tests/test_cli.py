@@ -109,3 +109,14 @@ def test_library_errors_of_aliases_name_the_alias(capsys, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["ufo-profile", "--new-profile", "mine"])
     assert cli.profile_main() == 2
     assert capsys.readouterr().err.startswith("ufo-profile: error: --new-profile needs --backend")
+
+
+def test_library_warnings_print_once_as_one_line(tmp_path, capsys):
+    """A torn accuracy table warns (UfoWarning) once, as `ufo <command>: warning: ...`."""
+    table = tmp_path / "t.csv"
+    table.write_text("arch,task,benchmark,metric,value,higher_is_better,source,date\nd4-h2")
+    argv = ["fit-predictor", "--space", "ufo_vit_tiny", "--table", str(table), "--out", "p"]
+    assert main(argv) == 2  # the table holds no complete row
+    err = capsys.readouterr().err.splitlines()
+    assert err[0].startswith("ufo fit-predictor: warning: ") and "last line is cut" in err[0]
+    assert err[1].startswith("ufo fit-predictor: error: ") and len(err) == 2

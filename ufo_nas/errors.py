@@ -15,3 +15,8 @@ class ArchError(UfoError):
 
 class CheckpointError(UfoError):
     """A checkpoint or exported model is unreadable or belongs to another space."""
+
+
+class UfoWarning(UserWarning):
+    """Something a user must know but that does not stop the work; the CLI prints it as
+    one line."""

@@ -3,6 +3,7 @@ import pytest
 
 from ufo_nas import ArchError, UfoError
 from ufo_nas.accuracy import AccuracyRecord, AccuracyTable
+from ufo_nas.errors import UfoWarning
 
 
 def record(arch, benchmark, value, metric="accuracy", better=True, task="face"):
@@ -69,3 +70,84 @@ def test_bad_tables(tiny, base, tmp_path):
     )
     with pytest.raises(UfoError, match="broken.csv:2: malformed row"):
         AccuracyTable(broken, tiny)
+
+
+HEADER = "arch,task,benchmark,metric,value,higher_is_better,source,date\n"
+
+
+@pytest.mark.parametrize(
+    "row, message",
+    [
+        ('"{arch}",face,orl,accuracy,nan,true,s,d', "t.csv:2: value 'nan' is not a finite"),
+        ('"{arch}",face,orl,accuracy,-inf,true,s,d', "t.csv:2: value '-inf' is not a finite"),
+        ('"{arch}",car,orl,accuracy,0.5,true,s,d', "t.csv:2: task 'car' is not in space"),
+        ("d9-h1-m1,face,orl,accuracy,0.5,true,s,d", "t.csv:2: .*num_heads"),
+    ],
+)
+def test_rows_that_are_not_results_are_refused_naming_the_line(tiny, tmp_path, row, message):
+    path = tmp_path / "t.csv"
+    path.write_text(HEADER + row.format(arch=tiny.smallest().to_string()) + "\n")
+    with pytest.raises(UfoError, match=message):
+        AccuracyTable(path, tiny)
+
+
+def test_non_finite_values_are_not_appended(tiny, tmp_path):
+    table = AccuracyTable(tmp_path / "t.csv", tiny)
+    with pytest.raises(UfoError, match="not finite"):
+        table.append([record(tiny.smallest(), "orl", float("nan"))])
+    assert not (tmp_path / "t.csv").exists()
+
+
+def test_a_cut_last_line_is_dropped_with_a_warning_not_counted_or_glued(tiny, tmp_path):
+    path = tmp_path / "t.csv"
+    a, b = tiny.smallest(), tiny.largest()
+    AccuracyTable(path, tiny).append([record(a, "orl", 0.75)])
+    whole = path.read_text()
+    path.write_text(whole + f"{b.to_string()},face,orl,accuracy,0.7")  # 0.75 cut mid-write
+    with pytest.warns(UfoWarning, match="t.csv: the last line is cut"):
+        table = AccuracyTable(path, tiny)
+    assert table.evaluated("face", "orl") == {a.to_string()}
+    table.append([record(b, "orl", 0.5)])
+    reloaded = AccuracyTable(path, tiny)
+    assert [(r.arch, r.value) for r in reloaded.records] == [
+        (a.to_string(), 0.75),
+        (b.to_string(), 0.5),
+    ]
+    assert path.read_text().endswith("\n")
+
+
+WRITER = """
+import sys, numpy as np
+from ufo_nas import load_space
+from ufo_nas.accuracy import AccuracyRecord, AccuracyTable
+space = load_space("ufo_vit_tiny")
+table = AccuracyTable(sys.argv[1], space)
+rng = np.random.default_rng(int(sys.argv[2]))
+print("ready", flush=True)
+while True:
+    rows = [AccuracyRecord(space.sample(rng).to_string(), "face", "orl", "accuracy",
+            float(rng.random()), True, "x" * 2000, "d") for _ in range(20)]
+    table.append(rows)
+"""
+
+
+def test_killing_a_writer_mid_append_leaves_whole_lines(tiny, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    path = tmp_path / "t.csv"
+    for seed, delay in enumerate((0.05, 0.12, 0.2)):
+        child = subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(path), str(seed)], stdout=subprocess.PIPE
+        )
+        assert child.stdout.readline() == b"ready\n"
+        time.sleep(delay)
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        assert child.returncode == -signal.SIGKILL
+        before = len(AccuracyTable(path, tiny).records)  # reads without a warning
+        assert path.read_bytes().endswith(b"\n")
+        AccuracyTable(path, tiny).append([record(tiny.smallest(), f"after{seed}", 0.5)])
+        assert len(AccuracyTable(path, tiny).records) == before + 1

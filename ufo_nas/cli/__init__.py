@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 from collections.abc import Sequence
 
 from ufo_nas.cli import accuracy, export, latency, search, space
 from ufo_nas.cli.args import settle_space
-from ufo_nas.errors import UfoError
+from ufo_nas.errors import UfoError, UfoWarning
 
 COMMAND_GROUPS = (space, accuracy, latency, search, export)
 
@@ -52,13 +53,29 @@ def _run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
     if unknown:  # reported by the command, so that an alias names itself
         args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
     prog = args.command_parser.prog
-    try:
-        settle_space(args, prog)
-        args.func(args)
-    except UfoError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("once", UfoWarning)
+        warnings.showwarning = _one_line_warning(prog)
+        try:
+            settle_space(args, prog)
+            args.func(args)
+        except UfoError as exc:
+            print(f"{prog}: error: {exc}", file=sys.stderr)
+            return 2
     return 0
+
+
+def _one_line_warning(prog: str):
+    """A `warnings.showwarning` that prints a UfoWarning as `prog: warning: message`."""
+    default = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        if issubclass(category, UfoWarning):
+            print(f"{prog}: warning: {message}", file=sys.stderr)
+        else:
+            default(message, category, filename, lineno, file, line)
+
+    return show
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,10 @@ import torch
 from ufo_nas import SearchSpace, load_space
 from ufo_nas.supernet import SuperViT
 
-DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+# $UFO_NAS_DATA where set (tools/mutation.py runs the tests from a copy of the tree)
+DATASETS = Path(
+    os.environ.get("UFO_NAS_DATA") or Path(__file__).resolve().parents[2] / "shared" / "datasets"
+)
 
 
 @pytest.fixture(scope="session")

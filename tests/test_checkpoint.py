@@ -84,3 +84,12 @@ def test_timm_checkpoint_errors(tiny, tmp_path):
     torch.save(wrong, wrong_path)
     with pytest.raises(CheckpointError, match=r"'norm.weight' has shape \(7,\)"):
         load_timm_checkpoint(supernet, wrong_path)
+
+
+def test_checkpoints_get_the_usual_file_mode(tiny_supernet, tmp_path):
+    import os
+
+    mask = os.umask(0o022)
+    os.umask(mask)
+    path = save_supernet(tiny_supernet, tmp_path / "s.safetensors")
+    assert path.stat().st_mode & 0o777 == 0o666 & ~mask  # safetensors itself writes 0600

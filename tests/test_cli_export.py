@@ -149,3 +149,71 @@ def test_an_existing_output_folder_is_refused(tmp_path, capsys):
     assert main(argv) == 2
     assert "already exists and is not empty" in capsys.readouterr().err
     assert (tmp_path / "o" / "model.xml").read_text() == "keep"
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--backend", "onnx", "--precision", "int8"], "format onnx writes fp32, not int8"),
+        (["--backend", "openvino", "--precision", "int8"], "give --calibration FOLDER"),
+        (["--backend", "tvm", "--precision", "fp16"], "format tvm writes fp32, not fp16"),
+        (["--device", "jetson"], "device jetson needs backend 'tensorrt', not usable here"),
+    ],
+)
+def test_what_cannot_be_exported_is_refused_before_any_work(tmp_path, capsys, argv, message):
+    base = ["export", "--space", "ufo_vit_tiny", "--arch", "smallest", "--task", "face"]
+    missing = str(tmp_path / "never-read.safetensors")  # the check comes before loading it
+    assert main([*base, *argv, "--checkpoint", missing, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_an_existing_file_or_unwritable_folder_as_out_is_one_line(tmp_path, monkeypatch, capsys):
+    (tmp_path / "file").write_text("keep")
+    assert main([*TINY_ONNX, "--out", str(tmp_path / "file")]) == 2
+    assert "file already exists as a file, not a folder" in capsys.readouterr().err
+    real_mkdir = type(tmp_path).mkdir
+
+    def read_only(self, *args, **kwargs):
+        if self.parent == tmp_path:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_mkdir(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(tmp_path), "mkdir", read_only)
+    assert main([*TINY_ONNX, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and f"{tmp_path} is not writable (Permission denied)" in err[0]
+
+
+def test_a_failed_verification_writes_its_manifest_and_exits_2(tmp_path, monkeypatch, capsys):
+    """One image of eight has a wrong output: the per-image bound catches it."""
+    import numpy as np
+
+    import ufo_nas.export as export_module
+
+    real = export_module._artefact
+
+    def one_bad_image(*args, **kwargs):
+        exported = real(*args, **kwargs)
+        calls, run = [0], exported.runner
+
+        def perturbed(images):
+            outputs = run(images)
+            calls[0] += 1
+            if calls[0] == 4:  # the 4th of 8 single-image batches
+                outputs = [np.random.default_rng(0).normal(size=o.shape) for o in outputs]
+            return outputs
+
+        exported.runner = perturbed
+        return exported
+
+    monkeypatch.setattr(export_module, "_artefact", one_bad_image)
+    out = tmp_path / "o"
+    assert main([*TINY_ONNX, "--task", "face", "--no-time", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "output 'face' differs from PyTorch: cosine" in err[-1]
+    assert f"(see {out / 'manifest.json'})" in err[-1]
+    check = json.loads((out / "manifest.json").read_text())["verification"]
+    assert check["passed"] is False and check["images"] == 8
+    assert check["outputs"]["face"]["min_cosine"] < 0.5 < check["min_cosine_required"]

@@ -2,6 +2,7 @@
 
 import csv
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -143,3 +144,20 @@ def test_search_does_not_import_torch(tmp_path):
     assert done.returncode == 0, done.stderr
     modules = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines()}
     assert "ufo_nas.search.run" in modules and "torch" not in modules
+
+
+def test_search_prints_the_genes_it_held_or_searched_unseen(tmp_path, capsys):
+    quick = ["search", "--device", "jetson", "--task", "face", "--population", "8"]
+    assert main([*quick, "--generations", "2", "--out", str(tmp_path / "held")]) == 0
+    out = capsys.readouterr().out
+    assert "path.face.0-11: held at shared: the face predictor never saw task, mix" in out
+    assert "face score +- std" in out and "lower bound" in out
+    archs = re.findall(r"^ +\d+ .* (d(\d+)-h\S+)$", out, flags=re.M)
+    assert archs
+    for arch, depth in archs:  # the short form, face paths all shared
+        assert arch.endswith("-face:" + "s" * int(depth)) and "-person:" not in arch
+    argv = [*quick, "--generations", "2", "--search-unseen", "--out", str(tmp_path / "all")]
+    assert main(argv) == 0
+    assert (
+        "task, mix searched although the face predictor never saw them" in capsys.readouterr().out
+    )

@@ -209,3 +209,65 @@ def test_verify_onnx_runs_the_graph_against_pytorch(tmp_path, tiny, tiny_superne
     assert check["passed"] and check["images"] == VERIFY_IMAGES
     assert set(check["outputs"]) == {"face", "object"}
     assert all(o["max_abs_diff"] < 1e-3 for o in check["outputs"].values())
+
+
+CHILD_EXPORT = """
+import sys, time, torch
+from ufo_nas import load_space
+from ufo_nas.export import export_subnet, export_target
+from ufo_nas.supernet import SuperViT
+space = load_space("ufo_vit_tiny")
+def hang(what):
+    if what.startswith("building"):
+        print("ready", flush=True)
+        time.sleep(600)
+export_subnet(SuperViT(space.spec), space, space.smallest(), ("face",),
+              export_target(None, "onnx"), sys.argv[1], {}, time_it=False, progress=hang)
+"""
+
+
+def test_a_killed_export_leaves_a_temporary_the_next_export_removes(tmp_path, tiny, tiny_supernet):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD_EXPORT, str(tmp_path / "a")], stdout=subprocess.PIPE
+    )
+    try:
+        assert child.stdout.readline().strip() == b"ready"
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+    left = tmp_path / f".a.tmp-{child.pid}"
+    assert (left / "subnet.onnx").is_file()
+    _export(tiny, tiny_supernet, export_target(None, "onnx"), tmp_path / "b")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]
+
+
+def test_retiming_on_another_host_and_under_load_says_so(
+    tmp_path, tiny, tiny_supernet, monkeypatch
+):
+    import ufo_nas.export as export_module
+    from ufo_nas.errors import UfoWarning
+    from ufo_nas.latency import predictor as predictor_module
+    from ufo_nas.latency.timing import Timing
+
+    other = {"cpu": "Intel(R) Xeon(R) 8480+", "isa": ["avx2", "avx512f"], "machine": "x86_64"}
+    monkeypatch.setattr(predictor_module, "_PREDICTORS", {})
+    monkeypatch.setattr(predictor_module, "host_fingerprint", lambda: other)
+    monkeypatch.setattr(export_module, "host_fingerprint", lambda: other)
+    real = export_module.time_interleaved
+
+    def loaded(runners, inputs, rounds, *args, **kwargs):
+        out = real(runners, inputs, rounds, *args, **kwargs)
+        return {k: Timing(t.ms, t.median_ms, 0.45, t.calls) for k, t in out.items()}
+
+    monkeypatch.setattr(export_module, "time_interleaved", loaded)
+    where = export_target(load_profile("cpu-onnxruntime"))
+    with pytest.warns(UfoWarning, match="measured on another host: AMD EPYC"):
+        t = _export(tiny, tiny_supernet, where, tmp_path / "e", time_it=True)["latency"]
+    assert "measured on another host (AMD EPYC (avx2) vs this host's Intel" in t["other_host"]
+    assert "for that host, not this one" in t["other_host"]
+    assert t["speedup_noisy"] is True and t["torch_eager_spread"] == 0.45

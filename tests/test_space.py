@@ -89,7 +89,7 @@ def test_check_names_the_bad_value(tiny):
     with pytest.raises(ArchError, match=r"layer 2: mlp_ratio 2.5 not in \[2.0, 3.0, 4.0\]"):
         tiny.parse("d4-h2,2,2,2-m2,2,2.5,2-face:ssss-object:ssss")
     with pytest.raises(ArchError, match=r"arch tasks \['face'\] differ"):
-        tiny.parse("d4-h2,2,2,2-m2,2,2,2-face:ssss")
+        tiny.check(Arch.parse("d4-h2,2,2,2-m2,2,2,2-face:ssss"))  # parse fills in object
 
 
 def test_restricted_paths_are_enforced(micro):
@@ -195,3 +195,23 @@ def test_select_tasks_checks_names_and_defaults_to_all(tiny):
     assert tiny.select_tasks(["object", "face"]) == ("object", "face")
     with pytest.raises(SpecError, match="unknown task 'car'"):
         tiny.select_tasks(["face", "car"])
+
+
+def test_a_task_left_out_of_an_arch_string_takes_its_first_path_choice(tiny, micro):
+    full = tiny.parse("d4-h2,3,4,2-m2,3,4,2-face:stms-object:ssss")
+    assert tiny.parse("d4-h2,3,4,2-m2,3,4,2-face:stms") == full
+    assert tiny.short_string(full, ["face"]) == "d4-h2,3,4,2-m2,3,4,2-face:stms"
+    other = tiny.parse("d4-h2,3,4,2-m2,3,4,2-face:stms-object:sssm")
+    assert tiny.short_string(other, ["face"]) == other.to_string()  # object is not at default
+    assert tiny.parse("d4-h2,3,4,2-m2,3,4,2-object:ssss-face:stms") == full  # any task order
+    with pytest.raises(ArchError, match="names task 'car', not one of space 'ufo_vit_tiny'"):
+        tiny.parse("d4-h2,3,4,2-m2,3,4,2-car:ssss")
+    # a task whose paths exclude shared defaults to its first allowed choice
+    assert micro.parse("d2-h1,2-m1,1-b:ss").task_paths("a") == ("shared", "task")
+
+
+def test_long_bad_arch_strings_are_shortened_in_errors(tiny):
+    text = "d4-h" + "2," * 65_000
+    with pytest.raises(ArchError) as info:
+        tiny.parse(text)
+    assert len(str(info.value)) < 300 and "..." in str(info.value)

@@ -33,6 +33,7 @@ from ufo_nas.backends import (
     BACKEND_MODULES,
     EXPORT_FORMATS,
     Backend,
+    BackendError,
     Exported,
     Runner,
     Target,
@@ -41,8 +42,14 @@ from ufo_nas.backends import (
 from ufo_nas.cost import CostModel
 from ufo_nas.cvpr22 import parse_arch
 from ufo_nas.errors import UfoError
-from ufo_nas.fileio import check_empty_folder, sha256_file
-from ufo_nas.hardware import HardwareProfile, host_fingerprint
+from ufo_nas.fileio import (
+    check_empty_folder,
+    check_writable,
+    remove_stale_temporaries,
+    sha256_file,
+    temporary_name,
+)
+from ufo_nas.hardware import HardwareProfile, host_difference, host_fingerprint, runs_here
 from ufo_nas.latency.measure import Profiler, ProfileSettings, default_work_dir
 from ufo_nas.latency.timing import time_interleaved
 from ufo_nas.onnx_io import export_onnx, onnx_metadata
@@ -55,6 +62,7 @@ FORMAT, SCHEMA = "ufo-nas-export", 1
 FORMATS = EXPORT_FORMATS
 MIN_COSINE = {"fp32": 0.999, "fp16": 0.999, "int8": 0.98}  # per image, every output
 VERIFY_IMAGES, VERIFY_SEED = 8, 0
+NOISY_SPREAD = 0.2  # (p90 - p10) / p10 of timing rounds beyond which a speed-up is noisy
 MANIFEST = "manifest.json"
 
 
@@ -153,6 +161,38 @@ def export_target(
     return ExportTarget(backend, Target("cpu", precision or "fp32", threads, {"batch": 1}))
 
 
+ONNX_PRECISIONS = ("fp32",)  # the plain exported graph
+
+
+def check_export(where: ExportTarget, calibrated: bool, out_dir: str | os.PathLike) -> Path:
+    """Everything that would make the export fail, checked before any work: the format
+    writes this precision, its backend runs here, int8 has its calibration images, and
+    `out_dir` is a new or empty folder in a writable place. Returns `out_dir`."""
+    fmt, precision = where.format, where.target.precision
+    if fmt == "onnx":
+        writes = ONNX_PRECISIONS
+        runner = get_backend("onnxruntime")
+    else:
+        runner = get_backend(fmt)
+        writes = runner.export_precisions
+    if precision not in writes:
+        raise UfoError(
+            f"format {fmt} writes {'/'.join(writes)}, not {precision}"
+            + ("; for int8 use --backend onnxruntime or openvino" if fmt == "onnx" else "")
+        )
+    reason = runner.unavailable_reason()
+    if reason:
+        needs = f"device {where.profile.name} needs" if where.profile else f"format {fmt} needs"
+        raise BackendError(f"{needs} backend '{runner.name}', not usable here: {reason}")
+    if fmt != "onnx":
+        runner(where.target)  # refuses a device, precision or option it cannot serve
+    if precision == "int8" and runner.int8_needs_images and not calibrated:
+        raise UfoError(f"{fmt} int8 quantises on calibration images: give --calibration FOLDER")
+    out_dir = check_empty_folder(out_dir)
+    check_writable(out_dir)
+    return out_dir
+
+
 def _batch(target: Target) -> int:
     return int(target.options.get("batch", 1))
 
@@ -247,11 +287,21 @@ def retime(
     predictor = latency_predictor(space, where.profile.name) if where.predicts else None
     if predictor is not None and predictor.measured:
         profiler = Profiler(space, where.profile, default_work_dir(where.profile.name, space))
-        timings, anchor_ms, steal = profiler.time_chunk({"export": (runner, images)}, settings)
+        try:
+            timings, anchor_ms, steal = profiler.time_chunk({"export": (runner, images)}, settings)
+        finally:
+            profiler.close()
         timing = timings["export"]
         out["anchor_ms"] = round(anchor_ms, 4)
         out["scaled_ms"] = round(predictor.table.scaled_ms(timing.ms, anchor_ms), 4)
         out["steal_percent"] = steal
+        recorded = predictor.table.provenance.get("host")
+        differs = host_difference(recorded, host_fingerprint()) if recorded else None
+        if differs and runs_here(where.profile):
+            out["other_host"] = (
+                f"the table was measured on another host ({differs}): the prediction and the "
+                "time on the table's scale are for that host, not this one"
+            )
     else:
         timing = time_interleaved({"export": runner}, {"export": images}, settings.rounds)["export"]
     out.update(measured_ms=round(timing.ms, 4), median_ms=round(timing.median_ms, 4))
@@ -266,7 +316,9 @@ def retime(
     torch_runner = eager.compile(subnet, None, Path("."))
     torch_ms = time_interleaved({"torch": torch_runner}, {"torch": images}, settings.rounds)
     out["torch_eager_ms"] = round(torch_ms["torch"].ms, 4)
+    out["torch_eager_spread"] = round(torch_ms["torch"].spread, 4)
     out["speedup_vs_torch"] = round(torch_ms["torch"].ms / timing.ms, 3)
+    out["speedup_noisy"] = torch_ms["torch"].spread > NOISY_SPREAD or timing.spread > NOISY_SPREAD
     return out
 
 
@@ -321,10 +373,11 @@ def export_subnet(
     """Write the artefact and its manifest into `out_dir` (which must not exist or be
     empty); returns the manifest. Raises ExportVerificationError after writing if the
     outputs differ from PyTorch's beyond the bound."""
-    out_dir = check_empty_folder(out_dir)
+    out_dir = check_export(where, calibration is not None, out_dir)
     space.check(arch)
     step = progress or (lambda what: None)
-    work = out_dir.with_name(f".{out_dir.name}.tmp-{os.getpid()}")
+    remove_stale_temporaries(out_dir.parent)  # left by killed exports
+    work = out_dir.with_name(temporary_name(f".{out_dir.name}"))
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
     try:

@@ -166,8 +166,25 @@ def shipped_profiles() -> list[str]:
     return sorted(p.stem for p in (project_root() / "hardware_profiles").glob("*.yaml"))
 
 
+ISA_FLAGS = (
+    "avx2",
+    "avx512f",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx_vnni",
+    "amx_tile",
+    "amx_bf16",
+    "amx_int8",
+    "neon",
+    "asimd",
+)
+# the flags looked for by fingerprints that do not say (before `isa_checked` was recorded)
+_ISA_FLAGS_V1 = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "neon", "asimd")
+
+
 def host_fingerprint() -> dict[str, Any]:
-    """What identifies this machine in a table's provenance."""
+    """What identifies this machine in a table's provenance; `isa` lists the flags of
+    `isa_checked` this CPU has."""
     model = platform.processor() or platform.machine()
     flags: list[str] = []
     cpuinfo = Path("/proc/cpuinfo")
@@ -176,16 +193,44 @@ def host_fingerprint() -> dict[str, Any]:
             if line.startswith("model name") and model in ("", platform.machine()):
                 model = line.split(":", 1)[1].strip()
             if line.startswith("flags") and not flags:
-                wanted = ("avx2", "avx512f", "avx512_bf16", "amx_tile", "neon", "asimd")
-                flags = [f for f in line.split(":", 1)[1].split() if f in wanted]
+                flags = [f for f in line.split(":", 1)[1].split() if f in ISA_FLAGS]
     return {
         "cpu": model,
         "cores": os.cpu_count(),
         "isa": flags,
+        "isa_checked": list(ISA_FLAGS),
         "machine": platform.machine(),
         "system": f"{platform.system()} {platform.release()}",
         "python": platform.python_version(),
     }
+
+
+def host_difference(recorded: dict[str, Any], here: dict[str, Any]) -> str | None:
+    """None when two host fingerprints are the same CPU (model, architecture and the ISA
+    flags both looked for), else both in short form: CPU model and the flags that differ,
+    e.g. `AMD EPYC (avx2) vs this host's Intel Xeon (+avx512f +avx512_vnni)`."""
+    checked = set(recorded.get("isa_checked", _ISA_FLAGS_V1)) & set(
+        here.get("isa_checked", _ISA_FLAGS_V1)
+    )
+    old = [f for f in recorded.get("isa", []) if f in checked]
+    new = [f for f in here.get("isa", []) if f in checked]
+    same = (
+        recorded.get("cpu") == here.get("cpu")
+        and recorded.get("machine") == here.get("machine")
+        and set(old) == set(new)
+    )
+    if same:
+        return None
+    changed = [f"+{f}" for f in new if f not in old] + [f"-{f}" for f in old if f not in new]
+    return (
+        f"{recorded.get('cpu')} ({' '.join(old) or 'no listed ISA extensions'}) vs this "
+        f"host's {here.get('cpu')} ({' '.join(changed) or 'same ISA extensions'})"
+    )
+
+
+def runs_here(profile: HardwareProfile) -> bool:
+    """Whether the profile's device is this machine's CPU (not a GPU, nor over RPC)."""
+    return profile.device == "cpu" and not profile.remote
 
 
 def measure_host_peaks(seconds: float = 2.0) -> tuple[float, float]:

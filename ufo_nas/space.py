@@ -5,12 +5,15 @@ in layers past their depth are the same subnet.
 
 Arch string: ``d<depth>-h<heads,...>-m<mlp ratios,...>-<task>:<paths>...`` with one path
 letter per layer (s = shared FFN, t = task-specific FFN, m = learned mix of both), e.g.
-``d4-h2,3,4,4-m2,4,3,3-face:sstm-object:ssss``.
+``d4-h2,3,4,4-m2,4,3,3-face:sstm-object:ssss``. A space reads a task left out of the string
+(``d4-h2,3,4,4-m2,4,3,3-face:sstm``) as its first path choice at every layer: the shared FFN
+wherever the space allows it, which is gene 0, the path a task that is not searched keeps.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -84,13 +87,16 @@ class Arch:
         """Inverse of `to_string`; raises ArchError naming the bad part."""
 
         def bad(part: str, why: str) -> ArchError:
-            return ArchError(f"arch string {text!r}: {why} in {part!r}; expected {ARCH_FORMAT}")
+            return ArchError(
+                f"arch string {_shorten(text)!r}: {why} in {_shorten(part)!r}; "
+                f"expected {ARCH_FORMAT}"
+            )
 
         if not isinstance(text, str):
             raise ArchError(f"arch string must be a str, got {type(text).__name__}")
         parts = text.strip().split("-")
         if len(parts) < 3:
-            raise ArchError(f"arch string {text!r} is incomplete; expected {ARCH_FORMAT}")
+            raise ArchError(f"arch string {_shorten(text)!r} is incomplete; expected {ARCH_FORMAT}")
         depth_part, heads_part, mlp_part, *task_parts = parts
         if not (depth_part[:1] == "d" and depth_part[1:].isdigit()):
             raise bad(depth_part, "depth must be 'd' and a number")
@@ -117,7 +123,7 @@ class Arch:
                 raise bad(part, "path letters must be s, t or m")
             paths.append((task, tuple(LETTER_PATHS[c] for c in letters)))
         if len({t for t, _ in paths}) != len(paths):
-            raise ArchError(f"arch string {text!r} names a task twice")
+            raise ArchError(f"arch string {_shorten(text)!r} names a task twice")
         return cls(int(depth_part[1:]), heads, ratios, tuple(paths))
 
     def to_dict(self) -> dict[str, Any]:
@@ -171,7 +177,7 @@ class SearchSpace:
         self.tasks = spec.task_names
 
     def __repr__(self) -> str:
-        return f"SearchSpace({self.spec.name!r}, {self.size():.3g} subnets)"
+        return f"SearchSpace({self.spec.name!r}, {scientific(self.size())} subnets)"
 
     @property
     def name(self) -> str:
@@ -203,6 +209,11 @@ class SearchSpace:
             [-1] + [int(name.rsplit(".", 1)[1]) for name, _ in self.variables[1:]], dtype=np.int64
         )
         return layer[None, :] < depths[:, None]
+
+    def active_genes(self, genes: np.ndarray) -> np.ndarray:
+        """(n, genes) bool: the genes of each row that shape its subnet (not past its depth)."""
+        g = np.asarray(genes, dtype=np.int64).reshape(-1, self.num_genes)
+        return self._layer_gene_mask(g[:, 0])
 
     # --- encoding -----------------------------------------------------------------------
     def encode(self, arch: Arch) -> np.ndarray:
@@ -302,10 +313,36 @@ class SearchSpace:
     __contains__ = contains
 
     def parse(self, text: str) -> Arch:
-        """Parse an arch string and check it belongs to this space."""
+        """Parse an arch string and check it belongs to this space; a task the string leaves
+        out takes its first path choice (shared where allowed) at every layer."""
         arch = Arch.parse(text)
+        given = dict(arch.paths)
+        unknown = [t for t in given if t not in self.tasks]
+        if unknown:
+            raise ArchError(
+                f"arch string {_shorten(text)!r} names task '{unknown[0]}', not one of space "
+                f"'{self.name}' ({', '.join(self.tasks)})"
+            )
+        paths = tuple(
+            (t.name, given.get(t.name) or tuple(c[0] for c in t.paths[: arch.depth]))
+            for t in self.spec.tasks
+        )
+        arch = Arch(arch.depth, arch.num_heads, arch.mlp_ratio, paths)
         self.check(arch)
         return arch
+
+    def short_string(self, arch: Arch, tasks: Sequence[str]) -> str:
+        """The arch string with the paths of `tasks` only, which `parse` reads back as `arch`
+        when every other task is at its first path choice (as a search leaves them); else
+        the full string."""
+        short = Arch(
+            arch.depth,
+            arch.num_heads,
+            arch.mlp_ratio,
+            tuple(p for p in arch.paths if p[0] in tasks),
+        )
+        text = short.to_string()
+        return text if self.parse(text) == arch else arch.to_string()
 
     def select_tasks(self, names: Iterable[str] | None = None) -> tuple[str, ...]:
         """The named tasks, each checked to be one of this space's; all of them for none."""
@@ -366,6 +403,27 @@ class SearchSpace:
         ga, gb = self.encode(a), self.encode(b)
         take_b = rng.random(self.num_genes) < 0.5
         return self.decode(np.where(take_b, gb, ga))
+
+
+def scientific(n: int, digits: int = 3) -> str:
+    """A non-negative integer of any size as '2.26e+34' (`digits` significant digits),
+    exactly, where a float would overflow."""
+    if n < 10**digits:
+        return f"{n:.{digits - 1}e}"
+    exponent = int(math.log10(n))
+    exponent += (10 ** (exponent + 1) <= n) - (10**exponent > n)
+    unit = 10 ** (exponent - digits + 1)
+    lead, rest = divmod(n, unit)
+    lead += 2 * rest >= unit
+    if lead == 10**digits:
+        lead, exponent = lead // 10, exponent + 1
+    text = str(lead)
+    return f"{text[0]}.{text[1:]}e+{exponent:02d}"
+
+
+def _shorten(text: str, limit: int = 60) -> str:
+    """`text`, cut to its first `limit` characters and '...' if longer (for messages)."""
+    return text if len(text) <= limit else f"{text[:limit]}..."
 
 
 def _index_of_ratio(choices: tuple[float, ...], ratio: float) -> int:

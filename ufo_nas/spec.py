@@ -328,7 +328,15 @@ def space_spec_from_dict(data: Any, source: str = "<dict>") -> SpaceSpec:
 def load_space_spec(name_or_path: str | os.PathLike) -> SpaceSpec:
     """Load a space by file path or by the name of a shipped space (`ufo_vit_base`)."""
     path = resolve_named_file(name_or_path, "search_spaces", "search space")
-    return space_spec_from_yaml(path.read_text(), str(path))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(
+            f"{path}: not UTF-8 text (byte {exc.start}); a search space is a YAML file"
+        ) from None
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    return space_spec_from_yaml(text, str(path))
 
 
 def space_spec_from_yaml(text: str, source: str) -> SpaceSpec:

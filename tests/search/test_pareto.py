@@ -25,3 +25,17 @@ def test_normalisation_of_a_front():
     norm = Normalisation.of(F)
     assert norm(F).tolist() == [[0.0, 0.0], [1.0, 1.0]]
     assert norm.hypervolume(F) == pytest.approx(1.21)  # (0, 0) dominates (1, 1)
+
+
+def test_a_single_point_is_its_own_front_and_indices_are_integers():
+    assert non_dominated(np.array([[3.0, 4.0]])).tolist() == [0]
+    empty = non_dominated(np.zeros((0, 3)))
+    assert empty.dtype == np.int64 and empty.shape == (0,)
+
+
+def test_an_objective_without_spread_is_shifted_not_divided():
+    """A degenerate objective (ideal == nadir) keeps unit scale: no division by zero."""
+    norm = Normalisation.of(np.array([[1.0, 3.0], [2.0, 3.0]]))
+    got = norm(np.array([[1.5, 3.0], [1.0, 5.0]]))
+    assert got.tolist() == [[0.5, 0.0], [0.0, 2.0]]
+    assert norm.hypervolume(np.array([[1.0, 3.0]])) == pytest.approx(1.21)

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from ufo_nas.accuracy import load_task_predictor
+from ufo_nas.accuracy import GPNAS, load_task_predictor
 from ufo_nas.errors import UfoError
 from ufo_nas.latency.predictor import latency_predictor
 from ufo_nas.search.engine import SearchSettings, nsga2
@@ -14,15 +14,61 @@ def face_jetson(base):
 
 
 def test_searches_the_trunk_and_the_tasks_own_paths_only(base, face_jetson):
-    names = [v.name for v in face_jetson.gene_space.variables]
+    every = UfoProblem(
+        base, ["face"], "jetson", predictors=face_jetson.accuracy, search_unseen=True
+    )
+    names = [v.name for v in every.gene_space.variables]
     assert len(names) == 1 + 3 * base.layers
     assert not any(n.startswith("path.person") for n in names)
-    ordered = {v.name: v.ordered for v in face_jetson.gene_space.variables}
+    ordered = {v.name: v.ordered for v in every.gene_space.variables}
     assert ordered["heads.3"] and ordered["depth"] and not ordered["path.face.3"]
-    x = face_jetson.gene_space.sample(np.random.default_rng(0), 5)
-    for arch in face_jetson.archs(x):
+    x = every.gene_space.sample(np.random.default_rng(0), 5)
+    for arch in every.archs(x):
         assert arch in base
         assert set(arch.task_paths("person")) == {base.spec.task("person").paths[0][0]}
+
+
+def test_choices_the_predictor_never_saw_are_held(base, face_jetson):
+    """The shipped predictors saw only shared FFN paths: the search holds them there."""
+    names = [v.name for v in face_jetson.gene_space.variables]
+    assert len(names) == 1 + 2 * base.layers and not any(n.startswith("path.") for n in names)
+    held = {u.gene: u for u in face_jetson.held}
+    assert set(held) == {f"path.face.{i}" for i in range(base.layers)}
+    assert held["path.face.3"].observed == ("shared",)
+    assert held["path.face.3"].unseen == ("task", "mix") and held["path.face.3"].tasks == ("face",)
+    x = face_jetson.gene_space.sample(np.random.default_rng(6), 50)
+    for arch in face_jetson.archs(x):
+        assert set(arch.task_paths("face")) == {"shared"}
+
+
+def test_held_choices_are_per_task_and_unseen_ones_carry_a_larger_std(base, face_jetson):
+    both = UfoProblem(base, ["face", "person"], "jetson")
+    assert {u.gene.rsplit(".", 1)[0] for u in both.held} == {"path.face", "path.person"}
+    every = UfoProblem(base, ["face"], "jetson", predictors=both.accuracy, search_unseen=True)
+    assert every.held == () and len(every.unseen) == base.layers
+    x = every.gene_space.sample(np.random.default_rng(7), 200)
+    paths = [k for k, v in enumerate(every.gene_space.variables) if v.name.startswith("path.")]
+    held = x.copy()
+    held[:, paths] = 0  # the same trunks on shared paths only
+    unseen = every.figures(x).score_std["face"]
+    assert (unseen > every.figures(held).score_std["face"]).all()
+
+
+def test_a_restricted_choice_maps_back_to_the_space(tiny):
+    """A gene seen at two of three choices is searched over those two only."""
+    rng = np.random.default_rng(8)
+    genes = tiny.sample_genes(rng, 60)
+    genes[:, 1:4] = np.minimum(genes[:, 1:4], 1)  # heads of layers 0-2: never 4
+    y = genes[:, 1:].sum(axis=1) + rng.normal(0, 0.1, 60)
+    models = {t: GPNAS(tiny, t).fit(genes, y) for t in tiny.tasks}
+    problem = UfoProblem(tiny, ["face"], "cpu-onnxruntime", predictors=models)
+    variables = {v.name: v for v in problem.gene_space.variables}
+    assert variables["heads.0"].choices == (2, 3) and variables["heads.3"].choices == (2, 3, 4)
+    assert [u.gene for u in problem.held] == ["heads.0", "heads.1", "heads.2"]
+    x = problem.gene_space.sample(rng, 100)
+    assert np.array_equal(problem.gene_space.repair(x), x)
+    for arch in problem.archs(x):
+        assert arch in tiny and max(arch.num_heads[:3]) <= 3
 
 
 def test_objectives_are_the_shipped_predictors(base, face_jetson):

@@ -107,3 +107,47 @@ def test_search_out_folder_takes_the_first_free_name_or_refuses(tmp_path, monkey
     with pytest.raises(UfoError, match=r"already holds search results \(pareto.png\)"):
         search_out_folder("ufo_vit_tiny", ["jetson"], ["face"], out=first)
     assert search_out_folder("ufo_vit_tiny", ["jetson"], ["face"], first, overwrite=True) == first
+
+
+def test_held_genes_latency_kind_and_short_archs_are_reported(tmp_path, base, report):
+    """The shipped predictors never saw task/mix paths: the report says they were held, labels
+    roofline latency a lower bound and gives the searched tasks' paths only."""
+    notes = report.unseen_notes()
+    assert notes == [
+        "path.face.0-11: held at shared: the face predictor never saw task, mix there "
+        "(--search-unseen searches them anyway)",
+        "path.person.0-11: held at shared: the person predictor never saw task, mix there "
+        "(--search-unseen searches them anyway)",
+    ]
+    report.write(tmp_path)
+    rows = list(csv.DictReader((tmp_path / "pareto.csv").open()))
+    kinds = {r["device"]: r["latency_kind"] for r in rows}
+    assert kinds == {"cpu-onnxruntime": "measured", "jetson": "roofline lower bound"}
+    assert {r["held"] for r in rows} == {"path.face.0-11=shared; path.person.0-11=shared"}
+    legend = json.loads((tmp_path / "pareto.json").read_text())["legend"]
+    assert (
+        "normal score of the rank" in legend["score_face"] and "lower bound" in legend["latency_ms"]
+    )
+    assert legend["held"] == " | ".join(notes)
+    for row in rows:
+        assert (
+            "-vehicle:" not in row["arch"] and "-face:" in row["arch"] and "-person:" in row["arch"]
+        )
+        arch = base.parse(row["arch"])
+        assert set(arch.task_paths("vehicle")) == {"shared"} and arch in base
+
+
+def test_a_search_of_unseen_choices_says_so(base):
+    problems = prepare(base, ["face"], ["jetson"], search_unseen=True)
+    unseen = search_devices(problems, SMALL)
+    assert unseen.settings["search_unseen"] and len(unseen.unseen) == base.layers
+    assert unseen.unseen_notes() == [
+        "path.face.0-11: task, mix searched although the face predictor never saw them: its "
+        "score there is a guess with a larger std"
+    ]
+    assert {r["held"] for r in unseen.csv_rows()} == {""}
+
+
+def test_a_device_given_twice_is_refused(base):
+    with pytest.raises(UfoError, match="devices must be distinct"):
+        prepare(base, ["face"], ["jetson", "jetson"])

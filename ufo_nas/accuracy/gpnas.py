@@ -26,7 +26,7 @@ from scipy.linalg import cho_factor, cho_solve
 from scipy.optimize import minimize
 
 from ufo_nas.accuracy.features import ArchFeatures
-from ufo_nas.errors import UfoError
+from ufo_nas.errors import ArchError, UfoError
 from ufo_nas.fileio import write_atomic
 from ufo_nas.formats import VersionedFormat
 from ufo_nas.space import Arch, SearchSpace
@@ -64,10 +64,6 @@ class LinearProxy:
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "intercept": self.intercept, "weights": self.weights.tolist()}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> LinearProxy:
-        return cls(data["name"], float(data["intercept"]), np.asarray(data["weights"], float))
 
 
 @dataclass
@@ -280,7 +276,10 @@ class GPNAS:
 
     def save(self, path: str | os.PathLike, overwrite: bool = False) -> Path:
         text = json.dumps(self.to_dict(), indent=1)
-        return write_atomic(path, lambda tmp: tmp.write_text(text), overwrite)
+        try:
+            return write_atomic(path, lambda tmp: tmp.write_text(text), overwrite)
+        except OSError as exc:
+            raise PredictorError(f"cannot write {path}: {exc.strerror or exc}") from None
 
     @classmethod
     def from_dict(cls, data: Any, space: SearchSpace, source: str = "<dict>") -> GPNAS:
@@ -291,20 +290,44 @@ class GPNAS:
                 f"(fingerprint {data['space_fingerprint']}), not on '{space.name}' "
                 f"(fingerprint {space.spec.fingerprint()})"
             )
+        read = _Reader(source)
+        hyper = read.mapping(data, "hyperparameters")
+        log_relevance = read.mapping(hyper, "log_relevance", "hyperparameters.")
         model = cls(
             space,
-            data["task"],
-            proxies=[LinearProxy.from_dict(p) for p in data["proxies"]],
-            target=data["target"],
-            relevance_spread=float(data["hyperparameters"]["relevance_spread"]),
+            read.string(data, "task"),
+            proxies=[
+                LinearProxy(
+                    read.string(p, "name", f"proxies.{k}."),
+                    read.number(p, "intercept", f"proxies.{k}."),
+                    np.array(read.numbers(p, "weights", f"proxies.{k}.")),
+                )
+                for k, p in enumerate(read.items(data, "proxies"))
+            ],
+            target=read.string(data, "target"),
+            relevance_spread=read.number(hyper, "relevance_spread", "hyperparameters."),
         )
-        hyper = data["hyperparameters"]
-        if list(hyper["log_relevance"]) != model.group_names:
+        if list(log_relevance) != model.group_names:
             raise PredictorError(f"{source}: hyper-parameter groups do not match the space")
-        model.log_relevance = np.array(list(hyper["log_relevance"].values()), float)
-        model.log_noise = float(hyper["log_noise"])
-        archs = [space.parse(row["arch"]) for row in data["training_set"]]
-        y = model._check_targets(archs, np.array([row["y"] for row in data["training_set"]]))
+        model.log_relevance = np.array(
+            [read.number(log_relevance, g, "hyperparameters.log_relevance.") for g in log_relevance]
+        )
+        model.log_noise = read.number(hyper, "log_noise", "hyperparameters.")
+        width = model.features.width
+        for k, proxy in enumerate(model.proxies):
+            if proxy.weights.shape != (width,):
+                raise PredictorError(
+                    f"{source}: proxies.{k}.weights has {proxy.weights.size} entries, "
+                    f"expected {width} (one per feature of the space)"
+                )
+        archs, targets = [], []
+        for k, row in enumerate(read.items(data, "training_set")):
+            try:
+                archs.append(space.parse(read.string(row, "arch", f"training_set.{k}.")))
+            except ArchError as exc:
+                raise PredictorError(f"{source}: training_set.{k}.arch: {exc}") from None
+            targets.append(read.number(row, "y", f"training_set.{k}."))
+        y = model._check_targets(archs, np.array(targets))
         model.archs, model.y = archs, y
         if model.proxies:
             raw = np.stack([p(model.features.transform(archs)) for p in model.proxies], axis=1)
@@ -321,6 +344,54 @@ class GPNAS:
         if space is None:
             space = SearchSpace(load_space_spec(PREDICTOR_FORMAT.check(data, str(path))["space"]))
         return cls.from_dict(data, space, str(path))
+
+
+class _Reader:
+    """Typed look-ups in a predictor file: each failure is one PredictorError naming the
+    file and the key."""
+
+    def __init__(self, source: str):
+        self.source = source
+
+    def _get(self, data: dict, key: str, where: str) -> Any:
+        if key not in data:
+            raise PredictorError(f"{self.source}: {where}{key} is missing")
+        return data[key]
+
+    def _fail(self, where: str, key: str, value: Any, expected: str) -> PredictorError:
+        shown = repr(value)
+        shown = shown if len(shown) <= 60 else f"{shown[:60]}..."
+        return PredictorError(f"{self.source}: {where}{key} is {shown}; expected {expected}")
+
+    def mapping(self, data: dict, key: str, where: str = "") -> dict:
+        value = self._get(data, key, where)
+        if not isinstance(value, dict):
+            raise self._fail(where, key, value, "a mapping")
+        return value
+
+    def items(self, data: dict, key: str, where: str = "") -> list[dict]:
+        value = self._get(data, key, where)
+        if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+            raise self._fail(where, key, value, "a list of mappings")
+        return value
+
+    def string(self, data: dict, key: str, where: str = "") -> str:
+        value = self._get(data, key, where)
+        if not isinstance(value, str):
+            raise self._fail(where, key, value, "a string")
+        return value
+
+    def number(self, data: dict, key: str, where: str = "") -> float:
+        value = self._get(data, key, where)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
+            raise self._fail(where, key, value, "a finite number")
+        return float(value)
+
+    def numbers(self, data: dict, key: str, where: str = "") -> list[float]:
+        value = self._get(data, key, where)
+        if not isinstance(value, list):
+            raise self._fail(where, key, value, "a list of finite numbers")
+        return [self.number(dict(enumerate(value)), k, f"{where}{key}.") for k in range(len(value))]
 
 
 def _hierarchical_objective(

@@ -55,6 +55,8 @@ class Backend(ABC):
 
     name: ClassVar[str]
     needs_onnx: ClassVar[bool] = True  # whether compile() reads the exported ONNX file
+    export_precisions: ClassVar[tuple[str, ...]] = ()  # what export() writes (any device)
+    int8_needs_images: ClassVar[bool] = False  # int8 export quantises on calibration images
 
     def __init__(self, target: Target):
         reason = self.unavailable_reason()

@@ -31,6 +31,7 @@ class OnnxRuntimeBackend(Backend):
     """ONNX Runtime: cpu fp32/int8, cuda fp32/fp16, tensorrt fp32/fp16."""
 
     name = "onnxruntime"
+    export_precisions = ("fp32", "fp16", "int8")  # per device: SUPPORTED
 
     def __init__(self, target: Target):
         super().__init__(target)

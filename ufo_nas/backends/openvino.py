@@ -21,6 +21,8 @@ class OpenVinoBackend(Backend):
     """OpenVINO on CPU/GPU/NPU: fp32 and fp16 (where the device has it); int8 exports."""
 
     name = "openvino"
+    export_precisions = ("fp32", "fp16", "int8")
+    int8_needs_images = True
 
     def __init__(self, target: Target):
         super().__init__(target)

@@ -31,6 +31,7 @@ class TensorRtBackend(Backend):
     """TensorRT on device cuda: fp32, fp16, int8 from a calibration cache."""
 
     name = "tensorrt"
+    export_precisions = ("fp32", "fp16", "int8")  # int8 from options.calibration_cache
 
     def __init__(self, target: Target):
         super().__init__(target)

@@ -58,6 +58,7 @@ class TvmBackend(Backend):
     """Apache TVM Relax: cpu (local or over RPC) fp32, tuned with MetaSchedule."""
 
     name = "tvm"
+    export_precisions = ("fp32",)
 
     def __init__(self, target: Target):
         super().__init__(target)

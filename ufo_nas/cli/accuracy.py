@@ -17,9 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     shared.add_space(p, legacy=True)
     shared.add_task(p, several=False, required=True)
     p.add_argument("--checkpoint", required=True, help="a ufo-nas supernet checkpoint")
-    shared.add_number(
-        p, "-n", 20, "evaluate until the table holds this many subnets of the task on its data"
-    )
+    n_help = "evaluate until the table holds this many subnets of the task on its data"
+    shared.add_number(p, "-n", 20, n_help, shared.positive_int)
     p.add_argument(
         "--sampler",
         choices=["uniform", "active"],
@@ -30,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--split", default="val", help="data split: val, train or all (default val)")
     table_help = "accuracy table CSV (default: <space>.accuracy.csv beside the space file)"
     p.add_argument("--table", help=table_help)
-    shared.add_number(p, "--batch-size", 64, "images per forward")
+    shared.add_number(p, "--batch-size", 64, "images per forward", shared.positive_int)
 
     line = "fit GP-NAS accuracy predictors from the table"
     p = shared.add_command(subparsers, "fit-predictor", cmd_fit_predictor, line)
@@ -61,12 +60,14 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from ufo_nas.checkpoint import load_supernet
     from ufo_nas.data import load_task_data
     from ufo_nas.evaluate import choose_archs, evaluate_archs, record_of
+    from ufo_nas.fileio import check_writable
 
     space = load_space(args.space)
     task = space.spec.task(args.task)
+    table_path = Path(args.table) if args.table else accuracy_table_path(space)
+    check_writable(table_path.parent)
     supernet = load_supernet(args.checkpoint, space)
     data = load_task_data(space.spec, task.name, split=args.split)
-    table_path = Path(args.table) if args.table else accuracy_table_path(space)
     table = AccuracyTable(table_path, space)
     benchmark = data.name
     archs = choose_archs(space, table, task.name, benchmark, args.n, args.sampler, args.seed)
@@ -77,8 +78,12 @@ def cmd_eval(args: argparse.Namespace) -> None:
     )
     source = f"ufo eval --checkpoint {args.checkpoint}"
     results = evaluate_archs(supernet, archs, task.name, data, args.batch_size)
-    for result in tqdm(results, total=len(archs), desc="subnets", unit="subnet"):
-        table.append([record_of(result, task.name, task.kind, benchmark, source)])
+    bar = tqdm(results, total=len(archs), desc="subnets", unit="subnet", disable=None)
+    for result in bar:
+        try:
+            table.append([record_of(result, task.name, task.kind, benchmark, source)])
+        except OSError as exc:
+            raise UfoError(f"cannot write {table_path}: {exc.strerror or exc}") from None
         metrics = "  ".join(f"{k} {v:.4f}" for k, v in result.metrics.items())
         tqdm.write(f"{metrics}  {result.arch}")
 
@@ -92,6 +97,7 @@ def cmd_fit_predictor(args: argparse.Namespace) -> None:
         fit_task_predictors,
         predictor_path,
     )
+    from ufo_nas.fileio import check_writable
 
     space = load_space(args.space)
     tasks = space.select_tasks(args.task)
@@ -103,6 +109,8 @@ def cmd_fit_predictor(args: argparse.Namespace) -> None:
     existing = [str(p) for p in targets.values() if p.exists()]
     if existing and not args.overwrite:
         raise UfoError(f"{existing[0]} already exists; pass --overwrite to replace it")
+    for folder in {p.parent for p in targets.values()}:
+        check_writable(folder)
     models = fit_task_predictors(AccuracyTable(table_path, space), tasks, share=args.share)
     for task, model in models.items():
         model.save(targets[task], overwrite=args.overwrite)

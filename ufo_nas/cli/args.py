@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import math
+import re
 import sys
 import textwrap
 from collections.abc import Callable
+from typing import Any
 
 from ufo_nas.backends import PRECISIONS
 from ufo_nas.errors import UfoError
@@ -18,6 +21,10 @@ _ARCH_HELP = (
 )
 
 Handler = Callable[[argparse.Namespace], None]
+# argparse takes "-5M" or "-inf" for an option unless it looks like a negative number; this
+# (Python 3.13's own pattern) lets every value starting "-<digit>" or "-." reach its type,
+# which refuses it with a message of its own
+_NEGATIVE_NUMBER = re.compile(r"^-\.?\d")
 
 
 def add_command(
@@ -37,6 +44,7 @@ def add_command(
             epilog=f"examples:\n{examples}",
             formatter_class=argparse.RawDescriptionHelpFormatter,
         )
+    parser._negative_number_matcher = _NEGATIVE_NUMBER
     parser.set_defaults(func=handler)
     return parser
 
@@ -73,8 +81,15 @@ def settle_space(args: argparse.Namespace, prog: str) -> None:
 
 
 def names(text: str) -> tuple[str, ...]:
-    """A comma-separated list, blanks dropped."""
-    return tuple(t.strip() for t in text.split(",") if t.strip())
+    """An argument type: a comma-separated list of distinct names, blanks dropped; an
+    empty list is refused (leave the option out to get its default)."""
+    out = tuple(t.strip() for t in text.split(",") if t.strip())
+    if not out:
+        raise argparse.ArgumentTypeError(f"{text!r} names nothing; give at least one name")
+    twice = sorted({t for t in out if out.count(t) > 1})
+    if twice:
+        raise argparse.ArgumentTypeError(f"{text!r} names {twice[0]!r} twice")
+    return out
 
 
 def add_task(parser: argparse.ArgumentParser, several: bool = True, required: bool = False) -> None:
@@ -135,16 +150,56 @@ def add_precision(parser: argparse.ArgumentParser, note: str = "") -> None:
     parser.add_argument("--precision", choices=PRECISIONS, help=_help("numeric precision", note))
 
 
-def add_number(parser: argparse.ArgumentParser, flag: str, default: float, help: str) -> None:
-    """An option of the type of `default`, which its help names."""
+def _number(text: str, kind: type, minimum: float, strict: bool) -> Any:
+    what = "an integer" if kind is int else "a number"
+    bound = f"> {minimum:g}" if strict else f">= {minimum:g}"
+    try:
+        value = kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not {what}; expected {what} {bound}"
+        ) from None
+    if not math.isfinite(value) or value < minimum or (strict and value == minimum):
+        raise argparse.ArgumentTypeError(f"{text!r} is out of range; expected {what} {bound}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """An argument type: an integer >= 1."""
+    return _number(text, int, 1, strict=False)
+
+
+def non_negative_int(text: str) -> int:
+    """An argument type: an integer >= 0."""
+    return _number(text, int, 0, strict=False)
+
+
+def positive_float(text: str) -> float:
+    """An argument type: a finite number > 0."""
+    return _number(text, float, 0.0, strict=True)
+
+
+def non_negative_float(text: str) -> float:
+    """An argument type: a finite number >= 0."""
+    return _number(text, float, 0.0, strict=False)
+
+
+def add_number(
+    parser: argparse.ArgumentParser,
+    flag: str,
+    default: float,
+    help: str,
+    kind: Callable[[str], Any] | None = None,
+) -> None:
+    """An option of type `kind` (default: the type of `default`), its default in its help."""
     parser.add_argument(
-        flag, type=type(default), default=default, help=f"{help} (default {default:g})"
+        flag, type=kind or type(default), default=default, help=f"{help} (default {default:g})"
     )
 
 
 def add_seed(parser: argparse.ArgumentParser, what: str = "random seed") -> None:
-    """--seed (default 0)."""
-    add_number(parser, "--seed", 0, what)
+    """--seed (default 0), an integer >= 0."""
+    add_number(parser, "--seed", 0, what, non_negative_int)
 
 
 def add_opset(parser: argparse.ArgumentParser) -> None:
@@ -153,12 +208,15 @@ def add_opset(parser: argparse.ArgumentParser) -> None:
 
 
 def count(text: str) -> float:
-    """An argument type: '25M', '300k', '1.2G' or a plain number."""
+    """An argument type: a positive count, '25M', '300k', '1.2G' or a plain number."""
     scale = {"k": 1e3, "m": 1e6, "g": 1e9}.get(text[-1:].lower(), 1.0)
     number = text[:-1] if scale != 1.0 else text
     try:
-        return float(number) * scale
+        value = float(number) * scale
     except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
         raise argparse.ArgumentTypeError(
-            f"{text!r} is not a count; write e.g. 25M, 300k or 25000000"
-        ) from None
+            f"{text!r} is not a positive count; write e.g. 25M, 300k or 25000000"
+        )
+    return value

@@ -52,8 +52,7 @@ def cmd_export(args: argparse.Namespace) -> None:
 
     from ufo_nas.checkpoint import load_supernet
     from ufo_nas.data import read_image_folder
-    from ufo_nas.export import export_subject, export_subnet, export_target
-    from ufo_nas.fileio import check_empty_folder
+    from ufo_nas.export import check_export, export_subject, export_subnet, export_target
     from ufo_nas.hardware import load_profile
     from ufo_nas.supernet import SuperViT
 
@@ -64,7 +63,7 @@ def cmd_export(args: argparse.Namespace) -> None:
     where = export_target(
         load_profile(device) if device else None, args.backend, args.precision, args.threads
     )
-    out = check_empty_folder(args.out)  # before loading weights: fail fast
+    out = check_export(where, args.calibration is not None, args.out)  # before any work
     if args.checkpoint:
         supernet = load_supernet(args.checkpoint, space)
         weights = {"checkpoint": str(args.checkpoint), "trained": True}
@@ -132,5 +131,14 @@ def _print_manifest(manifest: dict[str, Any], out: Path) -> None:
             )
         else:
             print("  no prediction: the target is not a hardware profile's measured setup")
-        print(f"  torch eager {t['torch_eager_ms']:.3f} ms: {t['speedup_vs_torch']:.2f}x")
+        if "other_host" in t:
+            print(f"  note: {t['other_host']}")
+        noisy = ""
+        if t.get("speedup_noisy"):
+            noisy = (
+                f" (noisy: timing rounds spread up to "
+                f"{100 * max(t['spread'], t['torch_eager_spread']):.0f}%, over 20%; "
+                "the machine is loaded)"
+            )
+        print(f"  torch eager {t['torch_eager_ms']:.3f} ms: {t['speedup_vs_torch']:.2f}x{noisy}")
     print(f"manifest {out / MANIFEST}")

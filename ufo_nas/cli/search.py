@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 from ufo_nas.cli import args as shared
 from ufo_nas.errors import UfoError
@@ -16,18 +19,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     shared.add_device(p, several=True, required=True)
     shared.add_task(p, required=True)
     shared.add_space(p)
-    p.add_argument("--latency-ms", type=float, help="latency budget per image (ms)")
+    p.add_argument("--latency-ms", type=shared.positive_float, help="latency budget per image (ms)")
     p.add_argument("--max-params", type=shared.count, help="params budget, e.g. 40M")
     minimise_help = "cost objective(s), comma-separated: latency, params, macs (default latency)"
     p.add_argument("--minimise", type=shared.names, default=("latency",), help=minimise_help)
-    shared.add_number(p, "--risk", 0.0, "optimise mean - RISK x std of the predicted score")
-    shared.add_number(p, "--population", 64, "NSGA-II population")
-    shared.add_number(p, "--generations", 100, "generations")
+    risk_help = "optimise mean - RISK x std of the predicted score, RISK >= 0"
+    shared.add_number(p, "--risk", 0.0, risk_help, shared.non_negative_float)
+    shared.add_number(p, "--population", 64, "NSGA-II population", shared.positive_int)
+    shared.add_number(p, "--generations", 100, "generations", shared.positive_int)
     shared.add_seed(p)
+    unseen_help = (
+        "also search gene choices the predictors never saw in training (held at what they "
+        "saw by default); their scores are guesses with a larger std"
+    )
+    p.add_argument("--search-unseen", action="store_true", help=unseen_help)
     default_out = "the first free runs/search/<space>-<device>-<task>[-N]"
     shared.add_out(p, "output folder", default=default_out)
     shared.add_overwrite(p, "results already in --out")
-    shared.add_number(p, "--show", 20, "Pareto rows printed per device")
+    shared.add_number(p, "--show", 20, "Pareto rows printed per device", shared.non_negative_int)
 
     line = "plot Pareto fronts, convergence or a latency table check"
     p = shared.add_command(subparsers, "plot", cmd_plot, line)
@@ -54,6 +63,7 @@ def cmd_search(args: argparse.Namespace) -> None:
     """
     from tqdm import tqdm
 
+    from ufo_nas.fileio import check_writable
     from ufo_nas.plot import plot_convergence, plot_fronts
     from ufo_nas.search.engine import SearchSettings
     from ufo_nas.search.problem import Budgets
@@ -63,15 +73,16 @@ def cmd_search(args: argparse.Namespace) -> None:
     space = load_space(args.space)
     tasks = list(space.select_tasks(args.task))
     devices = list(args.device)
-    if not devices:
-        raise UfoError("--device needs at least one hardware profile name")
-    out = search_out_folder(args.space, devices, tasks, args.out, args.overwrite)
+    out = check_writable(search_out_folder(args.space, devices, tasks, args.out, args.overwrite))
     settings = SearchSettings(
         population=args.population, generations=args.generations, seed=args.seed
     )
     budgets = Budgets(latency_ms=args.latency_ms, params=args.max_params)
-    problems = prepare(space, tasks, devices, list(args.minimise), budgets, args.risk)
-    with tqdm(total=settings.generations * len(devices), unit="gen", desc="searching") as bar:
+    problems = prepare(
+        space, tasks, devices, list(args.minimise), budgets, args.risk, args.search_unseen
+    )
+    total = settings.generations * len(devices)
+    with tqdm(total=total, unit="gen", desc="searching", disable=None) as bar:
         report = search_devices(
             problems,
             settings,
@@ -85,8 +96,8 @@ def cmd_search(args: argparse.Namespace) -> None:
         f"{', '.join(report.objectives)}"
         + (f" (score = mean - {args.risk:g} std)" if args.risk else "")
     )
-    for task, target in report.score_targets.items():
-        print(f"  {task} score: {target}")
+    for note in report.unseen_notes():
+        print(f"  {note}")
     for front in report.fronts:
         print(
             f"\n{front.device}: latency {'from ' if front.latency_measured else ''}"
@@ -96,9 +107,18 @@ def cmd_search(args: argparse.Namespace) -> None:
         )
         print(report.format_front(front, limit=args.show))
     written = report.write(out, overwrite=args.overwrite)
-    written.append(plot_fronts([report], out / FRONTS_PNG, overwrite=args.overwrite))
-    written.append(plot_convergence([report], out / CONVERGENCE_PNG, overwrite=args.overwrite))
+    for draw, path in ((plot_fronts, out / FRONTS_PNG), (plot_convergence, out / CONVERGENCE_PNG)):
+        written.append(_writing(path, draw, [report], path, overwrite=args.overwrite))
     print(f"\nwrote {', '.join(str(p) for p in written)}")
+
+
+def _writing(path: Path, write: Callable[..., Path], *args: Any, **kwargs: Any) -> Path:
+    """`write(*args, **kwargs)`, with an OSError (a full disk, a folder made read-only
+    meanwhile) turned into one line naming `path`."""
+    try:
+        return write(*args, **kwargs)
+    except OSError as exc:
+        raise UfoError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def cmd_plot(args: argparse.Namespace) -> None:
@@ -106,6 +126,7 @@ def cmd_plot(args: argparse.Namespace) -> None:
     devices, task sets). convergence: hypervolume per generation. latency: a device's measured
     table, predicted against measured on its validation subnets."""
     from ufo_nas import plot
+    from ufo_nas.fileio import check_writable
     from ufo_nas.search.report import SearchReport
 
     if args.what == "latency":
@@ -114,14 +135,16 @@ def cmd_plot(args: argparse.Namespace) -> None:
         if not args.device:
             raise UfoError("ufo plot latency needs --device (a profile with a measured table)")
         space = load_space(args.space)
-        out = args.out or f"latency-{args.device}-{space.name}.png"
-        path = plot.plot_latency_validation(
-            latency_predictor(space, args.device), out, overwrite=args.overwrite
-        )
+        out = Path(args.out or f"latency-{args.device}-{space.name}.png")
+        check_writable(out.parent)
+        predictor = latency_predictor(space, args.device)
+        path = _writing(out, plot.plot_latency_validation, predictor, out, overwrite=args.overwrite)
     else:
         if not args.results:
             raise UfoError(f"ufo plot {args.what} needs search results (folders or pareto.json)")
+        out = Path(args.out or f"{args.what}.png")
+        check_writable(out.parent)
         reports = [SearchReport.load(r) for r in args.results]
         draw = plot.plot_fronts if args.what == "fronts" else plot.plot_convergence
-        path = draw(reports, args.out or f"{args.what}.png", overwrite=args.overwrite)
+        path = _writing(out, draw, reports, out, overwrite=args.overwrite)
     print(f"wrote {path}")

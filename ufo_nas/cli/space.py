@@ -9,7 +9,7 @@ import numpy as np
 
 from ufo_nas.cli import args as shared
 from ufo_nas.errors import UfoError
-from ufo_nas.space import load_space
+from ufo_nas.space import load_space, scientific
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -19,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     p = shared.add_command(subparsers, "sample", cmd_sample, "sample random subnets")
     shared.add_space(p, legacy=True)
-    shared.add_number(p, "-n", 5, "how many")
+    shared.add_number(p, "-n", 5, "how many", shared.positive_int)
     shared.add_seed(p)
     shared.add_task(p)
 
@@ -57,7 +57,9 @@ def cmd_space(args: argparse.Namespace) -> None:
         heads = ",".join(map(str, s.num_heads[i]))
         ratios = ",".join(f"{r:g}" for r in s.mlp_ratios[i])
         print(f"  layer {i:2d}: heads {{{heads}}}  mlp ratio {{{ratios}}}")
-    print(f"  {space.num_genes} genes; {space.size():,} distinct subnets ({space.size():.3e})")
+    size = space.size()
+    exact = f"{size:,} " if size < 10**60 else ""
+    print(f"  {space.num_genes} genes; {exact}distinct subnets ({scientific(size, 4)})")
     ends = [space.smallest(), space.largest()]
     for task in s.tasks:
         params = cost.params(ends, task.name)

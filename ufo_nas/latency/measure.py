@@ -12,7 +12,9 @@ each run is a new session whose times are scaled to the first by the anchor.
 from __future__ import annotations
 
 import hashlib
+import os
 import shlex
+import shutil
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -23,6 +25,7 @@ import numpy as np
 import torch
 
 from ufo_nas.backends import Runner, get_backend
+from ufo_nas.fileio import TMP_MARK, remove_stale_temporaries, temporary_name
 from ufo_nas.hardware import HardwareProfile, host_fingerprint
 from ufo_nas.latency.operator_modules import build_operator, chainable
 from ufo_nas.latency.operator_set import Operator, space_operators
@@ -134,13 +137,24 @@ def check_same_setup(table: LatencyTable, profile: HardwareProfile, path: Path) 
             )
 
 
+def profile_command() -> str:
+    """This run's command line as a user would retype it: `ufo-profile ...`, else `ufo
+    profile ...` (also under `python -m ufo_nas`, and where argv lost the sub-command)."""
+    prog, args = Path(sys.argv[0]).name, sys.argv[1:]
+    if prog == "ufo-profile":
+        return shlex.join([prog, *args])
+    if args[:1] != ["profile"]:
+        args = ["profile", *args]
+    return shlex.join(["ufo", *args])
+
+
 def start_session(table: LatencyTable, settings: ProfileSettings) -> int:
     """Record a new measuring session (this process) in the table; its index."""
     sessions = table.provenance.setdefault("sessions", [])
     sessions.append(
         {
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "command": " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name, *sys.argv[1:]]),
+            "command": profile_command(),
             "rounds": settings.rounds,
             "calls_per_round": settings.calls_per_round,
             "copies": settings.copies,
@@ -162,9 +176,17 @@ class Profiler:
         self.images = torch.randn(profile.batch, spec.in_chans, spec.image_size, spec.image_size)
         self._supernet: SuperViT | None = None
         self._anchor: tuple[Runner, np.ndarray] | None = None
+        self._anchor_name: str | None = None
+        self._temporaries: dict[str, Path] = {}  # subnet folder name -> its temporary
+        remove_stale_temporaries(work_dir, f"subnet-*{TMP_MARK}*")
+        for folder in work_dir.glob("subnet-*") if work_dir.is_dir() else ():
+            if TMP_MARK not in folder.name and folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()  # left empty by runs before temporaries had a pid
 
-    def compile(self, name: str, module: torch.nn.Module, example: torch.Tensor) -> Runner:
-        folder = self.work_dir / name
+    def compile(
+        self, name: str, module: torch.nn.Module, example: torch.Tensor, folder: Path | None = None
+    ) -> Runner:
+        folder = folder or self.work_dir / name
         folder.mkdir(parents=True, exist_ok=True)
         onnx_path = folder / "model.onnx"
         if self.backend.needs_onnx and not onnx_path.is_file():
@@ -182,16 +204,41 @@ class Profiler:
         return extract(self._supernet, arch, tasks)
 
     def compile_subnet(self, arch: Arch, tasks: tuple[str, ...]) -> tuple[Runner, np.ndarray]:
-        """The subnet, compiled; its ONNX file is removed once compiled."""
+        """The subnet, compiled in its kept folder `subnet-<hash>` if an earlier run left
+        build artefacts there, else in a temporary one (see `release`); its ONNX file is
+        removed once compiled."""
         key = f"{self.space.name}|{arch.to_string()}|{','.join(tasks)}".encode()
         name = f"subnet-{hashlib.sha1(key).hexdigest()[:12]}"
-        runner = self.compile(name, self.subnet(arch, tasks), self.images)
-        (self.work_dir / name / "model.onnx").unlink(missing_ok=True)  # the runner holds it
+        folder = self.work_dir / name
+        if not folder.is_dir():
+            folder = self._temporaries[name] = self.work_dir / temporary_name(name)
+        runner = self.compile(name, self.subnet(arch, tasks), self.images, folder)
+        (folder / "model.onnx").unlink(missing_ok=True)  # the runner holds it
         return runner, self.images.numpy()
+
+    def release(self) -> None:
+        """Keep the temporary subnet folders holding build artefacts (engines) as
+        `subnet-<hash>`, remove the empty ones; the anchor's stays until `close`."""
+        anchor = self._anchor_name
+        for name, folder in list(self._temporaries.items()):
+            if name == anchor:
+                continue
+            del self._temporaries[name]
+            if folder.is_dir() and any(folder.iterdir()) and not (self.work_dir / name).exists():
+                os.replace(folder, self.work_dir / name)
+            else:
+                shutil.rmtree(folder, ignore_errors=True)
+
+    def close(self) -> None:
+        """Release every temporary folder, the anchor's included."""
+        self._anchor_name = None
+        self.release()
 
     def anchor(self) -> tuple[Runner, np.ndarray]:
         if self._anchor is None:
+            before = set(self._temporaries)
             self._anchor = self.compile_subnet(*anchor_subnet(self.space))
+            self._anchor_name = next(iter(set(self._temporaries) - before), None)
         return self._anchor
 
     def time_chunk(
@@ -227,6 +274,22 @@ def run_profile(
     if table is not None:
         check_same_setup(table, profile, out_path)
     profiler = Profiler(space, profile, work_dir)  # fails first if the backend cannot run
+    try:
+        return _measure(space, profile, out_path, settings, table, profiler, progress)
+    finally:
+        profiler.close()
+
+
+def _measure(
+    space: SearchSpace,
+    profile: HardwareProfile,
+    out_path: Path,
+    settings: ProfileSettings,
+    table: LatencyTable | None,
+    profiler: Profiler,
+    progress: Progress | None,
+) -> LatencyTable:
+    """`run_profile`'s measuring, with its profiler."""
     todo = plan(space, table, settings)
     table = table or new_table(space, profile)
     step = progress or (lambda what, n: None)
@@ -265,6 +328,7 @@ def run_profile(
             )
         steal.append(stolen)
         table.save(out_path)
+        profiler.release()
         step("subnets", len(chunk))
 
     calibrate(space, table)
@@ -274,23 +338,15 @@ def run_profile(
 
 def calibrate(space: SearchSpace, table: LatencyTable) -> None:
     """Fit the calibration on the validation subnets and record its in-sample errors."""
-    rows = table.validation
-    if not rows:
+    if not table.validation:
         return
-    predictor = LatencyPredictor(space, table)
-    sums, blocks, measured = [], [], []
-    for row in rows:
-        arch = space.parse(row.arch)
-        sums.append(predictor.sum_ms([arch], row.tasks)[0])
-        blocks.append(arch.depth)
-        measured.append(table.scaled_ms(row.measured_ms, row.anchor_ms))
-    sums, blocks, measured = np.array(sums), np.array(blocks, float), np.array(measured)
+    sums, blocks, measured = LatencyPredictor(space, table).calibration_data()
     table.calibration = fit_calibration(sums, blocks, measured)
     cal = table.calibration
     predicted = cal["a"] * sums + cal["b"] + cal["c"] * blocks
     error = np.abs(predicted - measured) / measured
     table.metrics = {
-        "validation_subnets": len(rows),
+        "validation_subnets": len(table.validation),
         "mean_abs_pct_error": round(100 * float(error.mean()), 3),
         "within_5pct": round(float((error <= 0.05).mean()), 4),
         "within_10pct": round(float((error <= 0.10).mean()), 4),

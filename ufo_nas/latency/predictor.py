@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
 from ufo_nas.cost import CostModel, LayerStructure
-from ufo_nas.hardware import load_profile
-from ufo_nas.latency.table import LatencyTable, LatencyTableError, table_path
+from ufo_nas.errors import UfoError, UfoWarning
+from ufo_nas.hardware import host_difference, host_fingerprint, load_profile, runs_here
+from ufo_nas.latency.operator_set import space_operators
+from ufo_nas.latency.table import LatencyTable, LatencyTableError, fit_calibration, table_path
 from ufo_nas.space import Arch, SearchSpace
 
 
@@ -47,7 +51,10 @@ class LatencyPredictor:
         """Where the numbers come from, in one line: says ESTIMATE when not measured."""
         table = self.table
         if not self.measured:
-            return "ESTIMATE: roofline from published peaks; no measured table"
+            return (
+                "ESTIMATE: roofline from published peaks, a LOWER BOUND (the device's full "
+                "peak compute and bandwidth); no measured table"
+            )
         m = table.metrics
         return (
             f"measured table ({table.provenance.get('backend')}, "
@@ -84,6 +91,16 @@ class LatencyPredictor:
         blocks = layers.active.sum(axis=1)
         return cal["a"] * self._sum(layers, tasks) + cal["b"] + cal["c"] * blocks
 
+    def calibration_data(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(uncalibrated sum, blocks, measured ms on the reference scale) of each of the
+        table's validation subnets: what the calibration is fitted on."""
+        rows = self.table.validation
+        archs = [self.space.parse(r.arch) for r in rows]
+        sums = np.array([self.sum_ms([a], r.tasks)[0] for a, r in zip(archs, rows)])
+        blocks = np.array([a.depth for a in archs], float)
+        measured = np.array([self.table.scaled_ms(r.measured_ms, r.anchor_ms) for r in rows])
+        return sums, blocks, measured
+
     def validation(self) -> tuple[np.ndarray, np.ndarray]:
         """(measured, predicted) ms of the table's validation subnets (in-sample: the
         calibration is fitted on them); measured times on the table's reference scale."""
@@ -103,8 +120,76 @@ def _table(space: SearchSpace, device: str) -> LatencyTable:
 
     path = table_path(device, space)
     if path.is_file():
-        return LatencyTable.load(path, space)
+        table = LatencyTable.load(path, space)
+        check_usable(space, table, path)
+        warn_other_host(table, path)
+        return table
     return roofline_table(space, load_profile(device))
+
+
+def _resume(table: LatencyTable, space: SearchSpace) -> str:
+    return f"`ufo-profile --device {table.device} --space {space.name}` resumes it"
+
+
+def check_usable(space: SearchSpace, table: LatencyTable, path: Path) -> None:
+    """Refuse, for prediction, a measured table that is incomplete: an operator of the
+    space missing, no calibration yet, or a calibration not fitted on its own validation
+    rows (the file was cut or edited). Resuming a profile loads such tables."""
+    if not table.measured:
+        return
+    ops = [op.key for op in space_operators(space.spec)]
+    missing = [key for key in ops if key not in table.operators]
+    if missing:
+        raise LatencyTableError(
+            f"{path} is incomplete: {len(missing)} of {len(ops)} operators not measured "
+            f"(first: {missing[0]}); {_resume(table, space)}"
+        )
+    cal, rows = table.calibration, table.validation
+    if "model" not in cal:
+        raise LatencyTableError(
+            f"{path} is incomplete: no calibration yet ({len(rows)} validation subnets "
+            f"measured); {_resume(table, space)}"
+        )
+    fitted_on = table.metrics.get("validation_subnets")
+    if fitted_on != len(rows):
+        raise LatencyTableError(
+            f"{path} is inconsistent: its calibration was fitted on {fitted_on} validation "
+            f"subnets but it holds {len(rows)}; {_resume(table, space)}"
+        )
+    sums, blocks, measured = LatencyPredictor(space, table).calibration_data()
+    refit = fit_calibration(sums, blocks, measured)
+    scale = float(np.mean(measured))
+    if refit["model"] != cal["model"] or not all(
+        np.isclose(cal[k], refit[k], rtol=1e-6, atol=1e-9 * scale) for k in ("a", "b", "c")
+    ):
+        stored, again = (
+            ", ".join(f"{k}={c[k]:.6g}" for k in ("a", "b", "c")) for c in (cal, refit)
+        )
+        raise LatencyTableError(
+            f"{path} is inconsistent: its calibration ({stored}) is not the fit of its "
+            f"{len(rows)} validation rows ({again}); {_resume(table, space)}"
+        )
+
+
+def warn_other_host(table: LatencyTable, path: Path) -> None:
+    """Warn (UfoWarning) when a measured table of a device that is this machine's CPU was
+    measured on another host: its times do not describe this one."""
+    if not table.measured or "host" not in table.provenance:
+        return
+    try:
+        profile = load_profile(table.device)
+    except UfoError:  # a table without its profile: nothing says where it runs
+        return
+    if not runs_here(profile):
+        return
+    differs = host_difference(table.provenance["host"], host_fingerprint())
+    if differs:
+        warnings.warn(
+            f"{path} was measured on another host: {differs}; its times may be far off "
+            f"here; re-measure: `ufo-profile --device {table.device} --space {table.space}`",
+            UfoWarning,
+            stacklevel=3,
+        )
 
 
 def latency_predictor(space: SearchSpace, device: str) -> LatencyPredictor:

@@ -127,7 +127,7 @@ class LatencyTable:
                 f"{data['space_fingerprint']}), not '{space.name}' ({space.spec.fingerprint()})"
             )
         try:
-            return cls(
+            table = cls(
                 space=data["space"],
                 space_fingerprint=data["space_fingerprint"],
                 device=data["device"],
@@ -140,6 +140,35 @@ class LatencyTable:
             )
         except (KeyError, TypeError) as exc:
             raise LatencyTableError(f"{path} is a corrupt latency table: {exc}") from None
+        table.check_finite(path)
+        return table
+
+    def check_finite(self, path: str | os.PathLike) -> None:
+        """Refuse a NaN, infinite or non-numeric time or calibration, naming its row."""
+        fix = (
+            f"delete the row and run `ufo-profile --device {self.device} --space {self.space}` "
+            "to re-measure it"
+        )
+        rows: list[tuple[str, dict[str, Any]]] = [
+            (f"operator row '{r.op}'", asdict(r)) for r in self.operators.values()
+        ]
+        rows += [
+            (f"validation row {k} ({r.arch})", asdict(r)) for k, r in enumerate(self.validation)
+        ]
+        for what, row in rows:
+            for key in ("ms", "median_ms", "spread", "anchor_ms", "measured_ms"):
+                if key in row and not _finite(row[key]):
+                    raise LatencyTableError(f"{path}: {what}: {key} is {row[key]!r}; {fix}")
+        for key in ("a", "b", "c"):
+            if not _finite(self.calibration.get(key, 0.0)):
+                raise LatencyTableError(
+                    f"{path}: calibration {key} is {self.calibration[key]!r}; run "
+                    f"`ufo-profile --device {self.device} --space {self.space}` to refit it"
+                )
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
 
 
 def table_path(device: str, space: SearchSpace) -> Path:

@@ -2,15 +2,17 @@
 
 Genes searched: depth, heads and MLP ratio per layer (ordered), and the FFN path per
 layer of each searched task (unordered); other tasks' paths do not shape the subnet and
-are fixed. Objectives: each task's predicted score (GP-NAS mean, or mean - risk * std),
-maximised; then latency on the device and optionally params or MACs, minimised.
-Constraints: a latency budget and a params budget.
+are fixed. A choice that the predictors reading a gene never saw in their training set is
+held out by default (a gene seen at one choice only is fixed there): they cannot tell such
+choices apart, so the search would pick among them arbitrarily. Objectives: each task's
+predicted score (GP-NAS mean, or mean - risk * std), maximised; then latency on the
+device and optionally params or MACs, minimised. Constraints: a latency budget and a params budget.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -43,6 +45,20 @@ class Budgets:
 
 
 @dataclass(frozen=True)
+class UnseenChoices:
+    """Choices of one gene that the training set of its tasks' predictors never held."""
+
+    gene: str
+    tasks: tuple[str, ...]  # whose predictors read the gene
+    observed: tuple  # the choices they were fitted on
+    unseen: tuple
+
+    def to_dict(self) -> dict[str, object]:
+        """As plain JSON data (lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+
+@dataclass(frozen=True)
 class SubnetFigures:
     """What a report says of each subnet: scores, latency, params, MACs."""
 
@@ -67,8 +83,10 @@ class UfoProblem:
         risk: float = 0.0,
         predictors: Mapping[str, GPNAS] | None = None,
         latency: LatencyPredictor | None = None,
+        search_unseen: bool = False,
     ):
         self.space, self.device, self.budgets, self.risk = space, device, budgets, risk
+        self.search_unseen = search_unseen
         self.tasks = space.spec.check_tasks(tasks)
         unknown = [m for m in minimise if m not in COST_OBJECTIVES]
         if unknown or not minimise or len(set(minimise)) != len(minimise):
@@ -88,22 +106,46 @@ class UfoProblem:
             for k, (name, _) in enumerate(space.variables)
             if not name.startswith("path.") or name.split(".")[1] in self.tasks
         ]
-        self.columns = np.asarray(searched)
+        self.unseen = _unseen_choices(space, self.accuracy, searched)
+        allowed = {k: list(range(len(space.variables[k][1]))) for k in searched}
+        if not search_unseen:
+            names = [name for name, _ in space.variables]
+            for u in self.unseen:  # a layer never seen: choice 0, past every allowed depth
+                choices = space.variables[names.index(u.gene)][1]
+                allowed[names.index(u.gene)] = [choices.index(c) for c in u.observed] or [0]
+        self._fixed = {k: c[0] for k, c in allowed.items() if len(c) == 1}
+        self.columns = np.asarray([k for k in searched if k not in self._fixed], dtype=np.int64)
+        indices = [allowed[k] for k in self.columns]
+        width = max((len(c) for c in indices), default=1)
+        self._choice_index = np.array([c + [c[0]] * (width - len(c)) for c in indices], np.int64)
         self.gene_space = GeneSpace(
             tuple(
-                Variable(name, tuple(choices), ordered=not name.startswith("path."))
-                for name, choices in (space.variables[k] for k in searched)
+                Variable(name, tuple(choices[i] for i in c), ordered=not name.startswith("path."))
+                for c, (name, choices) in zip(indices, (space.variables[k] for k in self.columns))
             ),
-            canonical=lambda x: self.space.canonical_genes(self.full_genes(x))[:, self.columns],
+            canonical=self._canonical,
         )
+
+    @property
+    def held(self) -> tuple[UnseenChoices, ...]:
+        """The unseen choices this search leaves out (none with `search_unseen`)."""
+        return () if self.search_unseen else self.unseen
 
     # --- genes ------------------------------------------------------------------------------
     def full_genes(self, x: np.ndarray) -> np.ndarray:
-        """Searched gene rows (n, v) -> the space's gene rows; other tasks' paths at choice 0."""
+        """Searched gene rows (n, v) -> the space's canonical gene rows; held genes at their
+        observed choice, other tasks' paths at choice 0."""
         x = np.asarray(x, dtype=np.int64).reshape(-1, len(self.columns))
         full = np.zeros((x.shape[0], self.space.num_genes), dtype=np.int64)
-        full[:, self.columns] = x
-        return full
+        full[:, self.columns] = self._choice_index[np.arange(len(self.columns)), x]
+        for k, choice in self._fixed.items():
+            full[:, k] = choice
+        return self.space.canonical_genes(full)
+
+    def _canonical(self, x: np.ndarray) -> np.ndarray:
+        """Searched rows with the genes of layers past the depth zeroed."""
+        active = self.space.active_genes(self.full_genes(x))[:, self.columns]
+        return np.where(active, x, 0)
 
     def archs(self, x: np.ndarray) -> list[Arch]:
         return self.space.decode_batch(self.full_genes(x))
@@ -192,3 +234,49 @@ class UfoProblem:
             params=self.cost.params(full, self.tasks),
             macs=self.cost.macs(full, self.tasks),
         )
+
+
+def _observed(
+    space: SearchSpace, predictors: Mapping[str, GPNAS], genes: Sequence[int]
+) -> dict[int, set[int]]:
+    """Per gene, the choice indices that every predictor reading it saw in its training set
+    (where the gene's layer was present)."""
+    seen: dict[int, set[int]] = {}
+    for task, model in predictors.items():
+        rows = space.encode_batch(model.archs)
+        active = space.active_genes(rows)
+        for k in genes:
+            name = space.variables[k][0]
+            if not name.startswith("path.") or name.split(".")[1] == task:
+                values = set(rows[active[:, k], k].tolist())
+                seen[k] = values if k not in seen else seen[k] & values
+    return seen
+
+
+def _unseen_choices(
+    space: SearchSpace, predictors: Mapping[str, GPNAS], genes: Sequence[int]
+) -> tuple[UnseenChoices, ...]:
+    """The genes with choices their predictors never saw, in gene order. A layer gene never
+    seen at all is unseen whole; that is only consistent if no observed depth reaches it."""
+    seen = _observed(space, predictors, genes)
+    depths = [space.spec.depths[i] for i in seen[0]]
+    out = []
+    for k in genes:
+        name, choices = space.variables[k]
+        if len(seen[k]) == len(choices):
+            continue
+        tasks = (name.split(".")[1],) if name.startswith("path.") else tuple(predictors)
+        if not seen[k] and (name == "depth" or int(name.rsplit(".", 1)[1]) < max(depths)):
+            raise UfoError(
+                f"the predictors of {', '.join(tasks)} share no observed choice of gene "
+                f"{name}; search with --search-unseen or refit them on common subnets"
+            )
+        out.append(
+            UnseenChoices(
+                name,
+                tasks,
+                tuple(c for i, c in enumerate(choices) if i in seen[k]),
+                tuple(c for i, c in enumerate(choices) if i not in seen[k]),
+            )
+        )
+    return tuple(out)

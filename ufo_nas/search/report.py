@@ -51,6 +51,11 @@ class DeviceFront:
     def latency_label(self) -> str:
         return "latency (ms)" if self.latency_measured else "latency (ms, ESTIMATE)"
 
+    @property
+    def latency_kind(self) -> str:
+        """`measured`, or `roofline lower bound` (peaks only: real runs are slower)."""
+        return "measured" if self.latency_measured else "roofline lower bound"
+
 
 @dataclass
 class SearchReport:
@@ -64,6 +69,54 @@ class SearchReport:
     settings: dict[str, Any]
     fronts: list[DeviceFront]
     provenance: dict[str, Any] = field(default_factory=dict)
+    # genes with choices the predictors never saw: UnseenChoices as dicts; held out of the
+    # search unless settings["search_unseen"]
+    unseen: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def searched_unseen(self) -> bool:
+        return bool(self.settings.get("search_unseen", False))
+
+    def unseen_notes(self) -> list[str]:
+        """One line per group of genes whose choices the predictors never saw: held at
+        what they saw, or (--search-unseen) searched with a larger std."""
+        lines = []
+        for gene, tasks, observed, unseen in _groups(self.unseen):
+            whose = f"the {'/'.join(tasks)} predictor{'s' if len(tasks) > 1 else ''}"
+            if self.searched_unseen:
+                lines.append(
+                    f"{gene}: {', '.join(map(str, unseen))} searched although {whose} never saw "
+                    "them: its score there is a guess with a larger std"
+                )
+            elif not observed:
+                lines.append(f"{gene}: not searched: layers {whose} never saw")
+            else:
+                at = ", ".join(map(str, observed))
+                lines.append(
+                    f"{gene}: held at {at}: {whose} never saw {', '.join(map(str, unseen))} "
+                    "there (--search-unseen searches them anyway)"
+                )
+        return lines
+
+    def legend(self) -> dict[str, str]:
+        """What each figure means, for pareto.json and the printed front."""
+        out = {}
+        for task, target in self.score_targets.items():
+            out[f"score_{task}"] = f"predicted {target}; +- score_std_{task}, the GP-NAS std"
+        kinds = sorted({f.latency_kind for f in self.fronts})
+        out["latency_ms"] = (
+            "predicted ms per image; latency_kind says measured (from a measured table) or "
+            "roofline lower bound (no table: published peaks only, real runs are slower)"
+            if len(kinds) > 1 or kinds != ["measured"]
+            else "predicted ms per image, from a measured table"
+        )
+        out["arch"] = (
+            "the searched tasks' paths only; other tasks' paths are their first choice "
+            "(shared), which is what the space reads for an omitted task"
+        )
+        if self.unseen:
+            out["held" if not self.searched_unseen else "unseen"] = " | ".join(self.unseen_notes())
+        return out
 
     def front(self, device: str) -> DeviceFront:
         for front in self.fronts:
@@ -74,7 +127,7 @@ class SearchReport:
 
     # --- files --------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return {"format": FORMAT, "schema": SCHEMA, **asdict(self)}
+        return {"format": FORMAT, "schema": SCHEMA, **asdict(self), "legend": self.legend()}
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "<dict>") -> SearchReport:
@@ -84,7 +137,8 @@ class SearchReport:
                 DeviceFront(**{**f, "rows": [ParetoRow(**r) for r in f["rows"]]})
                 for f in data["fronts"]
             ]
-            fields = {k: v for k, v in data.items() if k not in ("format", "schema", "fronts")}
+            skip = ("format", "schema", "fronts", "legend")
+            fields = {k: v for k, v in data.items() if k not in skip}
             return cls(**fields, fronts=fronts)
         except (KeyError, TypeError) as exc:
             raise UfoError(f"{source} is a corrupt search result: {exc}") from None
@@ -98,6 +152,7 @@ class SearchReport:
         return cls.from_dict(REPORT_FORMAT.load(path), str(path))
 
     def csv_rows(self) -> list[dict[str, Any]]:
+        held = "" if self.searched_unseen else _held_text(self.unseen)
         rows = []
         for front in self.fronts:
             for index, row in enumerate(front.rows):
@@ -107,9 +162,11 @@ class SearchReport:
                     out[f"score_std_{task}"] = f"{row.score_std[task]:.6g}"
                 out["latency_ms"] = f"{row.latency_ms:.6g}"
                 out["latency_measured"] = front.latency_measured
+                out["latency_kind"] = front.latency_kind
                 out["params"] = row.params
                 out["macs"] = row.macs
                 out["arch"] = row.arch
+                out["held"] = held
                 rows.append(out)
         return rows
 
@@ -125,15 +182,21 @@ class SearchReport:
                 writer.writeheader()
                 writer.writerows(rows)
 
-        return [
-            write_atomic(folder / JSON_NAME, lambda tmp: tmp.write_text(text), overwrite),
-            write_atomic(folder / CSV_NAME, write_csv, overwrite),
-        ]
+        written = []
+        for path, write in (
+            (folder / JSON_NAME, lambda tmp: tmp.write_text(text)),
+            (folder / CSV_NAME, write_csv),
+        ):
+            try:
+                written.append(write_atomic(path, write, overwrite))
+            except OSError as exc:
+                raise UfoError(f"cannot write {path}: {exc.strerror or exc}") from None
+        return written
 
     # --- text -----------------------------------------------------------------------------------
     def format_front(self, front: DeviceFront, limit: int | None = None) -> str:
         """A readable table of one device's Pareto set."""
-        head = [f"{t} score" for t in self.tasks]
+        head = [f"{t} score +- std" for t in self.tasks]
         lines = [
             "  ".join(
                 [
@@ -164,8 +227,17 @@ class SearchReport:
             )
         if limit is not None and len(front.rows) > limit:
             lines.append(f"  ... {len(front.rows) - limit} more in {CSV_NAME}")
+        lines += [
+            f"  {t} score: {target}; GP-NAS mean +- std" for t, target in self.score_targets.items()
+        ]
+        lines.append(
+            "  arch: the searched tasks' paths only (an omitted task: its first choice, shared)"
+        )
         if mark:
-            lines.append("  * latency is a roofline ESTIMATE (no measured table for this device)")
+            lines.append(
+                "  * latency is a roofline ESTIMATE, a lower bound (no measured table for this "
+                "device)"
+            )
         return "\n".join(lines)
 
 
@@ -186,6 +258,8 @@ def search_out_folder(
     (relative to the working directory; `space` is a name or a YAML path)."""
     if out is not None:
         out = Path(out)
+        if out.exists() and not out.is_dir():
+            raise UfoError(f"--out {out} is a file, not a folder; choose another --out")
         held = [out / n for n in RESULT_NAMES if (out / n).exists()]
         if held and not overwrite:
             raise UfoError(
@@ -200,3 +274,36 @@ def search_out_folder(
         n += 1
         folder = base.with_name(f"{stem}-{n}")
     return folder
+
+
+def _groups(unseen: list[dict[str, Any]]) -> list[tuple[str, list[str], list, list]]:
+    """Consecutive unseen genes of one kind with the same choices, as one entry each:
+    ('path.face.0-11', tasks, observed, unseen)."""
+    groups: list[tuple[str, list[int], list[str], list, list]] = []
+    for u in unseen:
+        kind, _, layer = u["gene"].rpartition(".")
+        if not kind:  # depth: no layer
+            groups.append((u["gene"], [], list(u["tasks"]), list(u["observed"]), list(u["unseen"])))
+            continue
+        key = (kind, list(u["tasks"]), list(u["observed"]), list(u["unseen"]))
+        last = groups[-1] if groups else None
+        if last and last[1] and (last[0], *last[2:]) == key and last[1][-1] == int(layer) - 1:
+            last[1].append(int(layer))
+        else:
+            groups.append((kind, [int(layer)], *key[1:]))
+    out = []
+    for kind, layers, tasks, observed, choices in groups:
+        if len(layers) > 1:
+            kind = f"{kind}.{layers[0]}-{layers[-1]}"
+        elif layers:
+            kind = f"{kind}.{layers[0]}"
+        out.append((kind, tasks, observed, choices))
+    return out
+
+
+def _held_text(unseen: list[dict[str, Any]]) -> str:
+    """The held genes in one CSV cell: 'path.face.0-11=shared; ...'."""
+    return "; ".join(
+        f"{gene}={'/'.join(map(str, observed)) or 'absent'}"
+        for gene, _, observed, _ in _groups(unseen)
+    )

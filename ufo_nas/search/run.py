@@ -12,6 +12,7 @@ import numpy as np
 import pymoo
 
 import ufo_nas
+from ufo_nas.errors import UfoError
 from ufo_nas.search.engine import SearchSettings, nsga2
 from ufo_nas.search.pareto import Normalisation
 from ufo_nas.search.problem import Budgets, InfeasibleBudgetError, UfoProblem
@@ -28,12 +29,20 @@ def prepare(
     minimise: Sequence[str] = ("latency",),
     budgets: Budgets = Budgets(),
     risk: float = 0.0,
+    search_unseen: bool = False,
 ) -> list[UfoProblem]:
-    """One problem per device, every device, task and budget checked before any search."""
+    """One problem per device, every device, task and budget checked before any search;
+    `search_unseen` also searches choices the predictors never saw (see UfoProblem)."""
+    if len(set(devices)) != len(devices):
+        raise UfoError(f"devices must be distinct, got {', '.join(devices)}")
     problems: list[UfoProblem] = []
     for device in devices:
         shared = problems[0].accuracy if problems else None
-        problems.append(UfoProblem(space, tasks, device, minimise, budgets, risk, shared))
+        problems.append(
+            UfoProblem(
+                space, tasks, device, minimise, budgets, risk, shared, search_unseen=search_unseen
+            )
+        )
     for problem in problems:
         problem.check_budgets()
     return problems
@@ -60,6 +69,7 @@ def search_devices(
             "population": settings.population,
             "generations": settings.generations,
             "seed": settings.seed,
+            "search_unseen": first.search_unseen,
         },
         fronts=fronts,
         provenance={
@@ -71,6 +81,7 @@ def search_devices(
                 "numpy": np.__version__,
             },
         },
+        unseen=[u.to_dict() for u in first.unseen],
     )
 
 
@@ -92,7 +103,7 @@ def _search_one(
     order = np.lexsort((-figures.score_mean[problem.tasks[0]], figures.latency_ms))
     rows = [
         ParetoRow(
-            arch=str(figures.archs[i]),
+            arch=problem.space.short_string(figures.archs[i], problem.tasks),
             score={t: float(figures.score_mean[t][i]) for t in problem.tasks},
             score_std={t: float(figures.score_std[t][i]) for t in problem.tasks},
             latency_ms=float(figures.latency_ms[i]),

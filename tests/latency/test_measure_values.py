@@ -1,0 +1,164 @@
+"""`ufo profile` on a fake backend with known costs and a fake clock: the table's values,
+the division of chained copies, the anchor scaling and the calibration are checked as
+numbers; the provenance command and the cleaning of killed runs' work folders."""
+
+import os
+import signal
+import subprocess
+import sys
+from types import SimpleNamespace
+
+import pytest
+
+from ufo_nas.backends import BACKEND_MODULES, Backend, get_backend
+from ufo_nas.hardware import load_profile, profile_from_dict
+from ufo_nas.latency import measure, timing
+from ufo_nas.latency.measure import ProfileSettings, anchor_subnet, profile_command, run_profile
+from ufo_nas.latency.operator_set import space_operators
+from ufo_nas.latency.predictor import LatencyPredictor
+from ufo_nas.latency.table import LatencyTable, OperatorRow
+
+A, B = 1.25, 0.5  # whole subnet = A * sum of its operators + B (ms)
+SETTINGS = ProfileSettings(validation_subnets=6, chunk=4, rounds=3, copies=2)
+
+
+class Clock:
+    """perf_counter_ns that moves only when a fake model runs, `slow` times its cost."""
+
+    def __init__(self) -> None:
+        self.ns, self.slow = 0, 1.0
+
+    def run(self, ms: float) -> None:
+        self.ns += round(ms * self.slow * 1e6)
+
+
+def _costs(tiny) -> dict[str, float]:
+    """A distinct whole number of microseconds per operator."""
+    return {op.key: (100 + 25 * k) / 1000 for k, op in enumerate(space_operators(tiny.spec))}
+
+
+@pytest.fixture
+def fake(tiny, monkeypatch):
+    """A `fake` backend whose models cost known times on a fake clock."""
+    clock, costs = Clock(), _costs(tiny)
+    true_table = LatencyTable(
+        tiny.name,
+        tiny.spec.fingerprint(),
+        "truth",
+        True,
+        operators={k: OperatorRow(k, ms, ms, 0.0, 1.0) for k, ms in costs.items()},
+    )
+    truth = LatencyPredictor(tiny, true_table)
+
+    class FakeBackend(Backend):
+        name = "fake"
+        needs_onnx = False
+
+        @classmethod
+        def unavailable_reason(cls):
+            return None
+
+        @classmethod
+        def versions(cls):
+            return {"fake": "1"}
+
+        def compile(self, module, onnx_path, work_dir):
+            if hasattr(module, "arch"):  # a whole subnet
+                ms = A * float(truth.sum_ms([module.arch], module.tasks)[0]) + B
+            else:  # op-<key>-x<copies>
+                key, _, copies = work_dir.name.removeprefix("op-").rpartition("-x")
+                ms = int(copies) * costs[key]
+            return lambda x: clock.run(ms) or []
+
+    monkeypatch.setattr(timing, "time", SimpleNamespace(perf_counter_ns=lambda: clock.ns))
+    monkeypatch.setitem(BACKEND_MODULES, "fake", "ufo_nas.backends.torch_eager")
+    monkeypatch.setattr(
+        measure, "get_backend", lambda name: FakeBackend if name == "fake" else get_backend(name)
+    )
+    profile = profile_from_dict(load_profile("cpu-torch").to_dict() | {"backend": "fake"}, "f")
+    return SimpleNamespace(clock=clock, costs=costs, truth=truth, profile=profile)
+
+
+class Interrupt(Exception):
+    pass
+
+
+def _stop(what: str, n: int) -> None:
+    raise Interrupt
+
+
+def test_table_values_copies_anchor_scaling_and_calibration(tiny, tmp_path, fake):
+    out, work = tmp_path / "t.yaml", tmp_path / "work"
+    with pytest.raises(Interrupt):
+        run_profile(tiny, fake.profile, out, work, SETTINGS, progress=_stop)
+    fake.clock.slow = 2.0  # the resumed run's process is twice as slow
+    table = run_profile(tiny, fake.profile, out, work, SETTINGS)
+
+    arch, tasks = anchor_subnet(tiny)
+    anchor = A * float(fake.truth.sum_ms([arch], tasks)[0]) + B
+    for key, cost in fake.costs.items():
+        row = table.operators[key]
+        slow = 1.0 if row.session == 0 else 2.0
+        chained = key.startswith(("attn", "ffn"))
+        assert row.copies == (2 if chained else 1)
+        assert row.ms == pytest.approx(cost * slow, rel=1e-6)  # per copy
+        assert row.anchor_ms == pytest.approx(anchor * slow, rel=1e-6)
+        assert row.spread == 0.0
+        assert table.op_ms(key) == pytest.approx(cost, rel=1e-6)  # on session 0's scale
+    assert {row.session for row in table.operators.values()} == {0, 1}
+    assert table.reference_anchor_ms == pytest.approx(anchor, rel=1e-6)
+    for row in table.validation:
+        want = A * float(fake.truth.sum_ms([tiny.parse(row.arch)], row.tasks)[0]) + B
+        assert row.measured_ms == pytest.approx(2 * want, rel=1e-6)
+        assert table.scaled_ms(row.measured_ms, row.anchor_ms) == pytest.approx(want, rel=1e-6)
+    cal = table.calibration
+    assert cal["a"] == pytest.approx(A, rel=1e-5) and cal["b"] == pytest.approx(B, abs=1e-4)
+    assert cal["c"] == pytest.approx(0.0, abs=1e-5)
+    assert table.metrics["mean_abs_pct_error"] == pytest.approx(0.0, abs=1e-3)
+    assert table.metrics["validation_subnets"] == 6
+    assert not list(work.glob("subnet-*"))  # nothing built to keep: no folders left
+
+
+@pytest.mark.parametrize(
+    "argv, command",
+    [
+        (["/usr/bin/ufo", "profile", "--device", "d"], "ufo profile --device d"),
+        (["/usr/bin/ufo", "--device", "d"], "ufo profile --device d"),
+        (["/x/ufo_nas/__main__.py", "profile", "--device", "d"], "ufo profile --device d"),
+        (["/usr/bin/ufo-profile", "--device", "d"], "ufo-profile --device d"),
+    ],
+)
+def test_the_recorded_command_names_profile(monkeypatch, argv, command):
+    monkeypatch.setattr(sys, "argv", argv)
+    assert profile_command() == command
+
+
+CHILD = """
+import sys, time
+from pathlib import Path
+from ufo_nas import load_space
+from ufo_nas.hardware import load_profile
+from ufo_nas.latency.measure import Profiler, anchor_subnet
+space = load_space("ufo_vit_tiny")
+profiler = Profiler(space, load_profile("cpu-onnxruntime"), Path(sys.argv[1]))
+profiler.compile_subnet(*anchor_subnet(space))
+print("ready", flush=True)
+time.sleep(600)
+"""
+
+
+def test_a_killed_profile_leaves_work_folders_the_next_run_removes(tiny, tmp_path):
+    work = tmp_path / "work"
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(work)], stdout=subprocess.PIPE)
+    try:
+        assert child.stdout.readline().strip() == b"ready"
+        left = list(work.glob("subnet-*"))
+        assert len(left) == 1 and left[0].name.endswith(f".tmp-{child.pid}")
+    finally:
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait()
+    (work / "subnet-0123456789ab").mkdir()  # empty, as runs before this fix left them
+    live = work / f"subnet-fedcba987654.tmp-{os.getpid()}"
+    live.mkdir()
+    measure.Profiler(tiny, load_profile("cpu-onnxruntime"), work)
+    assert sorted(p.name for p in work.iterdir()) == [live.name]

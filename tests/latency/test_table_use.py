@@ -1,0 +1,160 @@
+"""A table is used for prediction only when complete, finite and from this host."""
+
+import warnings
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ufo_nas.cli import main
+from ufo_nas.errors import UfoWarning
+from ufo_nas.latency import predictor as predictor_module
+from ufo_nas.latency.predictor import latency_predictor
+from ufo_nas.latency.table import LatencyTable, LatencyTableError
+from ufo_nas.paths import project_root
+
+SHIPPED = project_root() / "latency_tables" / "cpu-onnxruntime" / "ufo_vit_tiny.yaml"
+RESUME = "`ufo-profile --device cpu-onnxruntime --space ufo_vit_tiny` resumes it"
+AVX512_HOST = {
+    "cpu": "Intel(R) Xeon(R) Platinum 8480+",
+    "cores": 2,
+    "isa": ["avx2", "avx512f", "avx512_vnni", "avx512_bf16"],
+    "isa_checked": ["avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile"],
+    "machine": "x86_64",
+}
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """A project home whose cpu-onnxruntime table of ufo_vit_tiny is a copy to edit."""
+    for folder in ("search_spaces", "hardware_profiles"):
+        (tmp_path / folder).symlink_to(project_root() / folder)
+    table = tmp_path / "latency_tables" / "cpu-onnxruntime" / "ufo_vit_tiny.yaml"
+    table.parent.mkdir(parents=True)
+    table.write_text(SHIPPED.read_text())
+    monkeypatch.setenv("UFO_NAS_HOME", str(tmp_path))
+    monkeypatch.setattr(predictor_module, "_PREDICTORS", {})
+    return table
+
+
+def _edit(path: Path, change) -> None:
+    data = yaml.safe_load(path.read_text())
+    change(data)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+
+
+def _refused(tiny, match: str) -> None:
+    with pytest.raises(LatencyTableError, match=match) as info:
+        latency_predictor(tiny, "cpu-onnxruntime")
+    assert "\n" not in str(info.value)
+
+
+def test_the_shipped_table_is_usable(home, tiny):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UfoWarning)
+        assert latency_predictor(tiny, "cpu-onnxruntime").measured
+
+
+def test_a_missing_operator_is_refused(home, tiny):
+    _edit(home, lambda d: d["operators"].pop(3))
+    _refused(tiny, r"is incomplete: 1 of 12 operators not measured \(first: attn.h4\); ")
+    _refused(tiny, RESUME)
+
+
+def test_a_table_without_calibration_is_refused(home, tiny):
+    def interrupted(data):
+        data["calibration"] = {"a": 1.0, "b": 0.0, "c": 0.0}  # what new_table starts with
+        data["metrics"] = {}
+        del data["validation"][24:]
+
+    _edit(home, interrupted)
+    _refused(tiny, r"incomplete: no calibration yet \(24 validation subnets measured\)")
+
+
+def test_a_table_cut_before_its_validation_is_refused(home, tiny):
+    _edit(home, lambda d: d.pop("validation"))
+    _refused(tiny, r"inconsistent: its calibration was fitted on 40 validation subnets but it hol")
+
+
+def test_a_calibration_not_fitted_on_the_rows_is_refused(home, tiny):
+    def edited(data):
+        data["validation"][0]["measured_ms"] *= 3
+
+    _edit(home, edited)
+    _refused(tiny, r"inconsistent: its calibration \(a=.*\) is not the fit of its 40 validation")
+
+
+@pytest.mark.parametrize(
+    "where, message",
+    [
+        (("operators", 2, "ms"), "operator row 'attn.h3': ms is nan"),
+        (("validation", 5, "anchor_ms"), r"validation row 5 \(d\d.*\): anchor_ms is inf"),
+        (("calibration", "b"), "calibration b is nan"),
+    ],
+)
+def test_nan_or_inf_anywhere_is_refused_naming_the_row(home, tiny, where, message):
+    def poison(data):
+        node = data
+        for key in where[:-1]:
+            node = node[key]
+        node[where[-1]] = float("inf") if "inf" in message else float("nan")
+
+    _edit(home, poison)
+    with pytest.raises(LatencyTableError, match=f"{home}: {message}"):
+        LatencyTable.load(home, tiny)
+
+
+def test_ufo_latency_refuses_a_nan_row_in_one_line(home, capsys):
+    _edit(home, lambda d: d["operators"][0].update(ms=float("nan")))
+    argv = ["latency", "--space", "ufo_vit_tiny", "--device", "cpu-onnxruntime"]
+    assert main([*argv, "--arch", "smallest"]) == 2
+    captured = capsys.readouterr()
+    assert "nan ms" not in captured.out
+    assert "operator row 'stem': ms is nan" in captured.err
+    assert len(captured.err.strip().splitlines()) == 1
+
+
+def test_resuming_still_loads_an_incomplete_table(home, capsys):
+    _edit(home, lambda d: (d.pop("validation"), d["operators"].pop()))
+    argv = ["profile", "--device", "cpu-onnxruntime", "--space", "ufo_vit_tiny", "--dry-run"]
+    assert main(argv) == 0
+    assert "to measure: 1 operators, 40 validation subnets" in capsys.readouterr().out
+
+
+def test_a_table_of_another_host_warns_once_naming_both(home, tiny, monkeypatch):
+    monkeypatch.setattr(predictor_module, "host_fingerprint", lambda: AVX512_HOST)
+    with pytest.warns(UfoWarning) as caught:
+        latency_predictor(tiny, "cpu-onnxruntime")
+        latency_predictor(tiny, "cpu-onnxruntime")
+    assert len(caught) == 1
+    text = str(caught[0].message)
+    assert "measured on another host: AMD EPYC (avx2) vs this host's Intel(R) Xeon(R)" in text
+    assert "(+avx512f +avx512_bf16)" in text  # vnni: not looked for then
+    assert "`ufo-profile --device cpu-onnxruntime --space ufo_vit_tiny`" in text
+
+
+def test_ufo_latency_prints_the_host_warning_in_one_line(home, monkeypatch, capsys):
+    monkeypatch.setattr(predictor_module, "host_fingerprint", lambda: AVX512_HOST)
+    argv = ["latency", "--space", "ufo_vit_tiny", "--device", "cpu-onnxruntime,jetson"]
+    assert main([*argv, "--arch", "smallest"]) == 0
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("ufo latency: warning: ")
+    assert "another host" in err[0]
+
+
+def test_remote_devices_and_old_fingerprints_of_this_host_do_not_warn(home, tiny, monkeypatch):
+    old_style = {"cpu": "AMD EPYC", "cores": 2, "isa": ["avx2"], "machine": "x86_64"}
+    monkeypatch.setattr(predictor_module, "host_fingerprint", lambda: old_style | AVX512_HOST)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UfoWarning)
+        for device in ("jetson", "a100-tensorrt", "rpi4"):
+            assert not latency_predictor(tiny, device).measured
+    same = {**old_style, "isa": ["avx2"], "isa_checked": ["avx2", "avx512_vnni"]}
+    monkeypatch.setattr(predictor_module, "host_fingerprint", lambda: same)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UfoWarning)
+        latency_predictor(tiny, "cpu-onnxruntime")
+
+
+def test_a_roofline_estimate_says_it_is_a_lower_bound(tiny):
+    assert "LOWER BOUND" in latency_predictor(tiny, "jetson").source

@@ -1,7 +1,12 @@
+import json
+from collections.abc import Callable
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import save_file
+from safetensors import safe_open
+from safetensors.torch import load_file, save_file
 
 from ufo_nas import CheckpointError, UfoError
 from ufo_nas.checkpoint import (
@@ -93,3 +98,49 @@ def test_checkpoints_get_the_usual_file_mode(tiny_supernet, tmp_path):
     os.umask(mask)
     path = save_supernet(tiny_supernet, tmp_path / "s.safetensors")
     assert path.stat().st_mode & 0o777 == 0o666 & ~mask  # safetensors itself writes 0600
+
+
+def _with_header(path: Path, out: Path, edit: Callable[[dict], None]) -> Path:
+    """A copy of checkpoint `path` whose ufo-nas header went through `edit`."""
+    with safe_open(str(path), framework="pt") as f:
+        header = json.loads(f.metadata()["ufo_nas"])
+    edit(header)
+    save_file(load_file(str(path)), str(out), metadata={"ufo_nas": json.dumps(header)})
+    return out
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [  # found by tools/fuzz_loaders.py: TypeError from torch, NaN accepted
+        (
+            lambda h: h["space"]["backbone"].update(in_chans=10**30),
+            r"\(stored space\): backbone.in_chans: expected an integer from 1 to 64",
+        ),
+        (
+            lambda h: h["space"]["backbone"]["mlp_ratio"][0].__setitem__(0, float("inf")),
+            r"backbone.mlp_ratio\[0\]\[0\]: expected a number in \(0, 64\], got inf",
+        ),
+        (lambda h: h.update(fingerprint=float("nan")), "header's fingerprint is nan, not a string"),
+        (lambda h: h.pop("fingerprint"), r"not a ufo-nas checkpoint \(no 'fingerprint'\)"),
+        (
+            lambda h: h["space"]["backbone"].update(in_chans=4),
+            r"the stored space has fingerprint .* \(a corrupt checkpoint\)",
+        ),
+    ],
+    ids=["huge in_chans", "inf mlp_ratio", "nan fingerprint", "no fingerprint", "edited space"],
+)
+def test_a_corrupt_header_is_one_clear_line(tiny_supernet, tmp_path, edit, message):
+    path = save_supernet(tiny_supernet, tmp_path / "super.safetensors")
+    bad = _with_header(path, tmp_path / "bad.safetensors", edit)
+    with pytest.raises(CheckpointError, match=message) as info:
+        load_supernet(bad)
+    assert "\n" not in str(info.value)
+
+
+def test_a_subnet_header_needs_an_arch_and_tasks(tiny, tiny_supernet, tmp_path):
+    path = save_subnet(
+        extract(tiny_supernet, tiny.smallest(), ["face"]), tmp_path / "s.safetensors"
+    )
+    bad = _with_header(path, tmp_path / "bad.safetensors", lambda h: h.update(tasks="face"))
+    with pytest.raises(CheckpointError, match="needs an arch string and a list of task names"):
+        load_subnet(bad)

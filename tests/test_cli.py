@@ -1,7 +1,11 @@
+import shlex
+import subprocess
 import sys
 
 import pytest
+import yaml
 
+from tests.test_space import huge_spec_dict
 from ufo_nas import cli
 from ufo_nas.cli import main
 
@@ -11,6 +15,31 @@ def test_space_describes_size_and_costs(capsys):
     out = capsys.readouterr().out
     assert "22,559,345,090,480,082,240,405,582,811,009,371 distinct subnets" in out
     assert "task face" in out and "MACs" in out
+
+
+def test_space_of_over_4300_digits_is_described(tmp_path, capsys):
+    path = tmp_path / "huge.yaml"
+    path.write_text(yaml.safe_dump(huge_spec_dict()))
+    assert main(["space", "--space", str(path)]) == 0
+    assert "distinct subnets (5.268e+4885)" in capsys.readouterr().out
+
+
+def test_a_closed_pipe_ends_quietly():
+    """`ufo space | head -1`: no BrokenPipeError traceback, the exit status of SIGPIPE."""
+    command = f"{shlex.quote(sys.executable)} -m ufo_nas space --space ufo_vit_base | head -1"
+    done = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", command], capture_output=True, text=True, timeout=120
+    )
+    assert done.stdout.startswith("space ufo_vit_base") and done.stdout.count("\n") == 1
+    assert done.stderr == "" and done.returncode in (0, cli.EXIT_BROKEN_PIPE)
+    reader_gone = subprocess.Popen(
+        [sys.executable, "-m", "ufo_nas", "space", "--space", "ufo_vit_base"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    reader_gone.stdout.close()  # every write fails: the broken pipe is certain
+    assert reader_gone.stderr.read() == b""
+    assert reader_gone.wait(timeout=120) == cli.EXIT_BROKEN_PIPE
 
 
 def test_sample_prints_parseable_archs(capsys, tiny):

@@ -98,11 +98,15 @@ def test_a_space_file_that_is_not_text_is_one_line(tmp_path, capsys):
 def test_a_huge_space_prints_its_size_without_overflow(tmp_path, capsys):
     text = (Path(__file__).parents[1] / "search_spaces" / "ufo_vit_tiny.yaml").read_text()
     path = tmp_path / "deep.yaml"
-    path.write_text(text.replace("depth: [4, 5, 6]", "depth: [4, 600]"))
+    path.write_text(text.replace("depth: [4, 5, 6]", "depth: [4, 250]"))
     assert main(["space", "--space", str(path)]) == 0
-    digits = str(81**600 + 81**4)  # heads x mlp x two tasks' paths: 81 choices per layer
+    digits = str(81**250 + 81**4)  # heads x mlp x two tasks' paths: 81 choices per layer
     expected = f"{digits[0]}.{digits[1:4]}e+{len(digits) - 1}"
     assert f"distinct subnets ({expected})" in capsys.readouterr().out
+    path.write_text(text.replace("depth: [4, 5, 6]", "depth: [4, 600]"))
+    assert main(["space", "--space", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "expected an integer from 1 to 256, got 600" in err
 
 
 @pytest.mark.parametrize(
@@ -113,7 +117,7 @@ def test_a_huge_space_prints_its_size_without_overflow(tmp_path, capsys):
         (lambda d: d["training_set"][3].update(y=math.nan), "training_set.3.y is nan"),
         (
             lambda d: d["hyperparameters"]["log_relevance"].update(depth=math.inf),
-            "hyperparameters.log_relevance.depth is inf; expected a finite number",
+            "hyperparameters.log_relevance.depth is inf; expected a number in [-24, 16]",
         ),
         (lambda d: d.pop("target"), "target is missing"),
         (lambda d: d["training_set"][0].update(arch="d9"), "training_set.0.arch"),

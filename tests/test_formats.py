@@ -15,7 +15,7 @@ from safetensors.torch import save_file
 from ufo_nas.accuracy.gpnas import GPNAS, PredictorError
 from ufo_nas.checkpoint import META_KEY, load_supernet
 from ufo_nas.errors import CheckpointError, UfoError
-from ufo_nas.formats import parse
+from ufo_nas.formats import non_finite_path, parse
 from ufo_nas.latency.table import LatencyTable, LatencyTableError
 from ufo_nas.search.report import SearchReport
 
@@ -87,8 +87,8 @@ CASES = [
         load_supernet,
         CheckpointError,
         write_checkpoint,
-        {"schema": 1, "kind": "supernet", "space": {}},
-        {"schema": 1, "kind": "subnet", "space": {}},
+        {"schema": 1, "kind": "supernet", "space": {}, "fingerprint": ""},
+        {"schema": 1, "kind": "subnet", "space": {}, "fingerprint": ""},
         "holds a subnet, not a supernet",
         "has checkpoint schema 7; this ufo-nas reads schema 1",
         bytes_message="is not a safetensors checkpoint",
@@ -155,3 +155,29 @@ def test_parse_says_where_text_is_malformed():
         parse('{"a":\n', "JSON")
     with pytest.raises(ValueError, match="^not valid YAML: month must be in 1..12"):
         parse("when: 2024-13-01", "YAML")
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (
+            "a: 1\n\x00b: 2",
+            "not valid YAML at line 2, column 1: control character 0x00 is not allowed",
+        ),
+        ("a: \x07", "not valid YAML at line 1, column 4: control character 0x07 is not allowed"),
+        (
+            "a: \ufffe",
+            "not valid YAML at line 1, column 4: special character 0xfffe is not allowed",
+        ),
+    ],
+)
+def test_parse_names_a_character_yaml_does_not_allow_in_one_line(text, message):
+    with pytest.raises(ValueError) as info:
+        parse(text, "YAML")
+    assert str(info.value) == message
+
+
+def test_non_finite_path_names_the_first_nan_or_inf():
+    assert non_finite_path({"a": [1, "x", {"b": 2.0}], "c": None}, "options") is None
+    assert non_finite_path({"a": [1, {"b": float("inf")}]}, "options") == "options.a[1].b"
+    assert non_finite_path(float("nan"), "x") == "x"

@@ -23,17 +23,6 @@ from fuzz_loaders import FAILURES, Loader  # noqa: E402
 EXAMPLES = 25
 KEYS = ("space", "hardware", "latency", "predictor", "accuracy", "pareto.json", "checkpoint")
 
-# loaders the fuzzer has found failures in (see tools/results/fuzz_loaders.md)
-KNOWN: dict[str, str] = {
-    "space": "a YAML reader error (a NUL or control character) gives a two-line SpecError",
-    "hardware": "load_profile: two-line SpecError on a YAML reader error; UnicodeDecodeError "
-    "on non-UTF-8; TypeError on an unhashable backend/precision; NaN/inf peaks accepted",
-    "latency": "two-line LatencyTableError on a YAML reader error; row fields of the wrong type "
-    "(session: {}) accepted, then TypeError",
-    "pareto.json": "SearchReport.load checks no types: TypeError/ValueError/KeyError in "
-    "csv_rows/format_front/unseen_notes; NaN and inf figures accepted",
-}
-
 
 class Loaders(dict):
     """The loaders by key, with a short repr (hypothesis prints the arguments of a failure)."""
@@ -50,12 +39,7 @@ def loaders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Loader]:
     )
 
 
-def _param(key: str) -> object:
-    marks = [pytest.mark.xfail(strict=False, reason=KNOWN[key])] if key in KNOWN else []
-    return pytest.param(key, marks=marks, id=key)
-
-
-@pytest.mark.parametrize("key", [_param(k) for k in KEYS])
+@pytest.mark.parametrize("key", KEYS)
 @settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None)
 @given(seed=st.integers(min_value=0, max_value=2**31 - 1))
 def test_a_corrupted_file_loads_or_raises_one_ufo_error(
@@ -127,6 +111,8 @@ def _pareto(seed: bytes, *keys: object, value: object) -> bytes:
 
 
 RPI4 = ROOT / "hardware_profiles" / "rpi4.yaml"
+# the failures the fuzzer found (tools/results/fuzz_loaders.md), kept as regression tests:
+# (loader, file maker, the bug it was)
 REPRODUCTIONS = {
     "space-yaml-NUL-multi-line-error": (
         _space,
@@ -180,13 +166,7 @@ REPRODUCTIONS = {
 }
 
 
-@pytest.mark.parametrize(
-    "case",
-    [
-        pytest.param(k, marks=pytest.mark.xfail(strict=False, reason=v[2]), id=k)
-        for k, v in REPRODUCTIONS.items()
-    ],
-)
+@pytest.mark.parametrize("case", list(REPRODUCTIONS))
 def test_known_reproduction(case: str, loaders: dict[str, Loader], tmp_path: Path) -> None:
     from ufo_nas.errors import UfoError
 

@@ -11,6 +11,7 @@ from ufo_nas.hardware import (
     shipped_profiles,
     write_host_profile,
 )
+from ufo_nas.paths import project_root
 
 
 def test_shipped_profiles_load():
@@ -65,3 +66,66 @@ def test_write_host_profile_writes_once(tmp_path, monkeypatch):
     assert (profile.peak_tflops, profile.threads) == (1.5, 2)
     with pytest.raises(UfoError, match="already exists"):
         write_host_profile("my-cpu", "onnxruntime")
+
+
+def _rpi4_with(tmp_path, change) -> str:
+    """A copy of the rpi4 profile with `change(data)` applied; its path."""
+    data = yaml.safe_load((project_root() / "hardware_profiles" / "rpi4.yaml").read_text())
+    change(data)
+    path = tmp_path / "p.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return str(path)
+
+
+def _set(*keys, value):
+    def change(data):
+        for key in keys[:-1]:
+            data = data[key]
+        data[keys[-1]] = value
+
+    return change
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (_set("backend", value=["tvm"]), r"backend: unknown backend \['tvm'\]; allowed: torch"),
+        (_set("precision", value={}), r"precision: unknown precision \{\}; allowed: fp32"),
+        (_set("device", value=None), "device: expected a string, got None"),
+        (_set("description", value=[1]), r"description: expected a string, got \[1\]"),
+        (_set("peak", "tflops", value=float("nan")), "peak.tflops: expected a positive number"),
+        (_set("peak", "memory_gbps", value=float("inf")), "peak.memory_gbps: expected a positi"),
+        (_set("peak", "tflops", value=1e-300), r"from 1e-06 to 1e\+06, got 1e-300"),
+        (_set("peak", "source", value=1.5), "peak.source: expected a string, got 1.5"),
+        (_set("batch", value=10**30), "batch: expected a positive integer of at most 65536"),
+        (_set("threads", value=float("nan")), "threads: expected a non-negative integer"),
+        (_set("remote", "tracker_port", value=float("inf")), "remote.tracker_port: expected a p"),
+        (_set("remote", "key", value=float("nan")), "remote.key: expected a string, got nan"),
+        (_set("options", value=[1]), r"options: expected a mapping of option names, got \[1\]"),
+        (_set("options", "tuning_trials", value=float("nan")), "options.tuning_trials: expected"),
+        (
+            _set("options", "tvm_target", "mattr", 0, value=float("-inf")),
+            r"options.tvm_target.mattr\[0\]: expected a finite value, got NaN or infinity",
+        ),
+    ],
+)
+def test_every_value_of_a_profile_file_is_checked(tmp_path, change, message):
+    path = _rpi4_with(tmp_path, change)
+    with pytest.raises(SpecError, match=f"^{path}: .*{message}") as info:
+        load_profile(path)
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"name: rpi4\n\x00backend: tvm\n", "not valid YAML at line 2, column 1: control charac"),
+        (b"name: rpi4\n# \xa0\n", r"not UTF-8 text \(byte 13\); a hardware profile is a YAML"),
+    ],
+)
+def test_unreadable_profile_files_get_one_line(tmp_path, content, message):
+    path = tmp_path / "p.yaml"
+    path.write_bytes(content)
+    with pytest.raises(SpecError, match=f"^{path}: {message}") as info:
+        load_profile(path)
+    assert "\n" not in str(info.value)

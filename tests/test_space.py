@@ -109,6 +109,8 @@ def test_restricted_paths_are_enforced(micro):
         ("d1-h2-m2-face:x", "path letters must be s, t or m"),
         ("d2-h2-m2,2-face:ss", "num_heads has 1 entries, expected one per layer"),
         ("d1-h2-m2-face:s-face:s", "names a task twice"),
+        ("d\u00b2-h2-m2", "depth must be 'd' and a number"),  # a digit int() refuses
+        ("d" + "1" * 5000 + "-h2-m2", "depth must be 'd' and a number"),  # past int's limit
     ],
 )
 def test_bad_arch_strings(text, why):
@@ -215,3 +217,29 @@ def test_long_bad_arch_strings_are_shortened_in_errors(tiny):
     with pytest.raises(ArchError) as info:
         tiny.parse(text)
     assert len(str(info.value)) < 300 and "..." in str(info.value)
+
+
+def huge_spec_dict(tasks: int = 40) -> dict:
+    """A space of 3**(256 * tasks) subnets: over 4300 digits, past Python's int->str limit."""
+    return {
+        "name": "huge",
+        "backbone": {
+            "image_size": 16,
+            "patch_size": 8,
+            "embed_dim": 8,
+            "head_dim": 8,
+            "depth": [256],
+            "num_heads": [1],
+            "mlp_ratio": [1],
+        },
+        "tasks": {
+            f"t{i}": {"kind": "retrieval", "embed_dim": 4, "paths": ["shared", "task", "mix"]}
+            for i in range(tasks)
+        },
+    }
+
+
+def test_a_space_of_over_4300_digits_has_a_repr():
+    space = SearchSpace(space_spec_from_dict(huge_spec_dict()))
+    assert space.size() == 3 ** (256 * 40)
+    assert repr(space) == "SearchSpace('huge', 5.27e+4885 subnets)"

@@ -89,6 +89,48 @@ BAD_SPECS = {
         "is not a whole number of channels",
     ),
     "no tasks": (lambda d: d.update(tasks={}), "tasks: expected a non-empty mapping"),
+    # found by tools/fuzz_loaders.py: NaN, inf and huge values raised ValueError,
+    # OverflowError or MemoryError (after 37 s) instead
+    "ratio NaN": (
+        lambda d: d["backbone"].update(mlp_ratio=[2.0, float("nan")]),
+        "backbone.mlp_ratio[1]: expected a number in (0, 64], got nan",
+    ),
+    "ratio 1e308": (
+        lambda d: d["backbone"].update(mlp_ratio=[1e308]),
+        "backbone.mlp_ratio[0]: expected a number in (0, 64], got 1e+308",
+    ),
+    "ratio under one channel": (
+        lambda d: d["backbone"].update(mlp_ratio=[1e-300]),
+        "embed_dim 192 x 1e-300 is not a whole number of channels (at least 1)",
+    ),
+    "huge depth": (
+        lambda d: d["backbone"].update(depth=[4, 10**30]),
+        "backbone.depth[1]: expected an integer from 1 to 256, got 1000000000000000000000000000000",
+    ),
+    "deep": (
+        lambda d: d["backbone"].update(depth=[5_000_000]),
+        "backbone.depth[0]: expected an integer from 1 to 256, got 5000000",
+    ),
+    "many heads": (
+        lambda d: d["backbone"].update(num_heads=[2048], head_dim=1, embed_dim=2048),
+        "backbone.num_heads[0]: expected an integer from 1 to 1024, got 2048",
+    ),
+    "huge in_chans": (
+        lambda d: d["backbone"].update(in_chans=10**30),
+        "backbone.in_chans: expected an integer from 1 to 64",
+    ),
+    "huge image": (
+        lambda d: d["backbone"].update(image_size=16384),
+        "backbone.image_size: expected an integer from 1 to 8192, got 16384",
+    ),
+    "patch over image": (
+        lambda d: d["backbone"].update(patch_size=128),
+        "backbone.patch_size: expected an integer from 1 to 64, got 128",
+    ),
+    "huge task width": (
+        lambda d: d["tasks"]["face"].update(embed_dim=70000),
+        "tasks.face.embed_dim: expected an integer from 1 to 65536, got 70000",
+    ),
 }
 
 

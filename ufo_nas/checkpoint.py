@@ -24,7 +24,9 @@ from ufo_nas.supernet import SubnetViT, SuperViT
 
 SCHEMA = 1
 META_KEY = "ufo_nas"
-CHECKPOINT_FORMAT = VersionedFormat("checkpoint", SCHEMA, CheckpointError, required=("space",))
+CHECKPOINT_FORMAT = VersionedFormat(
+    "checkpoint", SCHEMA, CheckpointError, required=("space", "fingerprint")
+)
 
 
 def _save(module: torch.nn.Module, path: str | os.PathLike, meta: dict, overwrite: bool) -> Path:
@@ -62,7 +64,12 @@ def read_metadata(path: str | os.PathLike, kind: str | None = None) -> dict[str,
     if META_KEY not in header:
         raise CheckpointError(f"{path} is a safetensors file but not a ufo-nas checkpoint")
     meta = CHECKPOINT_FORMAT.parse(header[META_KEY], f"the ufo-nas header of {path}")
-    return CHECKPOINT_FORMAT.check(meta, str(path), kind)
+    meta = CHECKPOINT_FORMAT.check(meta, str(path), kind)
+    if not isinstance(meta["fingerprint"], str):
+        raise CheckpointError(
+            f"{path}: the ufo-nas header's fingerprint is {meta['fingerprint']!r:.40}, not a string"
+        )
+    return meta
 
 
 def _checked_spec(path: Path, meta: dict, space: SearchSpace | SpaceSpec | None) -> SpaceSpec:
@@ -70,6 +77,11 @@ def _checked_spec(path: Path, meta: dict, space: SearchSpace | SpaceSpec | None)
         spec = space_spec_from_dict(meta["space"], source=f"{path} (stored space)")
     except SpecError as exc:
         raise CheckpointError(str(exc)) from None
+    if meta["fingerprint"] != spec.fingerprint():
+        raise CheckpointError(
+            f"{path}: the stored space has fingerprint {spec.fingerprint()}, not the "
+            f"{meta['fingerprint'][:16]!r} of the header (a corrupt checkpoint)"
+        )
     if space is not None:
         want = space.spec if isinstance(space, SearchSpace) else space
         if want.fingerprint() != spec.fingerprint():
@@ -104,7 +116,16 @@ def load_subnet(path: str | os.PathLike, space: SearchSpace | SpaceSpec | None =
     path = Path(path)
     meta = read_metadata(path, "subnet")
     spec = _checked_spec(path, meta, space)
-    subnet = SubnetViT(spec, Arch.parse(meta["arch"]), meta["tasks"])
+    arch, tasks = meta.get("arch"), meta.get("tasks")
+    if not (
+        isinstance(arch, str)
+        and isinstance(tasks, list)
+        and all(isinstance(task, str) for task in tasks)
+    ):
+        raise CheckpointError(
+            f"{path}: the ufo-nas header of a subnet needs an arch string and a list of task names"
+        )
+    subnet = SubnetViT(spec, Arch.parse(arch), tasks)
     _load_weights(subnet, path)
     return subnet.eval()
 

@@ -9,7 +9,9 @@ version, is one error of that class naming the file.
 from __future__ import annotations
 
 import json
+import math
 import os
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -22,7 +24,8 @@ Syntax = Literal["JSON", "YAML"]
 
 
 def parse(text: str, syntax: Syntax) -> Any:
-    """JSON or YAML text -> data; a ValueError says where and why it is malformed."""
+    """JSON or YAML text -> data; a one-line ValueError says where and why it is malformed."""
+    where: tuple[int, int] | None = None
     try:
         return json.loads(text) if syntax == "JSON" else yaml.safe_load(text)
     except json.JSONDecodeError as exc:
@@ -31,10 +34,29 @@ def parse(text: str, syntax: Syntax) -> Any:
         mark = exc.problem_mark
         where = (mark.line + 1, mark.column + 1) if mark else None
         problem = exc.problem or "malformed YAML"
+    except yaml.reader.ReaderError as exc:  # a character YAML does not allow, e.g. NUL
+        start = text.rfind("\n", 0, exc.position) + 1
+        where = (text.count("\n", 0, exc.position) + 1, exc.position - start + 1)
+        kind = "control" if unicodedata.category(chr(exc.character)) == "Cc" else "special"
+        problem = f"{kind} character {exc.character:#04x} is not allowed"
     except (yaml.YAMLError, ValueError) as exc:  # e.g. a YAML date that is no date
-        where, problem = None, str(exc)
+        problem = str(exc)
     at = f" at line {where[0]}, column {where[1]}" if where else ""
-    raise ValueError(f"not valid {syntax}{at}: {problem}") from None
+    raise ValueError(f"not valid {syntax}{at}: {' '.join(problem.split())}") from None
+
+
+def non_finite_path(value: Any, where: str) -> str | None:
+    """`where` plus the key path of the first NaN or infinite float in nested plain data
+    (`options.tvm_target.mattr[0]`), else None."""
+    if isinstance(value, float):
+        return None if math.isfinite(value) else where
+    if isinstance(value, dict):
+        items = ((f"{where}.{key}", item) for key, item in value.items())
+    elif isinstance(value, list):
+        items = ((f"{where}[{k}]", item) for k, item in enumerate(value))
+    else:
+        return None
+    return next((found for path, item in items if (found := non_finite_path(item, path))), None)
 
 
 @dataclass(frozen=True)

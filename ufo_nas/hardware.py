@@ -28,6 +28,7 @@ import yaml
 from ufo_nas.backends import BACKEND_MODULES, PRECISIONS, Target
 from ufo_nas.errors import SpecError
 from ufo_nas.fileio import write_atomic
+from ufo_nas.formats import non_finite_path, parse
 from ufo_nas.paths import project_root, resolve_named_file
 from ufo_nas.spec import TASK_NAME
 
@@ -86,9 +87,41 @@ class HardwareProfile:
         }
 
 
+# sane ranges: a peak outside them is a typo (and would make roofline times overflow)
+PEAK_RANGE = (1e-6, 1e6)  # TFLOP/s and GB/s
+COUNT_LIMIT = 65536  # batch and threads
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def profile_from_dict(data: Any, source: str = "<dict>") -> HardwareProfile:
+    """A profile from the mapping of a profile file; one-line SpecError naming `source` and
+    the key when any value is missing, of the wrong type, out of range, NaN or infinite."""
+
     def fail(key: str, why: str) -> SpecError:
         return SpecError(f"{source}: {key}: {why}")
+
+    def text(key: str, value: Any, default: str | None = None) -> str:
+        if value is None and default is not None:
+            return default
+        if not isinstance(value, str):
+            raise fail(key, f"expected a string, got {value!r}")
+        return value
+
+    def choice(key: str, allowed: Any) -> str:
+        value = data[key]
+        if not isinstance(value, str) or value not in allowed:
+            raise fail(key, f"unknown {key} {value!r}; allowed: {', '.join(allowed)}")
+        return value
+
+    def count(key: str, default: int, low: int) -> int:
+        value = data.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= COUNT_LIMIT:
+            noun = "positive" if low else "non-negative"
+            raise fail(key, f"expected a {noun} integer of at most {COUNT_LIMIT}, got {value!r}")
+        return value
 
     if not isinstance(data, dict):
         raise SpecError(f"{source}: expected a mapping with keys {', '.join(_KEYS)}")
@@ -99,53 +132,50 @@ def profile_from_dict(data: Any, source: str = "<dict>") -> HardwareProfile:
         if required and key not in data:
             raise fail(key, "missing required key")
     name = data["name"]
-    if not isinstance(name, str) or not TASK_NAME.match(name.replace("-", "_")):
+    if not isinstance(name, str) or not TASK_NAME.fullmatch(name.replace("-", "_")):
         raise fail("name", f"expected a lower-case name (a-z, 0-9, -, _), got {name!r}")
-    if data["backend"] not in BACKEND_MODULES:
-        raise fail(
-            "backend", f"unknown backend {data['backend']!r}; allowed: {', '.join(BACKEND_MODULES)}"
-        )
-    if data["precision"] not in PRECISIONS:
-        raise fail(
-            "precision",
-            f"unknown precision {data['precision']!r}; allowed: {', '.join(PRECISIONS)}",
-        )
+    backend, precision = choice("backend", BACKEND_MODULES), choice("precision", PRECISIONS)
+    device = text("device", data["device"])
+    if not device or not device.isprintable():
+        raise fail("device", f"expected the backend's device (cpu, cuda, ...), got {device!r}")
     peak = data["peak"]
     if not isinstance(peak, dict) or set(peak) - {"tflops", "memory_gbps", "source"}:
         raise fail("peak", "expected a mapping with tflops, memory_gbps and source")
     numbers = {}
     for key in ("tflops", "memory_gbps"):
         value = peak.get(key)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            raise fail(f"peak.{key}", f"expected a positive number, got {value!r}")
-        numbers[key] = float(value)
-    for key in ("batch", "threads"):
-        value = data.get(key, 1 if key == "batch" else 0)
-        if isinstance(value, bool) or not isinstance(value, int) or value < (key == "batch"):
+        low, high = PEAK_RANGE
+        if not _is_number(value) or not low <= value <= high:
             raise fail(
-                key,
-                f"expected a {'positive' if key == 'batch' else 'non-negative'} "
-                f"integer, got {value!r}",
+                f"peak.{key}", f"expected a positive number from {low:g} to {high:g}, got {value!r}"
             )
+        numbers[key] = float(value)
     remote = data.get("remote")
-    if remote is not None and (
-        not isinstance(remote, dict) or set(remote) != {"tracker_host", "tracker_port", "key"}
-    ):
-        raise fail("remote", "expected null or {tracker_host, tracker_port, key}")
+    if remote is not None:
+        if not isinstance(remote, dict) or set(remote) != {"tracker_host", "tracker_port", "key"}:
+            raise fail("remote", "expected null or {tracker_host, tracker_port, key}")
+        port = remote["tracker_port"]
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+            raise fail("remote.tracker_port", f"expected a port number, got {port!r}")
+        for key in ("tracker_host", "key"):
+            text(f"remote.{key}", remote[key])
     options = data.get("options") or {}
-    if not isinstance(options, dict):
-        raise fail("options", f"expected a mapping, got {options!r}")
+    if not isinstance(options, dict) or not all(isinstance(k, str) for k in options):
+        raise fail("options", f"expected a mapping of option names, got {options!r}")
+    bad = non_finite_path(options, "options")
+    if bad:
+        raise fail(bad, "expected a finite value, got NaN or infinity")
     return HardwareProfile(
         name=name,
-        backend=data["backend"],
-        device=str(data["device"]),
-        precision=data["precision"],
+        backend=backend,
+        device=device,
+        precision=precision,
         peak_tflops=numbers["tflops"],
         memory_gbps=numbers["memory_gbps"],
-        peak_source=str(peak.get("source", "")),
-        description=str(data.get("description", "")),
-        batch=data.get("batch", 1),
-        threads=data.get("threads", 0),
+        peak_source=text("peak.source", peak.get("source"), ""),
+        description=text("description", data.get("description"), ""),
+        batch=count("batch", 1, 1),
+        threads=count("threads", 0, 0),
         remote=remote,
         options=options,
         source=source,
@@ -156,9 +186,15 @@ def load_profile(name_or_path: str | os.PathLike) -> HardwareProfile:
     """A hardware profile by file path or shipped name (`jetson`, `cpu-onnxruntime`)."""
     path = resolve_named_file(name_or_path, "hardware_profiles", "device")
     try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{path}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+        data = parse(path.read_text(encoding="utf-8"), "YAML")
+    except UnicodeDecodeError as exc:
+        raise SpecError(
+            f"{path}: not UTF-8 text (byte {exc.start}); a hardware profile is a YAML file"
+        ) from None
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    except ValueError as exc:
+        raise SpecError(f"{path}: {exc}") from None
     return profile_from_dict(data, str(path))
 
 

@@ -98,8 +98,12 @@ class Arch:
         if len(parts) < 3:
             raise ArchError(f"arch string {_shorten(text)!r} is incomplete; expected {ARCH_FORMAT}")
         depth_part, heads_part, mlp_part, *task_parts = parts
-        if not (depth_part[:1] == "d" and depth_part[1:].isdigit()):
-            raise bad(depth_part, "depth must be 'd' and a number")
+        try:  # int() refuses some digits ('²') and over 4300 of them
+            if depth_part[:1] != "d" or not depth_part[1:].isdigit():
+                raise ValueError
+            depth = int(depth_part[1:])
+        except ValueError:
+            raise bad(depth_part, "depth must be 'd' and a number") from None
         if heads_part[:1] != "h":
             raise bad(heads_part, "heads must start with 'h'")
         if mlp_part[:1] != "m":
@@ -124,7 +128,7 @@ class Arch:
             paths.append((task, tuple(LETTER_PATHS[c] for c in letters)))
         if len({t for t, _ in paths}) != len(paths):
             raise ArchError(f"arch string {_shorten(text)!r} names a task twice")
-        return cls(int(depth_part[1:]), heads, ratios, tuple(paths))
+        return cls(depth, heads, ratios, tuple(paths))
 
     def to_dict(self) -> dict[str, Any]:
         return {

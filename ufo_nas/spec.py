@@ -28,7 +28,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +53,15 @@ _BACKBONE_KEYS = {
     "mlp_ratio": True,
 }
 _TASK_KEYS = {"kind": True, "embed_dim": True, "paths": True, "benchmarks": False, "data": False}
+
+# upper bounds, generous for real ViTs: a larger value is a typo or a corrupt file (and would
+# overflow the cost model or exhaust memory building the supernet)
+MAX_IMAGE_SIZE = 8192
+MAX_IN_CHANS = 64
+MAX_WIDTH = 65536  # embed_dim, head_dim and a task's embed_dim
+MAX_DEPTH = 256
+MAX_HEADS = 1024
+MAX_MLP_RATIO = 64.0
 
 
 @dataclass(frozen=True)
@@ -179,7 +188,7 @@ class _Reader:
 
     def mapping(self, value: Any, key: str) -> dict:
         if not isinstance(value, dict) or not value:
-            raise self.fail(key, f"expected a non-empty mapping, got {value!r}")
+            raise self.fail(key, f"expected a non-empty mapping, got {_short(value)}")
         return value
 
     def keys(self, data: dict, key: str, allowed: dict[str, bool]) -> None:
@@ -193,14 +202,25 @@ class _Reader:
             if required and name not in data:
                 raise self.fail(f"{key}.{name}" if key else name, "missing required key")
 
-    def integer(self, value: Any, key: str, minimum: int = 1) -> int:
-        if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-            raise self.fail(key, f"expected an integer >= {minimum}, got {value!r}")
+    def integer(self, value: Any, key: str, maximum: int) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= maximum:
+            raise self.fail(key, f"expected an integer from 1 to {maximum}, got {_short(value)}")
         return value
 
-    def number(self, value: Any, key: str) -> float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            raise self.fail(key, f"expected a positive number, got {value!r}")
+    def bounded(self, maximum: int) -> Callable[[Any, str], int]:
+        """`integer` with this maximum, as the item check of `choices`."""
+        return lambda value, key: self.integer(value, key, maximum)
+
+    def ratio(self, value: Any, key: str) -> float:
+        """A number in (0, MAX_MLP_RATIO]; NaN and inf are not."""
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not 0 < value <= MAX_MLP_RATIO
+        ):
+            raise self.fail(
+                key, f"expected a number in (0, {MAX_MLP_RATIO:g}], got {_short(value)}"
+            )
         return float(value)
 
     def boolean(self, value: Any, key: str) -> bool:
@@ -211,10 +231,10 @@ class _Reader:
     def choices(self, value: Any, key: str, item) -> tuple:
         """A non-empty list of distinct items, returned sorted."""
         if not isinstance(value, list) or not value:
-            raise self.fail(key, f"expected a non-empty list of choices, got {value!r}")
+            raise self.fail(key, f"expected a non-empty list of choices, got {_short(value)}")
         items = [item(v, f"{key}[{i}]") for i, v in enumerate(value)]
         if len(set(items)) != len(items):
-            raise self.fail(key, f"choices repeat a value: {value!r}")
+            raise self.fail(key, f"choices repeat a value: {_short(value)}")
         return tuple(sorted(items))
 
     def per_layer(self, value: Any, key: str, item, layers: int) -> tuple[tuple, ...]:
@@ -240,15 +260,15 @@ def space_spec_from_dict(data: Any, source: str = "<dict>") -> SpaceSpec:
         raise r.fail("name", f"expected a lower-case identifier, got {name!r}")
     bb = r.mapping(data["backbone"], "backbone")
     r.keys(bb, "backbone", _BACKBONE_KEYS)
-    image_size = r.integer(bb["image_size"], "backbone.image_size")
-    patch_size = r.integer(bb["patch_size"], "backbone.patch_size")
+    image_size = r.integer(bb["image_size"], "backbone.image_size", MAX_IMAGE_SIZE)
+    patch_size = r.integer(bb["patch_size"], "backbone.patch_size", image_size)
     if image_size % patch_size:
         raise r.fail("backbone.patch_size", f"{patch_size} does not divide image_size {image_size}")
-    embed_dim = r.integer(bb["embed_dim"], "backbone.embed_dim")
-    head_dim = r.integer(bb["head_dim"], "backbone.head_dim")
-    depths = r.choices(bb["depth"], "backbone.depth", r.integer)
+    embed_dim = r.integer(bb["embed_dim"], "backbone.embed_dim", MAX_WIDTH)
+    head_dim = r.integer(bb["head_dim"], "backbone.head_dim", MAX_WIDTH)
+    depths = r.choices(bb["depth"], "backbone.depth", r.bounded(MAX_DEPTH))
     layers = max(depths)
-    num_heads = r.per_layer(bb["num_heads"], "backbone.num_heads", r.integer, layers)
+    num_heads = r.per_layer(bb["num_heads"], "backbone.num_heads", r.bounded(MAX_HEADS), layers)
     for i, choices in enumerate(num_heads):
         if max(choices) * head_dim != embed_dim:
             raise r.fail(
@@ -256,13 +276,15 @@ def space_spec_from_dict(data: Any, source: str = "<dict>") -> SpaceSpec:
                 f"layer {i}: max heads {max(choices)} x head_dim {head_dim} = "
                 f"{max(choices) * head_dim}, must equal embed_dim {embed_dim}",
             )
-    mlp_ratios = r.per_layer(bb["mlp_ratio"], "backbone.mlp_ratio", r.number, layers)
+    mlp_ratios = r.per_layer(bb["mlp_ratio"], "backbone.mlp_ratio", r.ratio, layers)
     for choices in mlp_ratios:
         for ratio in choices:
-            if abs(embed_dim * ratio - round(embed_dim * ratio)) > 1e-9:
+            hidden = embed_dim * ratio
+            if hidden < 0.5 or abs(hidden - round(hidden)) > 1e-9:
                 raise r.fail(
                     "backbone.mlp_ratio",
-                    f"embed_dim {embed_dim} x {ratio} is not a whole number of channels",
+                    f"embed_dim {embed_dim} x {ratio} is not a whole number of channels "
+                    "(at least 1)",
                 )
     drop_path = bb.get("drop_path_rate", 0.0)
     if (
@@ -302,7 +324,7 @@ def space_spec_from_dict(data: Any, source: str = "<dict>") -> SpaceSpec:
             TaskSpec(
                 name=task_name,
                 kind=task["kind"],
-                embed_dim=r.integer(task["embed_dim"], f"{key}.embed_dim"),
+                embed_dim=r.integer(task["embed_dim"], f"{key}.embed_dim", MAX_WIDTH),
                 paths=paths,
                 benchmarks=tuple(benchmarks),
                 data=data_dir,
@@ -312,7 +334,7 @@ def space_spec_from_dict(data: Any, source: str = "<dict>") -> SpaceSpec:
         name=name,
         image_size=image_size,
         patch_size=patch_size,
-        in_chans=r.integer(bb.get("in_chans", 3), "backbone.in_chans"),
+        in_chans=r.integer(bb.get("in_chans", 3), "backbone.in_chans", MAX_IN_CHANS),
         embed_dim=embed_dim,
         head_dim=head_dim,
         qkv_bias=r.boolean(bb.get("qkv_bias", True), "backbone.qkv_bias"),
@@ -345,3 +367,9 @@ def space_spec_from_yaml(text: str, source: str) -> SpaceSpec:
     except ValueError as exc:
         raise SpecError(f"{source}: {exc}") from None
     return space_spec_from_dict(data, source)
+
+
+def _short(value: Any, limit: int = 60) -> str:
+    """repr(value), cut to `limit` characters (a huge number or list stays a short line)."""
+    text = repr(value)
+    return text if len(text) <= limit else f"{text[: limit - 3]}..."

@@ -151,3 +151,13 @@ def test_killing_a_writer_mid_append_leaves_whole_lines(tiny, tmp_path):
         assert path.read_bytes().endswith(b"\n")
         AccuracyTable(path, tiny).append([record(tiny.smallest(), f"after{seed}", 0.5)])
         assert len(AccuracyTable(path, tiny).records) == before + 1
+
+
+def test_a_carriage_return_in_an_unquoted_field_names_the_line(tiny, tmp_path):
+    """Found by tools/fuzz_loaders.py: csv.Error escaped."""
+    path = tmp_path / "t.csv"
+    row = f'"{tiny.smallest().to_string()}",face,orl,accuracy,0.5,true,s\rx,d\n'
+    path.write_bytes((HEADER + row + row).encode())
+    with pytest.raises(UfoError, match=r"t.csv:2: malformed CSV: new-line character seen") as info:
+        AccuracyTable(path, tiny)
+    assert "\n" not in str(info.value)

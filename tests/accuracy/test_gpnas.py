@@ -126,3 +126,44 @@ def test_bad_input_is_one_clear_line(tiny, base, tmp_path):
     (tmp_path / "other.json").write_text('{"format": "something"}')
     with pytest.raises(PredictorError, match="not a ufo-nas GP-NAS predictor"):
         GPNAS.load(tmp_path / "other.json", tiny)
+
+
+@pytest.mark.parametrize(
+    "key, value, message",
+    [  # found by tools/fuzz_loaders.py: TypeError, ValueError (infs) or an inf prediction
+        (
+            "y",
+            10**30,
+            r"training_set.1.y is 1000000000000000000000000000000; expected a number in \[-1e\+06",
+        ),
+        ("y", 1e308, r"training_set.1.y is 1e\+308; expected a number in \[-1e\+06"),
+        (
+            "depth",
+            -49297.98707413005,
+            r"log_relevance.depth is -49297.98707413005; expected a number in \[-24, 16\]",
+        ),
+        ("depth", 1e308, r"log_relevance.depth is 1e\+308; expected a number in \[-24, 16\]"),
+        (
+            "log_noise",
+            float("nan"),
+            r"hyperparameters.log_noise is nan; expected a number in \[-14, 6\]",
+        ),
+    ],
+)
+def test_a_predictor_file_out_of_the_fitters_ranges_is_one_clear_line(
+    tiny, tmp_path, key, value, message
+):
+    genes, _, y = additive_task(tiny, 20, noise=0.3, seed=11)
+    path = GPNAS(tiny, "face").fit(genes, y).save(tmp_path / "p.json")
+    data = json.loads(path.read_text())
+    hyper = data["hyperparameters"]
+    if key == "y":
+        data["training_set"][1]["y"] = value
+    elif key == "log_noise":
+        hyper["log_noise"] = value
+    else:
+        hyper["log_relevance"][key] = value
+    path.write_text(json.dumps(data))
+    with pytest.raises(PredictorError, match=message) as info:
+        GPNAS.load(path, tiny)
+    assert "\n" not in str(info.value)

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -60,6 +62,13 @@ def test_vectorised_matches_one_by_one(tiny, table):
 def test_table_of_another_space_is_refused(base, table):
     with pytest.raises(LatencyTableError, match="is for space 'ufo_vit_tiny', not 'ufo_vit_base'"):
         LatencyPredictor(base, table)
+
+
+def test_a_table_without_single_stream_ffn_operators_is_refused(tiny, table):
+    """A renamed `ffn.m384.x1` row (a corrupt file) is a missing operator, not a KeyError."""
+    rows = {k: v for k, v in table.operators.items() if k != "ffn.m384.x1"}
+    with pytest.raises(LatencyTableError, match="has no operator 'ffn.m384.x1'"):
+        LatencyPredictor(tiny, replace(table, operators=rows))
 
 
 def test_devices_without_a_table_get_an_estimate(base):

@@ -151,3 +151,60 @@ def test_a_search_of_unseen_choices_says_so(base):
 def test_a_device_given_twice_is_refused(base):
     with pytest.raises(UfoError, match="devices must be distinct"):
         prepare(base, ["face"], ["jetson", "jetson"])
+
+
+ROW = ("fronts", 0, "rows", 0)
+
+
+@pytest.mark.parametrize(
+    "keys, value, message",
+    [  # found by tools/fuzz_loaders.py: TypeError, ValueError, KeyError, AttributeError later
+        ((*ROW, "score"), None, r"fronts\[0\].rows\[0\].score is None; expected a mapping of"),
+        ((*ROW, "score", "face"), "x", r"rows\[0\].score.face is 'x'; expected a finite number"),
+        ((*ROW, "latency_ms"), float("nan"), r"rows\[0\].latency_ms is nan; expected a finite"),
+        ((*ROW, "params"), float("inf"), r"rows\[0\].params is inf; expected a whole number"),
+        ((*ROW, "macs"), 10**400, r"rows\[0\].macs is 1000000.*; expected a whole number >= 0"),
+        ((*ROW, "score_std", "person"), -1.0, r"score_std.person is -1.0; expected a finite"),
+        ((*ROW, "arch"), 0, r"rows\[0\].arch is 0; expected a non-empty string"),
+        ((*ROW, "arch"), "d1-h1-m1-face:s", r"rows\[0\].arch holds no paths of person"),
+        (("fronts", 0, "hypervolume", 1), float("nan"), r"hypervolume\[1\] is nan"),
+        (("tasks", 0), -1, r"tasks\[0\] is -1; expected a non-empty string"),
+        (("tasks",), 0, "tasks is 0; expected a non-empty list"),
+        (("score_targets",), None, "score_targets is None; expected a mapping of face, person"),
+        (("budgets", "params"), float("-inf"), r"budgets.params is -inf; expected a finite"),
+        (("provenance", "versions", "ufo_nas"), float("inf"), "provenance.versions.ufo_nas is inf"),
+        (("unseen", 0), 0, r"unseen\[0\] is 0; expected a mapping"),
+        (("unseen", 0, "gene"), 0, r"unseen\[0\].gene is 0; expected a gene name"),
+        (("unseen", 0, "gene"), "path.face.}", r"unseen\[0\].gene is 'path.face.}'"),
+        (("unseen", 0, "tasks", 0), -1, r"unseen\[0\].tasks\[0\] is -1"),
+        (("unseen", 0, "tasks"), ["cat"], r"unseen\[0\].tasks is \['cat'\]; expected some of"),
+        (("unseen", 0, "observed", 0), float("nan"), r"unseen\[0\].observed\[0\] is nan"),
+    ],
+)
+def test_a_corrupt_result_file_is_one_clear_line(tmp_path, report, keys, value, message):
+    report.write(tmp_path)
+    path = tmp_path / "pareto.json"
+    data = json.loads(path.read_text())
+    parent = data
+    for key in keys[:-1]:
+        parent = parent[key]
+    parent[keys[-1]] = value
+    path.write_text(json.dumps(data))
+    with pytest.raises(UfoError, match=message) as info:
+        SearchReport.load(path)
+    assert str(info.value).startswith(f"{path} is a corrupt search result: ")
+    assert "\n" not in str(info.value)
+
+
+def test_a_result_file_with_a_missing_or_unknown_key_is_one_clear_line(tmp_path, report):
+    report.write(tmp_path)
+    path = tmp_path / "pareto.json"
+    data = json.loads(path.read_text())
+    del data["fronts"][0]["rows"][0]["macs"]
+    path.write_text(json.dumps(data))
+    with pytest.raises(UfoError, match=r"fronts\[0\].rows\[0\].macs is missing"):
+        SearchReport.load(path)
+    data["fronts"][0]["extra"] = 1
+    path.write_text(json.dumps(data))
+    with pytest.raises(UfoError, match=r"fronts\[0\] has an unknown key 'extra'"):
+        SearchReport.load(path)

@@ -33,7 +33,15 @@ from ufo_nas.space import Arch, SearchSpace
 from ufo_nas.spec import load_space_spec
 
 SCHEMA = 1
-_LOG_BOUNDS = (-14.0, 6.0)
+_LOG_BOUNDS = (-14.0, 6.0)  # of a kind's log relevance and of the log noise
+_DEVIATION_BOUNDS = (-10.0, 10.0)  # of a gene's log relevance from its kind's
+# what a saved predictor may hold: the fitter's ranges, and finite scores far from overflow
+_LOG_RELEVANCE_RANGE = (
+    _LOG_BOUNDS[0] + _DEVIATION_BOUNDS[0],
+    _LOG_BOUNDS[1] + _DEVIATION_BOUNDS[1],
+)
+_SPREAD_RANGE = (1e-3, 1e3)
+_MAGNITUDE = 1e6  # bound on |y|, a proxy's intercept and weights
 DEFAULT_LOG_RELEVANCE = float(np.log(0.1))  # start of the marginal-likelihood search
 DEFAULT_LOG_NOISE = float(np.log(0.5))
 
@@ -159,7 +167,7 @@ class GPNAS:
             jac=True,
             method="L-BFGS-B",
             bounds=[_LOG_BOUNDS] * len(kinds)
-            + [(-10.0, 10.0)] * len(kind_of_group)
+            + [_DEVIATION_BOUNDS] * len(kind_of_group)
             + [_LOG_BOUNDS],
         )
         kind_log_s, deviation = result.x[: len(kinds)], result.x[len(kinds) : -1]
@@ -305,14 +313,17 @@ class GPNAS:
                 for k, p in enumerate(read.items(data, "proxies"))
             ],
             target=read.string(data, "target"),
-            relevance_spread=read.number(hyper, "relevance_spread", "hyperparameters."),
+            relevance_spread=read.number(
+                hyper, "relevance_spread", "hyperparameters.", _SPREAD_RANGE
+            ),
         )
         if list(log_relevance) != model.group_names:
             raise PredictorError(f"{source}: hyper-parameter groups do not match the space")
+        where = "hyperparameters.log_relevance."
         model.log_relevance = np.array(
-            [read.number(log_relevance, g, "hyperparameters.log_relevance.") for g in log_relevance]
+            [read.number(log_relevance, g, where, _LOG_RELEVANCE_RANGE) for g in log_relevance]
         )
-        model.log_noise = read.number(hyper, "log_noise", "hyperparameters.")
+        model.log_noise = read.number(hyper, "log_noise", "hyperparameters.", _LOG_BOUNDS)
         width = model.features.width
         for k, proxy in enumerate(model.proxies):
             if proxy.weights.shape != (width,):
@@ -381,10 +392,19 @@ class _Reader:
             raise self._fail(where, key, value, "a string")
         return value
 
-    def number(self, data: dict, key: str, where: str = "") -> float:
+    def number(
+        self,
+        data: dict,
+        key: str,
+        where: str = "",
+        bounds: tuple[float, float] = (-_MAGNITUDE, _MAGNITUDE),
+    ) -> float:
+        """A number within `bounds` (an int of any size is compared exactly, not converted)."""
         value = self._get(data, key, where)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value):
-            raise self._fail(where, key, value, "a finite number")
+        low, high = bounds
+        numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not numeric or not low <= value <= high:  # NaN is in no range
+            raise self._fail(where, key, value, f"a number in [{low:g}, {high:g}]")
         return float(value)
 
     def numbers(self, data: dict, key: str, where: str = "") -> list[float]:

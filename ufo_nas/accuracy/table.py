@@ -85,12 +85,16 @@ class AccuracyTable:
                 stacklevel=3,
             )
         reader = csv.DictReader(io.StringIO(text))
-        if reader.fieldnames != COLUMNS:
-            raise UfoError(
-                f"{self.path} is not an accuracy table: header {reader.fieldnames}, "
-                f"expected {COLUMNS}"
-            )
-        return [self._record(line, row) for line, row in enumerate(reader, start=2)]
+        try:
+            if reader.fieldnames != COLUMNS:
+                raise UfoError(
+                    f"{self.path} is not an accuracy table: header {reader.fieldnames}, "
+                    f"expected {COLUMNS}"
+                )
+            return [self._record(line, row) for line, row in enumerate(reader, start=2)]
+        except csv.Error as exc:  # e.g. a carriage return inside an unquoted field
+            line = reader.line_num + 1  # the line it fails on is not counted yet
+            raise UfoError(f"{self.path}:{line}: malformed CSV: {exc}") from None
 
     def _record(self, line: int, row: dict) -> AccuracyRecord:
         where = f"{self.path}:{line}"

@@ -8,6 +8,7 @@ are aliases of one command each.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -17,6 +18,7 @@ from ufo_nas.cli.args import settle_space
 from ufo_nas.errors import UfoError, UfoWarning
 
 COMMAND_GROUPS = (space, accuracy, latency, search, export)
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for `cmd | head` in C tools
 
 
 class _CommandsFormatter(argparse.HelpFormatter):
@@ -59,10 +61,22 @@ def _run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
         try:
             settle_space(args, prog)
             args.func(args)
+            sys.stdout.flush()  # a reader gone (`ufo space | head`) is seen here, not at exit
         except UfoError as exc:
             print(f"{prog}: error: {exc}", file=sys.stderr)
             return 2
+        except BrokenPipeError:
+            _discard_stdout()
+            return EXIT_BROKEN_PIPE
     return 0
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null, so that flushing what is left at exit raises nothing
+    (the recipe of the `signal` module's documentation)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
 
 
 def _one_line_warning(prog: str):

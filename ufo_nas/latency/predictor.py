@@ -32,10 +32,10 @@ class LatencyPredictor:
         hidden = sorted({s.hidden_dim(r) for layer in s.mlp_ratios for r in layer})
         self._heads, self._hidden = np.array(heads), np.array(hidden)
         self._attn = np.array([table.op_ms(f"attn.h{h}") for h in heads])
-        self._ffn = {
+        self._ffn = {  # mixed (two-stream) FFN operators only where the table has them
             arity: np.array([table.op_ms(f"ffn.m{m}.x{arity}") for m in hidden])
             for arity in (1, 2)
-            if f"ffn.m{hidden[0]}.x{arity}" in table.operators
+            if arity == 1 or f"ffn.m{hidden[0]}.x{arity}" in table.operators
         }
         self._head = {
             t: table.op_ms(f"head.{t}") for t in s.task_names if f"head.{t}" in table.operators

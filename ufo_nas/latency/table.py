@@ -13,7 +13,8 @@ chunks, resumed runs and benchmarks in other processes compare on one scale.
 from __future__ import annotations
 
 import os
-from dataclasses import asdict, dataclass, field
+import sys
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ import yaml
 
 from ufo_nas.errors import UfoError
 from ufo_nas.fileio import write_atomic
-from ufo_nas.formats import VersionedFormat
+from ufo_nas.formats import VersionedFormat, non_finite_path
 from ufo_nas.paths import project_root
 from ufo_nas.space import SearchSpace
 
@@ -118,57 +119,147 @@ class LatencyTable:
 
     @classmethod
     def load(cls, path: str | os.PathLike, space: SearchSpace | None = None) -> LatencyTable:
-        """Read a table; with `space`, refuse one built for any other space."""
+        """Read a table, every value checked; with `space`, refuse one built for any other
+        space."""
         path = Path(path)
-        data = TABLE_FORMAT.read(path)
-        if space is not None and data["space_fingerprint"] != space.spec.fingerprint():
+        table = _table_from(TABLE_FORMAT.read(path), str(path))
+        if space is not None and table.space_fingerprint != space.spec.fingerprint():
             raise LatencyTableError(
-                f"{path} was built for space '{data['space']}' (fingerprint "
-                f"{data['space_fingerprint']}), not '{space.name}' ({space.spec.fingerprint()})"
+                f"{path} was built for space '{table.space}' (fingerprint "
+                f"{table.space_fingerprint}), not '{space.name}' ({space.spec.fingerprint()})"
             )
-        try:
-            table = cls(
-                space=data["space"],
-                space_fingerprint=data["space_fingerprint"],
-                device=data["device"],
-                measured=bool(data["measured"]),
-                provenance=data.get("provenance") or {},
-                operators={row["op"]: OperatorRow(**row) for row in data["operators"] or []},
-                validation=[ValidationRow(**row) for row in data.get("validation") or []],
-                calibration=data["calibration"],
-                metrics=data.get("metrics") or {},
-            )
-        except (KeyError, TypeError) as exc:
-            raise LatencyTableError(f"{path} is a corrupt latency table: {exc}") from None
-        table.check_finite(path)
         return table
 
-    def check_finite(self, path: str | os.PathLike) -> None:
-        """Refuse a NaN, infinite or non-numeric time or calibration, naming its row."""
-        fix = (
-            f"delete the row and run `ufo-profile --device {self.device} --space {self.space}` "
-            "to re-measure it"
+
+# a time outside this range (ms) is corrupt, and scaling it by the anchor could overflow
+TIME_RANGE_MS = (1e-9, 1e7)
+CALIBRATION_LIMIT = 1e7  # the largest |a|, |b| and |c|
+FLOAT_MAX = sys.float_info.max
+_TIMES = ("ms", "median_ms", "anchor_ms", "measured_ms")
+
+
+def _number(value: Any, low: float, high: float) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and low <= value <= high
+
+
+def _table_from(data: dict[str, Any], source: str) -> LatencyTable:
+    """The table in the checked mapping of file `source`; a one-line LatencyTableError names
+    the file and the key or row of a value missing, of the wrong type, NaN, infinite or out
+    of range."""
+
+    def fail(why: str) -> LatencyTableError:
+        return LatencyTableError(f"{source}: {why}")
+
+    for key in ("space", "space_fingerprint", "device", "measured", "calibration"):
+        if key not in data:
+            raise fail(f"no '{key}'")
+    for key in ("space", "space_fingerprint", "device"):
+        if not _name(data[key]):
+            raise fail(f"{key} is {data[key]!r}; expected a name")
+    if not isinstance(data["measured"], bool):
+        raise fail(f"measured is {data['measured']!r}; expected true or false")
+    command = f"`ufo-profile --device {data['device']} --space {data['space']}`"
+    remeasure = f"delete the row and run {command} to re-measure it"
+
+    def mapping(key: str) -> dict[str, Any]:
+        value = {} if data.get(key) is None else data[key]
+        if not isinstance(value, dict):
+            raise fail(f"{key} is {value!r}; expected a mapping")
+        return value
+
+    def rows(key: str) -> list[Any]:
+        value = [] if data.get(key) is None else data[key]
+        if not isinstance(value, list):
+            raise fail(f"{key} is {value!r}; expected a list of rows")
+        return value
+
+    provenance, metrics = mapping("provenance"), mapping("metrics")
+    calibration = mapping("calibration")
+    bad = non_finite_path(provenance, "provenance")
+    if bad:
+        raise fail(f"{bad} is NaN or infinite")
+    host = provenance.get("host")
+    if host is not None and not (
+        isinstance(host, dict)
+        and all(_strings(host.get(key, [])) for key in ("isa", "isa_checked"))
+    ):
+        raise fail(
+            "provenance.host: expected a mapping whose isa and isa_checked are lists of flags"
         )
-        rows: list[tuple[str, dict[str, Any]]] = [
-            (f"operator row '{r.op}'", asdict(r)) for r in self.operators.values()
-        ]
-        rows += [
-            (f"validation row {k} ({r.arch})", asdict(r)) for k, r in enumerate(self.validation)
-        ]
-        for what, row in rows:
-            for key in ("ms", "median_ms", "spread", "anchor_ms", "measured_ms"):
-                if key in row and not _finite(row[key]):
-                    raise LatencyTableError(f"{path}: {what}: {key} is {row[key]!r}; {fix}")
-        for key in ("a", "b", "c"):
-            if not _finite(self.calibration.get(key, 0.0)):
-                raise LatencyTableError(
-                    f"{path}: calibration {key} is {self.calibration[key]!r}; run "
-                    f"`ufo-profile --device {self.device} --space {self.space}` to refit it"
-                )
+    for key, value in metrics.items():
+        if not _number(value, -FLOAT_MAX, FLOAT_MAX):
+            raise fail(f"metrics {key} is {value!r}; expected a finite number")
+    unknown = set(calibration) - {"model", "a", "b", "c"}
+    if unknown:
+        raise fail(f"calibration: unknown key {sorted(map(str, unknown))[0]!r}")
+    if not isinstance(calibration.get("model", ""), str):
+        raise fail(f"calibration model is {calibration['model']!r}; expected a name")
+    for key in ("a", "b", "c"):
+        if not _number(calibration.get(key), -CALIBRATION_LIMIT, CALIBRATION_LIMIT):
+            raise fail(
+                f"calibration {key} is {calibration.get(key)!r}; expected a number of magnitude "
+                f"at most {CALIBRATION_LIMIT:g}; run {command} to refit it"
+            )
+
+    def row(kind: type, raw: Any, what: str) -> Any:
+        if not isinstance(raw, dict):
+            raise fail(f"{what} is {raw!r}; expected a mapping; {remeasure}")
+        unknown = set(raw) - {f.name for f in fields(kind)}
+        if unknown:
+            raise fail(f"{what}: unknown key {sorted(map(str, unknown))[0]!r}; {remeasure}")
+        missing = [f.name for f in fields(kind) if f.name not in raw and f.default is MISSING]
+        if missing:
+            raise fail(f"{what}: no '{missing[0]}'; {remeasure}")
+        for key, value in raw.items():
+            if key in _TIMES:
+                low, high = TIME_RANGE_MS
+                ok, expected = _number(value, low, high), f"a time in ms from {low:g} to {high:g}"
+            elif key == "spread":
+                ok, expected = _number(value, 0, TIME_RANGE_MS[1]), "a non-negative number"
+            elif key in ("session", "copies"):
+                ok = isinstance(value, int) and _number(value, key == "copies", FLOAT_MAX)
+                expected = "a positive integer" if key == "copies" else "a non-negative integer"
+            elif key == "tasks":
+                ok, expected = _strings(value), "a list of task names"
+            else:  # op, arch
+                ok, expected = _name(value), "a name"
+            if not ok:
+                raise fail(f"{what}: {key} is {value!r}; expected {expected}; {remeasure}")
+        return kind(**raw)
+
+    operators: dict[str, OperatorRow] = {}
+    for k, raw in enumerate(rows("operators")):
+        name = raw.get("op") if isinstance(raw, dict) else None
+        what = f"operator row '{name}'" if _name(name) else f"operator row {k}"
+        operator = row(OperatorRow, raw, what)
+        if operator.op in operators:
+            raise fail(f"{what}: a second row for the same operator; {remeasure}")
+        operators[operator.op] = operator
+    validation = []
+    for k, raw in enumerate(rows("validation")):
+        arch = raw.get("arch") if isinstance(raw, dict) else None
+        what = f"validation row {k}" + (f" ({arch})" if _name(arch) else "")
+        validation.append(row(ValidationRow, raw, what))
+    return LatencyTable(
+        space=data["space"],
+        space_fingerprint=data["space_fingerprint"],
+        device=data["device"],
+        measured=data["measured"],
+        provenance=provenance,
+        operators=operators,
+        validation=validation,
+        calibration=calibration,
+        metrics=metrics,
+    )
 
 
-def _finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and np.isfinite(value)
+def _name(value: Any) -> bool:
+    """A non-empty one-line string (it goes into messages)."""
+    return isinstance(value, str) and bool(value) and value.isprintable()
+
+
+def _strings(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
 
 
 def table_path(device: str, space: SearchSpace) -> Path:

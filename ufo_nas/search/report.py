@@ -6,14 +6,17 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
-from dataclasses import asdict, dataclass, field
+import re
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from ufo_nas.errors import UfoError
+from ufo_nas.errors import ArchError, UfoError
 from ufo_nas.fileio import write_atomic
 from ufo_nas.formats import VersionedFormat
+from ufo_nas.space import Arch
 
 FORMAT, SCHEMA = "ufo-nas-search", 1
 JSON_NAME, CSV_NAME = "pareto.json", "pareto.csv"
@@ -131,17 +134,8 @@ class SearchReport:
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "<dict>") -> SearchReport:
-        data = REPORT_FORMAT.check(data, source)
-        try:
-            fronts = [
-                DeviceFront(**{**f, "rows": [ParetoRow(**r) for r in f["rows"]]})
-                for f in data["fronts"]
-            ]
-            skip = ("format", "schema", "fronts", "legend")
-            fields = {k: v for k, v in data.items() if k not in skip}
-            return cls(**fields, fronts=fronts)
-        except (KeyError, TypeError) as exc:
-            raise UfoError(f"{source} is a corrupt search result: {exc}") from None
+        """Check every field (types, finite figures, each row's tasks those of the search)."""
+        return _Reader(source).report(REPORT_FORMAT.check(data, source))
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> SearchReport:
@@ -307,3 +301,209 @@ def _held_text(unseen: list[dict[str, Any]]) -> str:
         f"{gene}={'/'.join(map(str, observed)) or 'absent'}"
         for gene, _, observed, _ in _groups(unseen)
     )
+
+
+# --- reading pareto.json back ------------------------------------------------------------------
+_GENE = re.compile(r"^(depth|(heads|mlp|path\.[a-z][a-z0-9_]*)\.[0-9]+)$")
+_MAX_COUNT = 2**63 - 1  # params and MACs are int64 where computed
+_UNSEEN_KEYS = ("gene", "tasks", "observed", "unseen")
+
+
+class _Reader:
+    """Typed reads of a search result's data: each failure is one UfoError naming the file
+    and the key (`fronts[0].rows[3].latency_ms`)."""
+
+    def __init__(self, source: str):
+        self.source = source
+
+    def fail(self, where: str, problem: str) -> UfoError:
+        return UfoError(f"{self.source} is a corrupt search result: {where} {problem}")
+
+    def expect(self, where: str, value: Any, expected: str) -> UfoError:
+        shown = repr(value)
+        shown = shown if len(shown) <= 60 else f"{shown[:57]}..."
+        return self.fail(where, f"is {shown}; expected {expected}")
+
+    def mapping(
+        self,
+        value: Any,
+        where: str,
+        required: tuple[str, ...] | None = None,
+        optional: tuple[str, ...] = (),
+    ) -> dict[str, Any]:
+        """A mapping; given `required`, with those keys and no others but `optional` ones."""
+        if not isinstance(value, dict):
+            raise self.expect(where, value, "a mapping")
+        if required is None:
+            return value
+        missing = [k for k in required if k not in value]
+        if missing:
+            raise self.fail(f"{where}.{missing[0]}".lstrip("."), "is missing")
+        unknown = [k for k in value if k not in required + optional]
+        if unknown:
+            raise self.fail(where or "the file", f"has an unknown key {unknown[0]!r}")
+        return value
+
+    def string(self, value: Any, where: str) -> str:
+        if not isinstance(value, str) or not value:
+            raise self.expect(where, value, "a non-empty string")
+        return value
+
+    def boolean(self, value: Any, where: str) -> bool:
+        if not isinstance(value, bool):
+            raise self.expect(where, value, "true or false")
+        return value
+
+    def number(self, value: Any, where: str, minimum: float = -math.inf) -> float:
+        """A finite number >= `minimum`, as a float."""
+        try:
+            number = float(value) if isinstance(value, (int, float)) else math.nan
+        except OverflowError:  # an int past the float range
+            number = math.inf
+        if isinstance(value, bool) or not math.isfinite(number) or number < minimum:
+            at_least = "" if minimum == -math.inf else f" >= {minimum:g}"
+            raise self.expect(where, value, f"a finite number{at_least}")
+        return number
+
+    def count(self, value: Any, where: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _MAX_COUNT:
+            raise self.expect(where, value, "a whole number >= 0")
+        return value
+
+    def items(self, value: Any, where: str, non_empty: bool = True) -> list[Any]:
+        if not isinstance(value, list) or (non_empty and not value):
+            raise self.expect(where, value, "a non-empty list" if non_empty else "a list")
+        return value
+
+    def strings(self, value: Any, where: str, non_empty: bool = True) -> list[str]:
+        """A list of distinct strings."""
+        names = [
+            self.string(v, f"{where}[{i}]")
+            for i, v in enumerate(self.items(value, where, non_empty))
+        ]
+        if len(set(names)) != len(names):
+            raise self.expect(where, value, "distinct names")
+        return names
+
+    def per_task(self, value: Any, where: str, tasks: list[str], minimum: float) -> dict:
+        """A finite number >= `minimum` for each task of the search, and for no other."""
+        if not isinstance(value, dict) or set(value) != set(tasks):
+            raise self.expect(where, value, f"a mapping of {', '.join(tasks)}")
+        return {t: self.number(value[t], f"{where}.{t}", minimum) for t in tasks}
+
+    def plain(self, value: Any, where: str) -> Any:
+        """JSON data without NaN or inf anywhere in it."""
+        if isinstance(value, float) and not math.isfinite(value):
+            raise self.expect(where, value, "a finite number")
+        if isinstance(value, dict):
+            for key, item in value.items():
+                self.plain(item, f"{where}.{key}")
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                self.plain(item, f"{where}[{i}]")
+        return value
+
+    def choices(self, value: Any, where: str) -> list[str | int | float]:
+        """A list of gene choices: path names, head counts or finite MLP ratios."""
+        out: list[str | int | float] = []
+        for i, choice in enumerate(self.items(value, where, non_empty=False)):
+            kept = isinstance(choice, (str, int)) and not isinstance(choice, bool)
+            out.append(choice if kept else self.number(choice, f"{where}[{i}]"))
+        return out
+
+    # --- the parts of a search result ----------------------------------------------------
+    def report(self, data: dict[str, Any]) -> SearchReport:
+        optional = ("provenance", "unseen", "format", "schema", "legend")
+        required = tuple(f.name for f in fields(SearchReport) if f.name not in optional)
+        data = self.mapping(data, "", required, optional)
+        tasks = self.strings(data["tasks"], "tasks")
+        targets = data["score_targets"]
+        if not isinstance(targets, dict) or not set(targets) <= set(tasks):
+            raise self.expect("score_targets", targets, f"a mapping of {', '.join(tasks)}")
+        budgets = self.mapping(data["budgets"], "budgets")
+        settings = self.plain(self.mapping(data["settings"], "settings"), "settings")
+        self.boolean(settings.get("search_unseen", False), "settings.search_unseen")
+        fronts = [
+            self.front(f, f"fronts[{i}]", tasks)
+            for i, f in enumerate(self.items(data["fronts"], "fronts"))
+        ]
+        devices = [f.device for f in fronts]
+        if len(set(devices)) != len(devices):
+            raise self.expect("fronts", devices, "one front per device")
+        return SearchReport(
+            space=self.string(data["space"], "space"),
+            space_fingerprint=self.string(data["space_fingerprint"], "space_fingerprint"),
+            tasks=tasks,
+            objectives=self.strings(data["objectives"], "objectives", non_empty=False),
+            score_targets={t: self.string(v, f"score_targets.{t}") for t, v in targets.items()},
+            risk=self.number(data["risk"], "risk", 0.0),
+            budgets={
+                k: None if v is None else self.number(v, f"budgets.{k}", 0.0)
+                for k, v in budgets.items()
+            },
+            settings=settings,
+            fronts=fronts,
+            provenance=self.plain(
+                self.mapping(data.get("provenance", {}), "provenance"), "provenance"
+            ),
+            unseen=[
+                self.unseen(u, f"unseen[{i}]", tasks)
+                for i, u in enumerate(self.items(data.get("unseen", []), "unseen", False))
+            ],
+        )
+
+    def front(self, data: Any, where: str, tasks: list[str]) -> DeviceFront:
+        keys = tuple(f.name for f in fields(DeviceFront))
+        data = self.mapping(data, where, keys)
+        return DeviceFront(
+            device=self.string(data["device"], f"{where}.device"),
+            latency_measured=self.boolean(data["latency_measured"], f"{where}.latency_measured"),
+            latency_source=self.string(data["latency_source"], f"{where}.latency_source"),
+            rows=[
+                self.row(r, f"{where}.rows[{i}]", tasks)
+                for i, r in enumerate(self.items(data["rows"], f"{where}.rows"))
+            ],
+            evaluations=self.count(data["evaluations"], f"{where}.evaluations"),
+            generations=self.count(data["generations"], f"{where}.generations"),
+            seconds=self.number(data["seconds"], f"{where}.seconds", 0.0),
+            hypervolume=[
+                self.number(h, f"{where}.hypervolume[{i}]")
+                for i, h in enumerate(
+                    self.items(data["hypervolume"], f"{where}.hypervolume", False)
+                )
+            ],
+        )
+
+    def row(self, data: Any, where: str, tasks: list[str]) -> ParetoRow:
+        data = self.mapping(data, where, tuple(f.name for f in fields(ParetoRow)))
+        arch = self.string(data["arch"], f"{where}.arch")
+        try:
+            paths = Arch.parse(arch).tasks
+        except ArchError as exc:
+            raise self.fail(f"{where}.arch", f"is no arch: {exc}") from None
+        missing = [t for t in tasks if t not in paths]  # it may hold other tasks' paths too
+        if missing:
+            raise self.fail(f"{where}.arch", f"holds no paths of {', '.join(missing)}")
+        return ParetoRow(
+            arch=arch,
+            score=self.per_task(data["score"], f"{where}.score", tasks, -math.inf),
+            score_std=self.per_task(data["score_std"], f"{where}.score_std", tasks, 0.0),
+            latency_ms=self.number(data["latency_ms"], f"{where}.latency_ms", 0.0),
+            params=self.count(data["params"], f"{where}.params"),
+            macs=self.count(data["macs"], f"{where}.macs"),
+        )
+
+    def unseen(self, data: Any, where: str, tasks: list[str]) -> dict[str, Any]:
+        data = self.mapping(data, where, _UNSEEN_KEYS)
+        gene = data["gene"]
+        if not isinstance(gene, str) or not _GENE.match(gene):
+            raise self.expect(f"{where}.gene", gene, "a gene name (depth, heads.3, path.face.3)")
+        whose = self.strings(data["tasks"], f"{where}.tasks")
+        if not set(whose) <= set(tasks):
+            raise self.expect(f"{where}.tasks", whose, f"some of {', '.join(tasks)}")
+        return {
+            "gene": gene,
+            "tasks": whose,
+            "observed": self.choices(data["observed"], f"{where}.observed"),
+            "unseen": self.choices(data["unseen"], f"{where}.unseen"),
+        }

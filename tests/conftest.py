@@ -49,3 +49,14 @@ def base_supernet(base: SearchSpace) -> SuperViT:
     supernet = SuperViT(base.spec).eval()
     randomise_routers(supernet)
     return supernet
+
+
+def put(*keys, value):
+    """A change of a nested mapping: `put("a", 0, "b", value=1)(d)` sets d["a"][0]["b"]."""
+
+    def change(data):
+        for key in keys[:-1]:
+            data = data[key]
+        data[keys[-1]] = value
+
+    return change

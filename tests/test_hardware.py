@@ -2,6 +2,7 @@ from dataclasses import replace
 
 import pytest
 import yaml
+from conftest import put
 
 from ufo_nas import hardware
 from ufo_nas.errors import SpecError, UfoError
@@ -77,34 +78,31 @@ def _rpi4_with(tmp_path, change) -> str:
     return str(path)
 
 
-def _set(*keys, value):
-    def change(data):
-        for key in keys[:-1]:
-            data = data[key]
-        data[keys[-1]] = value
-
-    return change
-
-
 @pytest.mark.parametrize(
     "change, message",
     [
-        (_set("backend", value=["tvm"]), r"backend: unknown backend \['tvm'\]; allowed: torch"),
-        (_set("precision", value={}), r"precision: unknown precision \{\}; allowed: fp32"),
-        (_set("device", value=None), "device: expected a string, got None"),
-        (_set("description", value=[1]), r"description: expected a string, got \[1\]"),
-        (_set("peak", "tflops", value=float("nan")), "peak.tflops: expected a positive number"),
-        (_set("peak", "memory_gbps", value=float("inf")), "peak.memory_gbps: expected a positi"),
-        (_set("peak", "tflops", value=1e-300), r"from 1e-06 to 1e\+06, got 1e-300"),
-        (_set("peak", "source", value=1.5), "peak.source: expected a string, got 1.5"),
-        (_set("batch", value=10**30), "batch: expected a positive integer of at most 65536"),
-        (_set("threads", value=float("nan")), "threads: expected a non-negative integer"),
-        (_set("remote", "tracker_port", value=float("inf")), "remote.tracker_port: expected a p"),
-        (_set("remote", "key", value=float("nan")), "remote.key: expected a string, got nan"),
-        (_set("options", value=[1]), r"options: expected a mapping of option names, got \[1\]"),
-        (_set("options", "tuning_trials", value=float("nan")), "options.tuning_trials: expected"),
+        (put("backend", value=["tvm"]), r"backend: unknown backend \['tvm'\]; allowed: torch"),
+        (put("precision", value={}), r"precision: unknown precision \{\}; allowed: fp32"),
+        (put("device", value=None), "device: expected a string, got None"),
+        (put("description", value=[1]), r"description: expected a string, got \[1\]"),
+        (put("peak", "tflops", value=float("nan")), "peak.tflops: expected a positive number"),
+        (put("peak", "memory_gbps", value=float("inf")), "peak.memory_gbps: expected a positi"),
+        (put("peak", "tflops", value=1e-300), r"from 1e-06 to 1e\+06, got 1e-300"),
+        (put("peak", "source", value=1.5), "peak.source: expected a string, got 1.5"),
+        (put("batch", value=10**30), "batch: expected a positive integer of at most 65536"),
+        (put("threads", value=float("nan")), "threads: expected a non-negative integer"),
         (
-            _set("options", "tvm_target", "mattr", 0, value=float("-inf")),
+            put("remote", "tracker_port", value=float("inf")),
+            "remote.tracker_port: expected a p",
+        ),
+        (put("remote", "key", value=float("nan")), "remote.key: expected a string, got nan"),
+        (put("options", value=[1]), r"options: expected a mapping of option names, got \[1\]"),
+        (
+            put("options", "tuning_trials", value=float("nan")),
+            "options.tuning_trials: expected",
+        ),
+        (
+            put("options", "tvm_target", "mattr", 0, value=float("-inf")),
             r"options.tvm_target.mattr\[0\]: expected a finite value, got NaN or infinity",
         ),
     ],

@@ -59,6 +59,17 @@ def non_finite_path(value: Any, where: str) -> str | None:
     return next((found for path, item in items if (found := non_finite_path(item, path))), None)
 
 
+def read_text(path: Path, what: str, error: type[UfoError]) -> str:
+    """The UTF-8 text of `path`; an unreadable file is one `error` naming it and `what` it
+    should be (e.g. "a search space is a YAML file")."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise error(f"{path}: not UTF-8 text (byte {exc.start}); {what}") from None
+    except OSError as exc:
+        raise error(f"{path}: cannot be read ({exc.strerror or exc})") from None
+
+
 @dataclass(frozen=True)
 class VersionedFormat:
     """One kind of versioned file: a mapping with a `schema` key and maybe a `format` key."""

@@ -28,7 +28,7 @@ import yaml
 from ufo_nas.backends import BACKEND_MODULES, PRECISIONS, Target
 from ufo_nas.errors import SpecError
 from ufo_nas.fileio import write_atomic
-from ufo_nas.formats import non_finite_path, parse
+from ufo_nas.formats import non_finite_path, parse, read_text
 from ufo_nas.paths import project_root, resolve_named_file
 from ufo_nas.spec import TASK_NAME
 
@@ -185,14 +185,9 @@ def profile_from_dict(data: Any, source: str = "<dict>") -> HardwareProfile:
 def load_profile(name_or_path: str | os.PathLike) -> HardwareProfile:
     """A hardware profile by file path or shipped name (`jetson`, `cpu-onnxruntime`)."""
     path = resolve_named_file(name_or_path, "hardware_profiles", "device")
+    text = read_text(path, "a hardware profile is a YAML file", SpecError)
     try:
-        data = parse(path.read_text(encoding="utf-8"), "YAML")
-    except UnicodeDecodeError as exc:
-        raise SpecError(
-            f"{path}: not UTF-8 text (byte {exc.start}); a hardware profile is a YAML file"
-        ) from None
-    except OSError as exc:
-        raise SpecError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+        data = parse(text, "YAML")
     except ValueError as exc:
         raise SpecError(f"{path}: {exc}") from None
     return profile_from_dict(data, str(path))

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ufo_nas.errors import ArchError, SpecError
-from ufo_nas.formats import parse
+from ufo_nas.formats import parse, read_text
 from ufo_nas.paths import resolve_named_file
 
 PATH_KINDS = ("shared", "task", "mix")
@@ -350,14 +350,7 @@ def space_spec_from_dict(data: Any, source: str = "<dict>") -> SpaceSpec:
 def load_space_spec(name_or_path: str | os.PathLike) -> SpaceSpec:
     """Load a space by file path or by the name of a shipped space (`ufo_vit_base`)."""
     path = resolve_named_file(name_or_path, "search_spaces", "search space")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise SpecError(
-            f"{path}: not UTF-8 text (byte {exc.start}); a search space is a YAML file"
-        ) from None
-    except OSError as exc:
-        raise SpecError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    text = read_text(path, "a search space is a YAML file", SpecError)
     return space_spec_from_yaml(text, str(path))
 
 

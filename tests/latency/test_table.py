@@ -1,6 +1,7 @@
 import numpy as np
 import pytest
 import yaml
+from conftest import put
 
 from ufo_nas.latency.table import (
     SCHEMA,
@@ -88,15 +89,6 @@ def test_calibration_recovers_a_linear_law():
     assert fit_calibration(sums[:2], blocks[:2], sums[:2])["model"] == "sum"
 
 
-def _set(*keys, value):
-    def change(data):
-        for key in keys[:-1]:
-            data = data[key]
-        data[keys[-1]] = value
-
-    return change
-
-
 REMEASURE = "; delete the row and run `ufo-profile --device cpu-test --space ufo_vit_tiny` to"
 ROW = r"validation row 0 \(d4-h2,2,2,2-m2,2,2,2-face:ssss-object:ssss\)"
 
@@ -104,47 +96,56 @@ ROW = r"validation row 0 \(d4-h2,2,2,2-m2,2,2,2-face:ssss-object:ssss\)"
 @pytest.mark.parametrize(
     "change, message",
     [
-        (_set("validation", 0, "session", value={}), rf"{ROW}: session is \{{\}}; expected a n"),
-        (_set("validation", 0, "session", value=None), f"{ROW}: session is None; expected a non"),
-        (_set("validation", 0, "tasks", value=[1]), rf"{ROW}: tasks is \[1\]; expected a list"),
+        (put("validation", 0, "session", value={}), rf"{ROW}: session is \{{\}}; expected a n"),
         (
-            _set("operators", 0, "session", value=float("nan")),
+            put("validation", 0, "session", value=None),
+            f"{ROW}: session is None; expected a non",
+        ),
+        (put("validation", 0, "tasks", value=[1]), rf"{ROW}: tasks is \[1\]; expected a list"),
+        (
+            put("operators", 0, "session", value=float("nan")),
             "operator row 'stem': session is nan; expected",
         ),
         (
-            _set("operators", 1, "copies", value=float("inf")),
+            put("operators", 1, "copies", value=float("inf")),
             "operator row 'attn.h2': copies is inf",
         ),
         (
-            _set("operators", 1, "copies", value=0),
+            put("operators", 1, "copies", value=0),
             "operator row 'attn.h2': copies is 0; expected a posi",
         ),
         (
-            _set("operators", 0, "spread", value=10**30),
+            put("operators", 0, "spread", value=10**30),
             "operator row 'stem': spread is 10000000000",
         ),
         (
-            _set("operators", 0, "anchor_ms", value=0),
+            put("operators", 0, "anchor_ms", value=0),
             "operator row 'stem': anchor_ms is 0; expected a time",
         ),
         (
-            _set("operators", 0, "ms", value=1e308),
+            put("operators", 0, "ms", value=1e308),
             r"operator row 'stem': ms is 1e\+308; expected a time",
         ),
-        (_set("operators", 0, "extra", value=1), "operator row 'stem': unknown key 'extra'"),
-        (_set("operators", 1, "op", value="stem"), "operator row 'stem': a second row for the"),
-        (_set("operators", 0, value=[]), r"operator row 0 is \[\]; expected a mapping"),
-        (_set("operators", 0, "op", value=[]), r"operator row 0: op is \[\]; expected a name"),
-        (_set("operators", value=0), "operators is 0; expected a list of rows"),
-        (_set("calibration", value=0), "calibration is 0; expected a mapping"),
-        (_set("calibration", value={}), "calibration a is None; expected a number of magnitude"),
-        (_set("calibration", "a", value=1e308), r"calibration a is 1e\+308; expected a number"),
-        (_set("calibration", "model", value=[]), r"calibration model is \[\]; expected a name"),
-        (_set("metrics", value={"x": float("inf")}), "metrics x is inf; expected a finite number"),
-        (_set("provenance", "threads", value=float("nan")), "provenance.threads is NaN or infin"),
-        (_set("provenance", "host", value=1), "provenance.host: expected a mapping whose isa"),
-        (_set("measured", value="yes"), "measured is 'yes'; expected true or false"),
-        (_set("device", value=None), "device is None; expected a name"),
+        (put("operators", 0, "extra", value=1), "operator row 'stem': unknown key 'extra'"),
+        (put("operators", 1, "op", value="stem"), "operator row 'stem': a second row for the"),
+        (put("operators", 0, value=[]), r"operator row 0 is \[\]; expected a mapping"),
+        (put("operators", 0, "op", value=[]), r"operator row 0: op is \[\]; expected a name"),
+        (put("operators", value=0), "operators is 0; expected a list of rows"),
+        (put("calibration", value=0), "calibration is 0; expected a mapping"),
+        (put("calibration", value={}), "calibration a is None; expected a number of magnitude"),
+        (put("calibration", "a", value=1e308), r"calibration a is 1e\+308; expected a number"),
+        (put("calibration", "model", value=[]), r"calibration model is \[\]; expected a name"),
+        (
+            put("metrics", value={"x": float("inf")}),
+            "metrics x is inf; expected a finite number",
+        ),
+        (
+            put("provenance", "threads", value=float("nan")),
+            "provenance.threads is NaN or infin",
+        ),
+        (put("provenance", "host", value=1), "provenance.host: expected a mapping whose isa"),
+        (put("measured", value="yes"), "measured is 'yes'; expected true or false"),
+        (put("device", value=None), "device is None; expected a name"),
     ],
 )
 def test_every_value_of_a_table_file_is_checked(tiny, tmp_path, change, message):

@@ -42,7 +42,8 @@ def mutmut(*args: str, check: bool = True) -> str:
         ["mutmut", *args], cwd=ROOT, env=env, capture_output=True, text=True, check=False
     )
     if check and done.returncode != 0:
-        sys.exit(f"mutmut {' '.join(args)} failed ({done.returncode}):\n{done.stderr[-2000:]}")
+        output = (done.stdout + done.stderr).replace("\r", "\n")[-3000:]
+        sys.exit(f"mutmut {' '.join(args)} failed ({done.returncode}):\n{output}")
     return done.stdout
 
 

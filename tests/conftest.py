@@ -60,3 +60,10 @@ def put(*keys, value):
         data[keys[-1]] = value
 
     return change
+
+
+@pytest.fixture
+def data_root(tmp_path, monkeypatch):
+    """UFO_NAS_DATA pointing at tmp_path/data (where tests/train/micro.py puts images)."""
+    monkeypatch.setenv("UFO_NAS_DATA", str(tmp_path / "data"))
+    return tmp_path / "data"

@@ -115,7 +115,9 @@ def test_help_lists_every_command_on_one_line(capsys, monkeypatch):
     with pytest.raises(SystemExit):
         main(["--help"])
     lines = capsys.readouterr().out.splitlines()
-    commands = "space sample extract eval fit-predictor predict latency profile search plot export"
+    commands = (
+        "space sample extract eval fit-predictor predict latency profile search plot export train"
+    )
     listed = [line.split()[0] for line in lines if line.startswith("    ")]
     assert listed == commands.split()
     assert all(len(line.split()) > 1 for line in lines if line.startswith("    "))

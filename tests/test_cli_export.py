@@ -1,6 +1,7 @@
 """`ufo export` from a Pareto file or an arch string, and its one-line errors."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -23,7 +24,7 @@ def _row(arch: str) -> ParetoRow:
 @pytest.fixture(scope="module")
 def pareto(tmp_path_factory, tiny):
     """A search result over ufo_vit_tiny with two fronts."""
-    archs = [str(tiny.smallest()), "d5-h2,3,4,2,3-m2,3,4,2,3-face:sstms-object:sssss"]
+    archs = [str(tiny.smallest()), "d5-h2,3,4,2,3-m2,3,4,2,3-face:sstms-object:sssss-digits:sssss"]
     front = DeviceFront(
         "cpu-onnxruntime",
         True,
@@ -77,10 +78,21 @@ def test_exports_a_pareto_row_with_trained_weights(tmp_path, pareto, tiny_checkp
 
 
 def test_without_a_checkpoint_it_warns_that_weights_are_untrained(tmp_path, capsys):
-    argv = [*TINY_ONNX, "--task", "face", "--no-time", "--out", str(tmp_path / "o")]
-    assert main(argv) == 0
+    """A space with no shipped supernet (a renamed copy of the tiny one)."""
+    text = (Path(__file__).parents[1] / "search_spaces" / "ufo_vit_tiny.yaml").read_text()
+    space = tmp_path / "other.yaml"
+    space.write_text(text.replace("name: ufo_vit_tiny", "name: other_tiny"))
+    argv = ["export", "--space", str(space), "--arch", "smallest", "--backend", "onnx"]
+    assert main([*argv, "--task", "face", "--no-time", "--out", str(tmp_path / "o")]) == 0
     assert "untrained" in capsys.readouterr().err
     assert (tmp_path / "o" / "subnet.onnx").is_file()
+
+
+def test_without_a_checkpoint_the_shipped_supernet_is_used(tmp_path):
+    shipped = Path(__file__).parents[1] / "supernets" / "ufo_vit_tiny.safetensors"
+    assert main([*TINY_ONNX, "--task", "face", "--no-time", "--out", str(tmp_path / "o")]) == 0
+    manifest = json.loads((tmp_path / "o" / "manifest.json").read_text())
+    assert manifest["weights"] == {"checkpoint": str(shipped), "trained": True}
 
 
 @pytest.mark.parametrize(

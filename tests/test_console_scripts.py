@@ -24,7 +24,7 @@ from ufo_nas.checkpoint import save_supernet
 from ufo_nas.paths import project_root
 from ufo_nas.supernet import SuperViT
 
-SCRIPTS = ("ufo", "ufo-eval", "ufo-profile", "ufo-search", "ufo-plot", "ufo-export")
+SCRIPTS = ("ufo", "ufo-eval", "ufo-profile", "ufo-search", "ufo-plot", "ufo-export", "ufo-train")
 TIMEOUT_S = 300
 
 
@@ -131,3 +131,26 @@ def test_ufo_eval_one_subnet(home: Path, tmp_path: Path) -> None:
     lines = (tmp_path / "acc.csv").read_text().splitlines()
     assert len(lines) == 2 and lines[0].startswith("arch,task,benchmark,metric,value")
     assert ",face,orl_faces:val,accuracy," in lines[1]
+
+
+def test_ufo_train_two_steps_then_eval_its_supernet(home: Path, tmp_path: Path) -> None:
+    if not (DATASETS / "orl_faces").is_dir():
+        pytest.skip(f"ORL faces not found in {DATASETS}")
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(
+        "space: ufo_vit_tiny\n"
+        "tasks:\n"
+        "  face: {classes_per_batch: 2, images_per_class: 2}\n"
+        "  digits: {batch_size: 4}\n"
+        "validate_every: 0\n"
+        "stages: {task: {steps: 2}, chip: {steps: 1, random_subnets: 1}}\n"
+    )
+    args = ["--recipe", str(recipe), "--out", "run", "--threads", "1"]
+    out = ok(run("ufo-train", args, home, tmp_path))
+    assert "trained task stage 2 steps, chip stage 1 steps in " in out
+    for name in ("supernet.safetensors", "metrics.csv", "curves.png", "checkpoints/chip-0000001"):
+        assert (tmp_path / "run" / name).exists(), name
+    args = ["--space", "ufo_vit_tiny", "--task", "digits"]
+    args += ["--checkpoint", "run/supernet.safetensors"]
+    out = ok(run("ufo-eval", [*args, "-n", "1", "--table", "acc.csv"], home, tmp_path))
+    assert "digits (classification) on sklearn_digits:val: 355 images" in out

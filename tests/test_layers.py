@@ -13,6 +13,7 @@ LAYERS = [
     {"data", "accuracy", "cvpr22", "evaluate"},
     {"latency"},
     {"search", "plot"},
+    {"train"},
     {"export"},
     {"cli", "__main__", "__init__"},
 ]

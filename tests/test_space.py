@@ -45,7 +45,7 @@ def test_size_is_exact(micro, tiny, base):
     assert micro.size() == brute_force_size(micro) == 2 * 2 * 2 * 2 + 16 * (1 * 2 * 1 * 2)
     # ufo_vit_base trunk: 9^10 + 9^11 + 9^12; each layer also has 3 paths for each of 4 tasks
     assert base.size() == sum((9 * 3**4) ** d for d in (10, 11, 12))
-    assert tiny.size() == sum((9 * 3**2) ** d for d in (4, 5, 6))
+    assert tiny.size() == sum((9 * 3**3) ** d for d in (4, 5, 6))
 
 
 def test_encode_decode_round_trip(tiny, base):
@@ -124,7 +124,7 @@ def test_bad_gene_vector(tiny):
     genes[3] = 9
     with pytest.raises(ArchError, match=r"gene heads.2 = 9 is out of range 0..2"):
         tiny.decode(genes)
-    with pytest.raises(ArchError, match="must be 25 integers"):
+    with pytest.raises(ArchError, match="must be 31 integers"):
         tiny.decode(genes[:-1])
 
 

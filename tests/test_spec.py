@@ -22,7 +22,7 @@ def test_shipped_spaces_load():
     assert base.task_names == ("face", "person", "vehicle", "product")
     assert base.task("person").benchmarks == ("market1501", "dukemtmc", "msmt17")
     tiny = load_space_spec(ROOT / "search_spaces" / "ufo_vit_tiny.yaml")
-    assert tiny.num_tokens == 65 and tiny.max_depth == 6
+    assert tiny.num_tokens == 17 and tiny.max_depth == 6
 
 
 def test_per_layer_form_and_round_trip():
@@ -60,8 +60,8 @@ BAD_SPECS = {
         "backbone.depth: expected a non-empty list",
     ),
     "heads x head dim": (
-        lambda d: d["backbone"].update(head_dim=32),
-        "max heads 4 x head_dim 32 = 128, must equal embed_dim 192",
+        lambda d: d["backbone"].update(head_dim=48),
+        "max heads 4 x head_dim 48 = 192, must equal embed_dim 128",
     ),
     "unknown path kind": (
         lambda d: d["tasks"]["face"].update(paths=["shared", "expert"]),
@@ -101,7 +101,7 @@ BAD_SPECS = {
     ),
     "ratio under one channel": (
         lambda d: d["backbone"].update(mlp_ratio=[1e-300]),
-        "embed_dim 192 x 1e-300 is not a whole number of channels (at least 1)",
+        "embed_dim 128 x 1e-300 is not a whole number of channels (at least 1)",
     ),
     "huge depth": (
         lambda d: d["backbone"].update(depth=[4, 10**30]),

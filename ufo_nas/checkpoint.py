@@ -18,6 +18,7 @@ from safetensors.torch import load_file, save_file
 from ufo_nas.errors import CheckpointError, SpecError
 from ufo_nas.fileio import write_atomic
 from ufo_nas.formats import VersionedFormat
+from ufo_nas.paths import project_root
 from ufo_nas.space import Arch, SearchSpace
 from ufo_nas.spec import SpaceSpec, space_spec_from_dict
 from ufo_nas.supernet import SubnetViT, SuperViT
@@ -27,6 +28,12 @@ META_KEY = "ufo_nas"
 CHECKPOINT_FORMAT = VersionedFormat(
     "checkpoint", SCHEMA, CheckpointError, required=("space", "fingerprint")
 )
+
+
+def shipped_supernet(space: SearchSpace | SpaceSpec) -> Path | None:
+    """The trained supernet shipped for a space (supernets/<space>.safetensors), if any."""
+    path = project_root() / "supernets" / f"{space.name}.safetensors"
+    return path if path.is_file() else None
 
 
 def _save(module: torch.nn.Module, path: str | os.PathLike, meta: dict, overwrite: bool) -> Path:

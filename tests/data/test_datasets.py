@@ -164,3 +164,19 @@ def test_error_messages(tiny, tmp_path):
     with pytest.raises(DataError) as excinfo:
         load_task_data(one_task_spec(tiny.spec, "retrieval"), "t", "all", root=tmp_path)
     assert "2.png: not a readable image" in single_line_error(excinfo)
+
+
+def test_an_empty_class_folder_is_named(tiny, tmp_path):
+    write_png(tmp_path / "orl_faces" / "s1" / "1.pgm")
+    (tmp_path / "orl_faces" / "s2").mkdir()
+    with pytest.raises(DataError, match=r"orl_faces/s2: an empty class folder"):
+        load_task_data(tiny.spec, "face", root=tmp_path)
+
+
+def test_sklearn_digits_are_built_in_with_every_fifth_image_held_out(tiny):
+    train = load_task_data(tiny.spec, "digits", "train")
+    val = load_task_data(tiny.spec, "digits", "val")
+    assert len(train) + len(val) == 1797 and len(val) == 355
+    assert not set(train.paths) & set(val.paths) and val.paths[0] == "sklearn_digits/36"
+    assert set(val.labels.tolist()) == set(range(10)) and train.images.shape[1:] == (3, 64, 64)
+    assert float(train.images.min()) == -1.0 and float(train.images.max()) == 1.0

@@ -30,10 +30,10 @@ def test_profile_resumes_and_calibrates(tiny, tmp_path):
     first = LatencyTable.load(out, tiny)
     assert len(first.operators) == 4 and not first.validation and finished == [("operators", 4)]
     todo = plan(tiny, first, SETTINGS)
-    assert len(todo.operators) == 8 and len(todo.validation) == 6
+    assert len(todo.operators) == 9 and len(todo.validation) == 6
 
     table = run_profile(tiny, profile, out, work, SETTINGS)
-    assert len(table.operators) == 12 and len(table.validation) == 6
+    assert len(table.operators) == 13 and len(table.validation) == 6
     for key, row in first.operators.items():  # nothing measured before is lost
         assert table.operators[key] == row
     assert len(table.provenance["sessions"]) == 2
@@ -66,8 +66,8 @@ def test_cli_dry_run_lists_the_work(tmp_path, capsys):
     argv = ["profile", "--device", "cpu-onnxruntime", "--space", "ufo_vit_tiny", "--dry-run"]
     assert main([*argv, "--out", str(out)]) == 0
     text = capsys.readouterr().out
-    assert "to measure: 12 operators, 40 validation subnets" in text
-    assert "operator ffn.m768.x2" in text and not out.exists()
+    assert "to measure: 13 operators, 40 validation subnets" in text
+    assert "operator ffn.m512.x2" in text and not out.exists()
 
 
 @pytest.mark.parametrize(

@@ -9,9 +9,9 @@ def test_tiny_operators_cover_the_space(tiny):
     keys = [op.key for op in space_operators(tiny.spec)]
     assert keys == [
         "stem", "attn.h2", "attn.h3", "attn.h4",
-        "ffn.m384.x1", "ffn.m576.x1", "ffn.m768.x1",
-        "ffn.m384.x2", "ffn.m576.x2", "ffn.m768.x2",
-        "head.face", "head.object",
+        "ffn.m256.x1", "ffn.m384.x1", "ffn.m512.x1",
+        "ffn.m256.x2", "ffn.m384.x2", "ffn.m512.x2",
+        "head.face", "head.object", "head.digits",
     ]  # fmt: skip
 
 

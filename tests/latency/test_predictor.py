@@ -45,7 +45,8 @@ def test_multi_task_trunk_counts_split_streams(tiny, table):
     both = predictor.sum_ms([arch], ("face", "object"))[0]
     # face takes its own FFN in layer 1, object the shared one: the streams split there,
     # and layers 2-4 run attention and the shared FFN once per stream
-    ffn, attn = table.op_ms("ffn.m384.x1"), table.op_ms("attn.h2")
+    ffn = table.op_ms(f"ffn.m{tiny.spec.hidden_dim(2.0)}.x1")
+    attn = table.op_ms("attn.h2")
     assert both - one == pytest.approx(table.op_ms("head.object") + ffn + 3 * (attn + ffn))
 
 
@@ -91,7 +92,8 @@ def test_cli_labels_estimates(capsys):
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("cpu-onnxruntime: measured table (onnxruntime")
     assert out[3].startswith("rpi4: ESTIMATE: roofline")
-    assert out[4].endswith("ms (estimate)  " + "d4-h2,2,2,2-m2,2,2,2-face:ssss-object:ssss")
+    smallest = "d4-h2,2,2,2-m2,2,2,2-face:ssss-object:ssss-digits:ssss"
+    assert out[4].endswith("ms (estimate)  " + smallest)
     small, large = (float(line.split()[0]) for line in out[1:3])
     assert 0 < small < large
     assert (
@@ -115,3 +117,58 @@ def test_spaces_built_in_python_get_a_predictor_over_themselves(tiny):
     other = SearchSpace(space_spec_from_dict(data))
     assert latency_predictor(other, "jetson").table.space_fingerprint == other.spec.fingerprint()
     assert latency_predictor(tiny, "jetson").table is not predictor.table
+
+
+# --- found by mutation testing (tools/mutation.py) ------------------------------------------
+
+
+def test_the_module_function_and_the_in_sample_validation(tiny):
+    from ufo_nas.latency.predictor import latency_ms
+
+    predictor = latency_predictor(tiny, "cpu-onnxruntime")
+    archs = [tiny.smallest(), tiny.largest()]
+    assert np.array_equal(
+        latency_ms(archs, "face", "cpu-onnxruntime", tiny), predictor.latency_ms(archs, "face")
+    )
+    table = predictor.table
+    measured, predicted = predictor.validation()
+    assert measured.tolist() == [
+        table.scaled_ms(r.measured_ms, r.anchor_ms) for r in table.validation
+    ]
+    row = table.validation[-1]
+    assert predicted[-1] == predictor.latency_ms([tiny.parse(row.arch)], row.tasks)[0]
+    error = 100 * np.mean(np.abs(predicted - measured) / measured)
+    assert error == pytest.approx(table.metrics["mean_abs_pct_error"], abs=1e-3)
+    assert predictor.source == (
+        f"measured table ({table.provenance['backend']}, {error:.1f}% mean error on "
+        f"{len(table.validation)} subnets)"
+    )
+
+
+def test_the_per_block_calibration_term_counts_each_subnets_blocks(tiny, table):
+    cal = {"model": "a*sum+b+c*blocks", "a": 2.0, "b": 1.0, "c": 0.5}
+    predictor = LatencyPredictor(tiny, replace(table, calibration=cal))
+    archs = [tiny.parse("d4-h2,2,2,2-m2,2,2,2"), tiny.parse("d6-h2,2,2,2,2,2-m2,2,2,2,2,2")]
+    sums = predictor.sum_ms(archs, "face")
+    assert predictor.latency_ms(archs, "face").tolist() == pytest.approx(
+        (2 * sums + 1 + 0.5 * np.array([4, 6])).tolist()
+    )
+
+
+def test_a_table_without_mixed_ffn_operators_serves_subnets_without_mixes(tiny, table):
+    rows = {k: v for k, v in table.operators.items() if not k.endswith(".x2")}
+    predictor = LatencyPredictor(tiny, replace(table, operators=rows))
+    assert 2 not in predictor._ffn
+    plain = tiny.parse("d4-h2,3,4,2-m2,3,4,2-face:stss")
+    assert predictor.sum_ms([plain], "face")[0] > 0
+    mixed = tiny.parse("d4-h2,3,4,2-m2,3,4,2-face:stms")
+    with pytest.raises(LatencyTableError, match="^the cpu-test table has no mixed-FFN operators$"):
+        predictor.sum_ms([mixed], "face")
+
+
+def test_a_table_without_a_tasks_head_names_it(tiny, table):
+    rows = {k: v for k, v in table.operators.items() if k != "head.object"}
+    predictor = LatencyPredictor(tiny, replace(table, operators=rows))
+    assert predictor.sum_ms([tiny.smallest()], "face")[0] > 0
+    with pytest.raises(LatencyTableError, match="^the cpu-test table has no head for 'object'$"):
+        predictor.sum_ms([tiny.smallest()], ("face", "object"))

@@ -57,7 +57,7 @@ def test_the_shipped_table_is_usable(home, tiny):
 
 def test_a_missing_operator_is_refused(home, tiny):
     _edit(home, lambda d: d["operators"].pop(3))
-    _refused(tiny, r"is incomplete: 1 of 12 operators not measured \(first: attn.h4\); ")
+    _refused(tiny, r"is incomplete: 1 of 13 operators not measured \(first: attn.h4\); ")
     _refused(tiny, RESUME)
 
 
@@ -129,7 +129,7 @@ def test_a_table_of_another_host_warns_once_naming_both(home, tiny, monkeypatch)
     assert len(caught) == 1
     text = str(caught[0].message)
     assert "measured on another host: AMD EPYC (avx2) vs this host's Intel(R) Xeon(R)" in text
-    assert "(+avx512f +avx512_bf16)" in text  # vnni: not looked for then
+    assert "(+avx512f +avx512_vnni +avx512_bf16)" in text
     assert "`ufo-profile --device cpu-onnxruntime --space ufo_vit_tiny`" in text
 
 
@@ -158,3 +158,43 @@ def test_remote_devices_and_old_fingerprints_of_this_host_do_not_warn(home, tiny
 
 def test_a_roofline_estimate_says_it_is_a_lower_bound(tiny):
     assert "LOWER BOUND" in latency_predictor(tiny, "jetson").source
+
+
+# --- found by mutation testing (tools/mutation.py) ------------------------------------------
+
+
+def test_refusals_and_warnings_name_the_table_file(home, tiny, monkeypatch):
+    _edit(home, lambda d: d["operators"].pop(3))
+    _refused(tiny, f"^{home} is incomplete: ")
+    home.write_text(SHIPPED.read_text())
+    monkeypatch.setattr(predictor_module, "host_fingerprint", lambda: AVX512_HOST)
+    with pytest.warns(UfoWarning, match=f"^{home} was measured on another host"):
+        latency_predictor(tiny, "cpu-onnxruntime")
+
+
+def test_a_table_of_another_space_version_is_refused_by_its_loader(home, tiny):
+    _edit(home, lambda d: d.update(space_fingerprint="0123456789abcdef"))
+    _refused(tiny, f"^{home} was built for space 'ufo_vit_tiny' \\(fingerprint 0123456789abcdef\\)")
+
+
+def test_a_calibration_off_by_a_few_millionths_is_refused_with_both_fits(home, tiny):
+    stored = yaml.safe_load(home.read_text())["calibration"]
+
+    def nudged(data):
+        data["calibration"]["a"] *= 1 + 3e-6  # beyond rtol 1e-6, within numpy's default 1e-5
+
+    _edit(home, nudged)
+    a = stored["a"] * (1 + 3e-6)
+    _refused(
+        tiny,
+        rf"its calibration \(a={a:.6g}, b={stored['b']:.6g}, c={stored['c']:.6g}\) is not the "
+        rf"fit of its 40 validation rows \(a={stored['a']:.6g}, b=",
+    )
+
+
+def test_a_measured_table_without_host_does_not_warn(home, tiny, monkeypatch):
+    _edit(home, lambda d: d["provenance"].pop("host"))
+    monkeypatch.setattr(predictor_module, "host_fingerprint", lambda: AVX512_HOST)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UfoWarning)
+        assert latency_predictor(tiny, "cpu-onnxruntime").measured

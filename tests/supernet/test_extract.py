@@ -41,10 +41,10 @@ def test_extracted_holds_only_chosen_weights(tiny, tiny_supernet):
     subnet = extract(tiny_supernet, arch, ["face", "object"])
     assert [layer.attn.num_heads for layer in subnet.layers] == [2, 3, 4, 2]
     assert [layer.mlps["shared"].fc1.out_features for layer in subnet.layers] == [
+        256,
         384,
-        576,
-        768,
-        384,
+        512,
+        256,
     ]
     assert [sorted(layer.mlps) for layer in subnet.layers] == [
         ["shared"],
@@ -52,8 +52,8 @@ def test_extracted_holds_only_chosen_weights(tiny, tiny_supernet):
         ["shared", "task_face"],
         ["shared"],
     ]
-    source = tiny_supernet.blocks[1].attn.qkv.weight.view(3, 4, 48, 192)
-    copied = subnet.layers[1].attn.qkv.weight.view(3, 3, 48, 192)
+    source = tiny_supernet.blocks[1].attn.qkv.weight.view(3, 4, 32, 128)
+    copied = subnet.layers[1].attn.qkv.weight.view(3, 3, 32, 128)
     assert torch.equal(copied, source[:, :3])
     assert copied.data_ptr() != source.data_ptr()  # a copy, not a view of the supernet
 

@@ -34,14 +34,14 @@ def test_pos_embed_is_resampled_for_another_grid(tiny, tmp_path):
         "vit_tiny_patch16_224",
         pretrained=False,
         img_size=32,
-        patch_size=8,
+        patch_size=16,
         num_heads=4,
         depth=6,
-        embed_dim=192,
+        embed_dim=128,
     )
     path = tmp_path / "vit.pth"
     torch.save(vit.state_dict(), path)
     supernet = SuperViT(tiny.spec)
-    load_timm_checkpoint(supernet, path)  # 4x4 grid -> 8x8 grid
+    load_timm_checkpoint(supernet, path)  # 2x2 grid -> 4x4 grid
     assert torch.equal(supernet.cls_token, vit.cls_token)
-    assert supernet.pos_embed.shape == (1, 65, 192)
+    assert supernet.pos_embed.shape == (1, 17, 128)

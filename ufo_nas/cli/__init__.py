@@ -1,8 +1,8 @@
 """The `ufo` command: thin subcommands that parse, call the library and print.
 
 One module per command group holds its parsers beside their handlers; `args` holds the
-arguments they share. `ufo-eval`, `ufo-profile`, `ufo-search`, `ufo-plot` and `ufo-export`
-are aliases of one command each.
+arguments they share. `ufo-eval`, `ufo-profile`, `ufo-search`, `ufo-plot`, `ufo-export` and
+`ufo-train` are aliases of one command each.
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from ufo_nas.cli import accuracy, export, latency, search, space
+from ufo_nas.cli import accuracy, export, latency, search, space, train
 from ufo_nas.cli.args import settle_space
 from ufo_nas.errors import UfoError, UfoWarning
 
-COMMAND_GROUPS = (space, accuracy, latency, search, export)
+COMMAND_GROUPS = (space, accuracy, latency, search, export, train)
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for `cmd | head` in C tools
 
 
@@ -124,3 +124,8 @@ def plot_main() -> int:
 def export_main() -> int:
     """`ufo-export`: the alias of `ufo export`."""
     return _alias("export")
+
+
+def train_main() -> int:
+    """`ufo-train`: the alias of `ufo train`."""
+    return _alias("train")

@@ -16,7 +16,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p = shared.add_command(subparsers, "eval", cmd_eval, line)
     shared.add_space(p, legacy=True)
     shared.add_task(p, several=False, required=True)
-    p.add_argument("--checkpoint", required=True, help="a ufo-nas supernet checkpoint")
+    p.add_argument(
+        "--checkpoint",
+        help="a ufo-nas supernet checkpoint (default: supernets/<space>.safetensors, shipped)",
+    )
     n_help = "evaluate until the table holds this many subnets of the task on its data"
     shared.add_number(p, "-n", 20, n_help, shared.positive_int)
     p.add_argument(
@@ -57,7 +60,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     from tqdm import tqdm
 
     from ufo_nas.accuracy import AccuracyTable, accuracy_table_path
-    from ufo_nas.checkpoint import load_supernet
+    from ufo_nas.checkpoint import load_supernet, shipped_supernet
     from ufo_nas.data import load_task_data
     from ufo_nas.evaluate import choose_archs, evaluate_archs, record_of
     from ufo_nas.fileio import check_writable
@@ -66,7 +69,13 @@ def cmd_eval(args: argparse.Namespace) -> None:
     task = space.spec.task(args.task)
     table_path = Path(args.table) if args.table else accuracy_table_path(space)
     check_writable(table_path.parent)
-    supernet = load_supernet(args.checkpoint, space)
+    checkpoint = args.checkpoint or shipped_supernet(space)
+    if checkpoint is None:
+        raise UfoError(
+            f"no --checkpoint, and no trained supernet is shipped for space '{space.name}'; "
+            "train one with `ufo train` (shipped: ufo_vit_tiny)"
+        )
+    supernet = load_supernet(checkpoint, space)
     data = load_task_data(space.spec, task.name, split=args.split)
     table = AccuracyTable(table_path, space)
     benchmark = data.name
@@ -76,7 +85,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
         f"{task.name} ({task.kind}) on {benchmark}: {len(data)} images; {done} subnets already "
         f"in {table_path}; evaluating {len(archs)} more ({args.sampler} sampling)"
     )
-    source = f"ufo eval --checkpoint {args.checkpoint}"
+    source = f"ufo eval --checkpoint {checkpoint}"
     results = evaluate_archs(supernet, archs, task.name, data, args.batch_size)
     bar = tqdm(results, total=len(archs), desc="subnets", unit="subnet", disable=None)
     for result in bar:

@@ -20,7 +20,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     shared.add_arch(p, required=False, note="instead of --pareto")
     shared.add_space(p, note="with --arch")
     shared.add_task(p)
-    p.add_argument("--checkpoint", help="supernet checkpoint (default: untrained, warned)")
+    checkpoint_help = "supernet checkpoint (default: the space's shipped one, else untrained)"
+    p.add_argument("--checkpoint", help=checkpoint_help)
     device_note = "its backend is the format, its table gives the prediction (default with "
     shared.add_device(p, note=device_note + "--pareto: the front's device)")
     backend_help = "instead of --device: a format, run here"
@@ -50,7 +51,7 @@ def cmd_export(args: argparse.Namespace) -> None:
     """
     import torch
 
-    from ufo_nas.checkpoint import load_supernet
+    from ufo_nas.checkpoint import load_supernet, shipped_supernet
     from ufo_nas.data import read_image_folder
     from ufo_nas.export import check_export, export_subject, export_subnet, export_target
     from ufo_nas.hardware import load_profile
@@ -64,12 +65,14 @@ def cmd_export(args: argparse.Namespace) -> None:
         load_profile(device) if device else None, args.backend, args.precision, args.threads
     )
     out = check_export(where, args.calibration is not None, args.out)  # before any work
-    if args.checkpoint:
-        supernet = load_supernet(args.checkpoint, space)
-        weights = {"checkpoint": str(args.checkpoint), "trained": True}
+    checkpoint = args.checkpoint or shipped_supernet(space)
+    if checkpoint:
+        supernet = load_supernet(checkpoint, space)
+        weights = {"checkpoint": str(checkpoint), "trained": True}
     else:
         print(
-            "warning: no --checkpoint: exporting from a freshly initialised supernet "
+            "warning: no --checkpoint and none shipped for this space: exporting from a "
+            "freshly initialised supernet "
             "(seed 0); the weights are untrained, fine for latency trials only",
             file=sys.stderr,
         )

@@ -3,7 +3,9 @@
 Layouts (the folder is the task's `data` entry, under `datasets_root()`):
 
 * class folders: ``<folder>/<class>/<image>.<ext>`` (ORL faces: ``sN/K.pgm``);
-* flat: ``<folder>/<class>__<view>.<ext>`` (COIL-20: ``objN__V.png``, class ``objN``).
+* flat: ``<folder>/<class>__<view>.<ext>`` (COIL-20: ``objN__V.png``, class ``objN``);
+* built in: ``sklearn_digits``, scikit-learn's handwritten digits (1,797 grey 8x8 images of
+  the digits 0-9, read from inside the scikit-learn wheel; class ``N`` is digit N).
 
 Extensions: png, jpg, jpeg, pgm, bmp (any case). Classes and images are put in natural order
 (numbers compare as numbers: s2 < s10), and a class's label is its index in that order over the
@@ -32,7 +34,8 @@ _FLAT_NAME = re.compile(r"^(.+?)__\d+$")
 _VAL_EVERY = 5  # classification: every 5th image of a class is val
 _VAL_CLASS_FRACTION = 4  # disjoint splits: the last quarter of the classes is val
 
-Classes = list[tuple[str, list[Path]]]  # (class name, image files), natural order
+Classes = list[tuple[str, list]]  # (class name, its images: files or built-in indices)
+BUILTIN_DATA = ("sklearn_digits",)
 
 
 class DataError(UfoError, ValueError):
@@ -85,26 +88,36 @@ def load_task_data(
             f"add `data: <folder>` under tasks.{task} in {spec.source}"
         )
     root = Path(root) if root is not None else datasets_root()
-    folder = root / task_spec.data
-    if not folder.is_dir():
-        raise DataError(
-            f"data folder {folder} of task '{task}' does not exist; "
-            f"set UFO_NAS_DATA to the datasets root that holds '{task_spec.data}'"
-        )
-    classes = _scan(folder)
-    if task_spec.kind == "classification":
-        files = _image_split(folder, classes, split)
+    if task_spec.data in BUILTIN_DATA:
+        folder, classes = Path(task_spec.data), _digits_classes()
     else:
-        files = _class_split(folder, classes, split)
+        folder = root / task_spec.data
+        if not folder.is_dir():
+            raise DataError(
+                f"data folder {folder} of task '{task}' does not exist; set UFO_NAS_DATA to "
+                f"the datasets root that holds '{task_spec.data}' (built in: "
+                f"{', '.join(BUILTIN_DATA)})"
+            )
+        classes = _scan(folder)
+    if task_spec.kind == "classification":
+        items = _image_split(folder, classes, split)
+    else:
+        items = _class_split(folder, classes, split)
     cameras = None
     if task_spec.kind == "reidentification":
-        cameras = np.array([_camera(path) for _, path in files], dtype=np.int64)
+        cameras = np.array([_camera(path) for _, path in items], dtype=np.int64)
+    if task_spec.data in BUILTIN_DATA:
+        images = _digits_images([i for _, i in items], spec.image_size, spec.in_chans)
+        paths = tuple(f"{task_spec.data}/{i}" for _, i in items)
+    else:
+        images = _read_images([path for _, path in items], spec.image_size, spec.in_chans)
+        paths = tuple(path.relative_to(root).as_posix() for _, path in items)
     return ImageSet(
         name=f"{task_spec.data}:{split}",
-        images=_read_images([path for _, path in files], spec.image_size, spec.in_chans),
-        labels=np.array([label for label, _ in files], dtype=np.int64),
+        images=images,
+        labels=np.array([label for label, _ in items], dtype=np.int64),
         cameras=cameras,
-        paths=tuple(path.relative_to(root).as_posix() for _, path in files),
+        paths=paths,
     )
 
 
@@ -145,8 +158,12 @@ def _scan(folder: Path) -> Classes:
     if subdirs:
         for sub in subdirs:
             images = _images_in(sub)
-            if images:
-                groups[sub.name] = images
+            if not images:
+                raise DataError(
+                    f"{sub}: an empty class folder (no {', '.join(IMAGE_SUFFIXES)} images); "
+                    "remove it or add its images"
+                )
+            groups[sub.name] = images
     else:
         for path in _images_in(folder):
             match = _FLAT_NAME.match(path.stem)
@@ -162,6 +179,30 @@ def _scan(folder: Path) -> Classes:
             "or named <class>__<view>.<ext>"
         )
     return [(name, groups[name]) for name in sorted(groups, key=_natural_key)]
+
+
+def _digits_classes() -> Classes:
+    """scikit-learn's digits as classes "0".."9" of sample indices, in the data set's order."""
+    from sklearn.datasets import load_digits
+
+    target = load_digits().target
+    return [(str(d), np.flatnonzero(target == d).tolist()) for d in range(10)]
+
+
+def _digits_images(indices: list[int], size: int, channels: int) -> torch.Tensor:
+    """The digits at `indices` (16 grey levels) as 8-bit images resized like files."""
+    from sklearn.datasets import load_digits
+
+    pixels = load_digits().images[indices] * (255.0 / 16.0)
+    arrays = [
+        np.asarray(
+            Image.fromarray(p.round().astype(np.uint8)).resize(
+                (size, size), Image.Resampling.BILINEAR
+            )
+        )
+        for p in pixels
+    ]
+    return _normalised(torch.from_numpy(np.stack(arrays))[:, None], channels, grey=True)
 
 
 def _class_split(folder: Path, classes: Classes, split: str) -> list[tuple[int, Path]]:
@@ -213,5 +254,10 @@ def _read_images(paths: list[Path], size: int, channels: int) -> torch.Tensor:
             raise DataError(f"{path}: not a readable image ({exc})") from None
     pixels = torch.from_numpy(np.stack(arrays))
     pixels = pixels.permute(0, 3, 1, 2) if mode == "RGB" else pixels[:, None]
-    images = pixels.float().div_(127.5).sub_(1.0)  # == (x / 255 - 0.5) / 0.5
-    return images.expand(-1, channels, -1, -1).contiguous() if mode == "L" else images
+    return _normalised(pixels, channels, grey=mode == "L")
+
+
+def _normalised(pixels: torch.Tensor, channels: int, grey: bool) -> torch.Tensor:
+    """(N, C, H, W) uint8 -> float32 (x / 255 - 0.5) / 0.5, grey repeated to `channels`."""
+    images = pixels.float().div_(127.5).sub_(1.0)
+    return images.expand(-1, channels, -1, -1).contiguous() if grey else images

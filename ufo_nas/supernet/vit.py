@@ -52,27 +52,45 @@ class SuperBlock(nn.Module):
         )
         self.router_logits = nn.Parameter(torch.zeros(len(self.tasks), 2))
         self.gumbel_tau = 1.0
+        self.gumbel_hard = False
 
     def mix_weights(self, task: str, exact: bool = False) -> Tensor:
         """(shared, task) weights of the Task-MoE mix for `task`: Gumbel-sampled in
-        training unless `exact`, else the router's softmax."""
+        training unless `exact` (one-hot with straight-through gradients if `gumbel_hard`),
+        else the router's softmax."""
         logits = self.router_logits[self.tasks.index(task)]
         if self.training and not exact:
-            return F.gumbel_softmax(logits, tau=self.gumbel_tau)
+            return F.gumbel_softmax(logits, tau=self.gumbel_tau, hard=self.gumbel_hard)
         return logits.softmax(-1)
 
     def owned_mlp(self, owner: str | None) -> ElasticMlp:
         """The shared MLP (owner None) or the task MLP of `owner`."""
         return self.mlp if owner is None else self.task_mlps[owner]
 
-    def ffn(self, y: Tensor, hidden: int, path: str, task: str) -> Tensor:
-        if path == "shared":
-            return self.mlp.forward_active(y, hidden)
-        task_out = self.task_mlps[task].forward_active(y, hidden)
-        if path == "task":
-            return task_out
-        w = self.mix_weights(task)
-        return w[0] * self.mlp.forward_active(y, hidden) + w[1] * task_out
+    def ffn(
+        self, y: Tensor, sizes: list[int], tasks: list[str], hidden: int, paths: list[str]
+    ) -> Tensor:
+        """The FFN of rows `y` that hold `sizes[i]` rows of `tasks[i]` in turn, each task on
+        its path; the shared MLP runs once over every row that needs it."""
+        chunks = y.split(sizes)
+        need = [i for i, path in enumerate(paths) if path != "task"]
+        shared = {}
+        if need:
+            rows = chunks[need[0]] if len(need) == 1 else torch.cat([chunks[i] for i in need])
+            out = self.mlp.forward_active(rows, hidden).split([sizes[i] for i in need])
+            shared = dict(zip(need, out))
+        outs = []
+        for i, (task, path) in enumerate(zip(tasks, paths)):
+            if path == "shared":
+                outs.append(shared[i])
+                continue
+            task_out = self.task_mlps[task].forward_active(chunks[i], hidden)
+            if path == "task":
+                outs.append(task_out)
+            else:
+                w = self.mix_weights(task)
+                outs.append(w[0] * shared[i] + w[1] * task_out)
+        return outs[0] if len(outs) == 1 else torch.cat(outs)
 
     def get_active_subnet(
         self, heads: int, hidden: int, branches: tuple[Branch, ...]
@@ -91,9 +109,20 @@ class SuperBlock(nn.Module):
         norm1, norm2 = copy.deepcopy(self.norm1), copy.deepcopy(self.norm2)
         return SubnetLayer(branches, norm1, self.attn.get_active_subnet(heads), norm2, mlps, mix)
 
-    def forward(self, x: Tensor, heads: int, hidden: int, path: str, task: str) -> Tensor:
+    def forward(
+        self,
+        x: Tensor,
+        heads: int,
+        hidden: int,
+        paths: list[str],
+        tasks: list[str],
+        sizes: list[int] | None = None,
+    ) -> Tensor:
+        """Rows of x hold `sizes[i]` images of `tasks[i]` in turn (all rows if one task);
+        attention runs over all of them at once, the FFN on each task's path."""
+        sizes = sizes or [len(x)]
         x = x + self.drop_path(self.attn.forward_active(self.norm1(x), heads))
-        return x + self.drop_path(self.ffn(self.norm2(x), hidden, path, task))
+        return x + self.drop_path(self.ffn(self.norm2(x), sizes, tasks, hidden, paths))
 
 
 class SuperViT(TokenEmbedding):
@@ -119,20 +148,28 @@ class SuperViT(TokenEmbedding):
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
 
-    def set_gumbel_tau(self, tau: float) -> None:
-        """Temperature of the router's Gumbel-softmax in training."""
+    def set_gumbel(self, tau: float, hard: bool = False) -> None:
+        """Temperature of the router's Gumbel-softmax in training, and whether it draws
+        one-hot weights with straight-through gradients (UFO) or soft ones."""
         for block in self.blocks:
-            block.gumbel_tau = tau
+            block.gumbel_tau, block.gumbel_hard = tau, hard
+
+    def forward_tasks(self, images: dict[str, Tensor], arch: Arch) -> dict[str, Tensor]:
+        """UFO's heterogeneous batch: one trunk pass over every task's images, each task on
+        its own FFN paths; the normalised tokens (B_task, 1 + patches, embed_dim) per task."""
+        self.space.check(arch)
+        tasks = list(images)
+        sizes = [len(images[t]) for t in tasks]
+        x = self.embed(images[tasks[0]] if len(tasks) == 1 else torch.cat(list(images.values())))
+        paths = [arch.task_paths(t) for t in tasks]
+        for i in range(arch.depth):
+            hidden = self.spec.hidden_dim(arch.mlp_ratio[i])
+            x = self.blocks[i](x, arch.num_heads[i], hidden, [p[i] for p in paths], tasks, sizes)
+        return dict(zip(tasks, self.norm(x).split(sizes)))
 
     def forward_features(self, images: Tensor, arch: Arch, task: str) -> Tensor:
         """Normalised tokens (B, 1 + patches, embed_dim) of `arch` for `task`."""
-        self.space.check(arch)
-        paths = arch.task_paths(task)
-        x = self.embed(images)
-        for i in range(arch.depth):
-            hidden = self.spec.hidden_dim(arch.mlp_ratio[i])
-            x = self.blocks[i](x, arch.num_heads[i], hidden, paths[i], task)
-        return self.norm(x)
+        return self.forward_tasks({task: images}, arch)[task]
 
     def forward(self, images: Tensor, arch: Arch, task: str) -> Tensor:
         """The task embedding (B, task embed_dim) of subnet `arch`."""

@@ -1,0 +1,88 @@
+"""The two training stages as parts: which subnets a step trains and what each learns from.
+
+* task stage (UFO's All in One): the largest subnet, each task on its Task-MoE mix path
+  wherever the space allows it (else its first path), learning from labels;
+* chip stage (One for All): the sandwich rule, the largest subnet learning from labels and
+  the smallest plus `random_subnets` random ones from the largest's logits (in-place
+  distillation); paths are the router's mix (`router`) or drawn per step (`sampled`).
+
+A step's subnets are drawn from a generator seeded by (seed, stage, step), so every rank
+agrees without communication and a resumed run draws the same ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ufo_nas.space import Arch, SearchSpace
+from ufo_nas.train.model import Objective
+from ufo_nas.train.recipe import Recipe
+
+STAGE_IDS = {"task": 1, "chip": 2}
+
+
+@dataclass(frozen=True)
+class StepSubnet:
+    arch: Arch
+    objective: Objective
+    teacher: bool = False  # its logits teach the rest of the step
+
+
+def path_genes(space: SearchSpace, genes: np.ndarray, policy: str, rng: np.random.Generator):
+    """`genes` with every path gene set by `policy`: router (mix where allowed, else the
+    first path) or sampled (uniform over the layer's allowed paths)."""
+    genes = genes.copy()
+    for k, (name, choices) in enumerate(space.variables):
+        if name.startswith("path."):
+            if policy == "router":
+                genes[k] = choices.index("mix") if "mix" in choices else 0
+            else:
+                genes[k] = rng.integers(len(choices))
+    return genes
+
+
+class Stage:
+    name = ""
+
+    def __init__(self, space: SearchSpace, recipe: Recipe):
+        self.space, self.recipe = space, recipe
+        self.steps = recipe.stage_steps(self.name)
+
+    def rng(self, step: int) -> np.random.Generator:
+        return np.random.default_rng([self.recipe.seed, STAGE_IDS[self.name], step])
+
+    def subnets(self, step: int) -> list[StepSubnet]:
+        raise NotImplementedError
+
+
+class TaskStage(Stage):
+    name = "task"
+
+    def subnets(self, step: int) -> list[StepSubnet]:
+        genes = path_genes(self.space, self.space.cardinalities - 1, "router", self.rng(step))
+        return [StepSubnet(self.space.decode(genes), Objective(label_weight=1.0))]
+
+
+class ChipStage(Stage):
+    name = "chip"
+
+    def subnets(self, step: int) -> list[StepSubnet]:
+        chip = self.recipe.chip_stage
+        rng = self.rng(step)
+        policy = chip.paths
+        largest = path_genes(self.space, self.space.cardinalities - 1, policy, rng)
+        paths = [k for k, (name, _) in enumerate(self.space.variables) if name.startswith("path.")]
+        rows = [np.zeros_like(largest)]
+        rows += list(self.space.sample_genes(rng, chip.random_subnets))
+        for row in rows:  # one path choice per step, shared by the sandwich
+            row[paths] = largest[paths]
+        student = Objective(chip.label_weight, chip.distill_weight, chip.temperature)
+        return [StepSubnet(self.space.decode(largest), Objective(1.0), teacher=True)] + [
+            StepSubnet(self.space.decode(row), student) for row in rows
+        ]
+
+
+def make_stage(name: str, space: SearchSpace, recipe: Recipe) -> Stage:
+    return {"task": TaskStage, "chip": ChipStage}[name](space, recipe)

@@ -154,3 +154,10 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path, data_root)
     )
     assert moved > 1e-3
     assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-5
+
+
+def test_bf16_autocast_on_cpu_trains_with_finite_losses(tmp_path, data_root):
+    train(tmp_path, amp=True, stages={"task": {"steps": 3}, "chip": {"steps": 2}})
+    rows = read_metrics(tmp_path / "run" / "metrics.csv")
+    losses = [r.value for r in rows if r.kind == "train" and r.metric == "loss"]
+    assert len(losses) == 3 * 2 + 2 * 2 * 4 and all(np.isfinite(losses))  # 2 random subnets

@@ -72,3 +72,58 @@ def test_more_tasks_never_cost_less(tiny):
 def test_unknown_task(tiny):
     with pytest.raises(Exception, match="unknown task 'car'"):
         CostModel(tiny).params([tiny.smallest()], "car")
+
+
+def test_structure_of_a_hand_built_arch(tiny):
+    """face t,m,s,s and object s,m,t,s: the streams split at layer 0 and stay split."""
+    arch = tiny.parse("d4-h2,3,4,2-m2,3,4,2-face:tmss-object:smts")
+    s = CostModel(tiny).structure([arch], ("face", "object"))
+    assert s.active.tolist() == [[True] * 4 + [False] * 2]
+    assert s.heads[0, :4].tolist() == [2, 3, 4, 2]
+    assert s.hidden[0, :4].tolist() == [tiny.spec.hidden_dim(r) for r in (2, 3, 4, 2)]
+    assert s.streams_in[0, :4].tolist() == [1, 2, 2, 2]
+    assert s.single[0, :4].tolist() == [2, 0, 2, 2]
+    assert s.mixed[0, :4].tolist() == [0, 2, 0, 0]
+    assert s.ffns_held[0, :4].tolist() == [2, 3, 2, 1]  # shared + face's / object's own
+    for counts in (s.heads, s.hidden, s.streams_in, s.single, s.mixed, s.ffns_held):
+        assert counts.dtype == np.int64
+    # all shared (every task of the space): one stream, one FFN evaluation per layer
+    shared = CostModel(tiny).structure([tiny.parse("d4-h2,2,2,2-m2,2,2,2")], tiny.tasks)
+    assert shared.streams_in[0].tolist() == [1] * 6 and shared.single[0].tolist() == [1] * 6
+
+
+def test_structure_tells_one_tasks_own_ffn_from_anothers_mix(base):
+    """person's task FFN and vehicle's mix at layer 0 are different FFNs: two streams."""
+    trunk = "d10-h" + ",".join(["10"] * 10) + "-m" + ",".join(["3"] * 10)
+    arch = base.parse(trunk + "-person:t" + "s" * 9 + "-vehicle:m" + "s" * 9)
+    s = CostModel(base).structure([arch], ("person", "vehicle"))
+    assert s.streams_in[0, :2].tolist() == [1, 2]
+    assert (s.single[0, 0], s.mixed[0, 0], s.ffns_held[0, 0]) == (1, 1, 3)
+
+
+def test_counts_are_int64(tiny):
+    cost = CostModel(tiny)
+    genes = tiny.sample_genes(np.random.default_rng(9), 4)
+    assert cost.params(genes, tiny.tasks).dtype == np.int64
+    assert cost.macs(genes, tiny.tasks).dtype == np.int64
+
+
+def test_counts_without_qkv_bias_equal_extracted_module(tiny):
+    from dataclasses import replace
+
+    from ufo_nas.space import SearchSpace
+    from ufo_nas.supernet import SuperViT
+
+    space = SearchSpace(replace(tiny.spec, qkv_bias=False))
+    torch.manual_seed(0)
+    supernet = SuperViT(space.spec).eval()
+    arch = space.parse("d4-h2,3,4,2-m2,3,4,2-face:tmss-object:smts")
+    for tasks in (("face",), ("face", "object")):
+        params, macs = counted(extract(supernet, arch, tasks), space.spec)
+        assert (params, macs) == (
+            CostModel(space).params([arch], tasks)[0],
+            CostModel(space).macs([arch], tasks)[0],
+        )
+    with_bias = CostModel(tiny).params([arch], "face")[0]
+    qkv_biases = 3 * tiny.spec.head_dim * (2 + 3 + 4 + 2)  # 3 heads x head_dim per layer
+    assert with_bias - CostModel(space).params([arch], "face")[0] == qkv_biases

@@ -163,6 +163,9 @@ def main() -> None:
         *(f"| {e['step']} | {e['seconds']:.0f} | {e['peak_mib']:.0f} | "
           f"`{e['command'].replace(str(ROOT) + '/', '')}` |" for e in log),
         "",
+        "Training was not run by this invocation (--skip-train): the table holds the steps "
+        "that ran." if "train" not in {e["step"] for e in log} else "",
+        "",
         f"Total {total / 60:.1f} min. Shipped {shipped.relative_to(ROOT)} "
         f"({shipped.stat().st_size / 2**20:.1f} MiB, fp16).",
         "",

@@ -1,27 +1,52 @@
 """Mutation testing of the core modules ([tool.mutmut] in pyproject.toml) with mutmut.
 
-Runs `mutmut run` (optionally only mutants whose names match the given globs), then writes
-tools/results/mutation.md: per module the mutants killed and survived, the score, and every
-survivor with its diff and the reason it is harmless, read from tools/mutation_survivors.yaml
-(a survivor without a reason is listed as UNEXPLAINED: kill it with a test or explain it).
+The core modules are run one at a time (MODULES below, cheapest first), each from a fresh
+`mutants/` folder and against the tests that mirror it (e.g. tests/supernet/ for
+ufo_nas/supernet/*) rather than the whole suite: a whole-suite run is hours on 2 cores, and
+a mutant of a module is meant to be killed by that module's own tests. mutmut reads its
+settings only from pyproject.toml, so for each module this tool starts mutmut with its
+`only_mutate` and `pytest_add_cli_args_test_selection` replaced by that module's entry
+(`python tools/mutation.py --mutmut MODULE ARGS...` runs any mutmut command that way, e.g.
+`show NAME` or `browse`). The union of MODULES is checked against [tool.mutmut] only_mutate.
+
+Each module's outcome (every mutant's status, each survivor's diff) is kept in
+tools/results/mutation.json, so modules can be (re)run separately; tools/results/mutation.md
+is then rewritten from all of them: per module the mutants killed and survived and the score,
+the overall score, the modules not run yet, and every survivor with its diff and the reason it
+is harmless, read from tools/mutation_survivors.yaml (a survivor without a reason is listed as
+UNEXPLAINED: kill it with a test or explain it).
+
+`--retest` re-checks only the survivors of the last run of one module, in the `mutants/`
+folder that run left (git-ignored; delete it when done): it re-collects which tests cover
+which function, so tests added since are used, and keeps the other mutants' results. A fresh
+run of a module starts over. `"_notes"` in the JSON (module -> text, edited by hand) says
+why a module has not been run; the report prints it.
 
     pip install -e ".[dev,mutation]"
-    python tools/mutation.py                          # every core module (hours on 2 cores)
-    python tools/mutation.py "ufo_nas.search.pareto*" # one module
+    python tools/mutation.py --max-children 1                 # every core module, in turn
+    python tools/mutation.py search.pareto cost               # some of them
+    python tools/mutation.py search.pareto --retest           # after adding tests: re-check
+                                                              # only the last run's survivors
+    python tools/mutation.py --report-only                    # rewrite the .md from the JSON
+    python tools/mutation.py --mutmut search.pareto show NAME # a mutmut command, scoped
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
-import shlex
+import shutil
 import subprocess
 import sys
-from collections import Counter, defaultdict
+import time
+from collections import Counter
 from datetime import datetime, timezone
+from fnmatch import fnmatch
 from importlib.metadata import version
 from pathlib import Path
 
+import tomllib
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -29,107 +54,283 @@ from results_io import write_results  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 REASONS = ROOT / "tools" / "mutation_survivors.yaml"
+RECORDS = ROOT / "tools" / "results" / "mutation.json"
+MUTANTS = ROOT / "mutants"
+MARKER = MUTANTS / "ufo-module.txt"  # which module the current mutants/ folder belongs to
 KILLED = {"killed", "timeout", "segfault", "caught by type check"}
+UNKILLED = {"survived", "no tests"}
+
+# module -> (files to mutate, tests to run), in the order a full run takes them
+MODULES: dict[str, tuple[list[str], list[str]]] = {
+    "search.pareto": (["ufo_nas/search/pareto.py"], ["tests/search/test_pareto.py"]),
+    "cost": (["ufo_nas/cost.py"], ["tests/test_cost.py"]),
+    "accuracy.gpnas": (
+        ["ufo_nas/accuracy/gpnas.py"],
+        ["tests/accuracy/test_gpnas.py", "tests/accuracy/test_gpnas_reference.py"],
+    ),
+    "latency.predictor": (
+        ["ufo_nas/latency/predictor.py"],
+        ["tests/latency/test_predictor.py", "tests/latency/test_table_use.py"],
+    ),
+    "latency.table": (["ufo_nas/latency/table.py"], ["tests/latency/test_table.py"]),
+    "supernet": (["ufo_nas/supernet/*"], ["tests/supernet/"]),
+    "search.engine": (["ufo_nas/search/engine.py"], ["tests/search/test_engine.py"]),
+    "export": (["ufo_nas/export.py"], ["tests/test_export.py"]),
+    "latency.measure": (
+        ["ufo_nas/latency/measure.py"],
+        ["tests/latency/test_measure.py", "tests/latency/test_measure_values.py"],
+    ),
+}
+
+# Run inside a fresh interpreter: mutmut with its config scoped to one module.
+DRIVER = """
+import json, os, sys
+from mutmut.configuration import config
+scope = json.loads(os.environ["UFO_MUTMUT_SCOPE"])
+config().only_mutate = scope["mutate"]
+config().pytest_add_cli_args_test_selection = scope["tests"]
+from mutmut.__main__ import cli
+cli(sys.argv[1:], prog_name="mutmut")
+"""
 
 
-def mutmut(*args: str, check: bool = True) -> str:
-    env = {
+def check_modules() -> None:
+    """MODULES must cover exactly the files [tool.mutmut] only_mutate names."""
+    configured = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mutmut"]
+    listed = sorted(p for files, _ in MODULES.values() for p in files)
+    if listed != sorted(configured["only_mutate"]):
+        sys.exit(f"MODULES {listed} differ from [tool.mutmut] only_mutate")
+
+
+def scoped_env(module: str) -> dict[str, str]:
+    """The environment of a mutmut process scoped to one module."""
+    files, tests = MODULES[module]
+    return {
         **os.environ,
+        "UFO_MUTMUT_SCOPE": json.dumps({"mutate": files, "tests": tests}),
         "UFO_NAS_HOME": str(ROOT),
         "UFO_NAS_DATA": os.environ.get("UFO_NAS_DATA", str(ROOT.parent / "shared" / "datasets")),
+        # one thread per test process: the workers are the parallelism
+        "OMP_NUM_THREADS": "1",
+        "MKL_NUM_THREADS": "1",
     }
-    done = subprocess.run(
-        ["mutmut", *args], cwd=ROOT, env=env, capture_output=True, text=True, check=False
-    )
+
+
+def mutmut(module: str, *args: str, check: bool = True, stream: bool = False) -> str:
+    env = scoped_env(module)
+    command = [sys.executable, "-c", DRIVER, *args]
+    if stream:  # a run: show mutmut's progress as it goes
+        done = subprocess.run(command, cwd=ROOT, env=env, check=False)
+        if check and done.returncode != 0:
+            sys.exit(f"mutmut {' '.join(args)} failed ({done.returncode}); its output is above")
+        return ""
+    done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, check=False)
     if check and done.returncode != 0:
         output = (done.stdout + done.stderr).replace("\r", "\n")[-3000:]
         sys.exit(f"mutmut {' '.join(args)} failed ({done.returncode}):\n{output}")
     return done.stdout
 
 
-def statuses() -> dict[str, str]:
-    """Mutant name -> status, from `mutmut results --all true`."""
-    found = {}
-    for line in mutmut("results", "--all", "true").splitlines():
-        name, sep, status = line.strip().rpartition(": ")
-        if sep and name.startswith("ufo_nas."):
-            found[name] = status
-    return found
+# Run inside a fresh interpreter: every mutant's status, and the diff of each survivor.
+DUMP = """
+import json, os
+from mutmut.configuration import config
+scope = json.loads(os.environ["UFO_MUTMUT_SCOPE"])
+config().only_mutate = scope["mutate"]
+config().pytest_add_cli_args_test_selection = scope["tests"]
+from mutmut.mutation.data import SourceFileMutationData
+from mutmut.mutation.diff_apply import get_diff_for_mutant
+from mutmut.stats import status_by_exit_code
+from mutmut.utils.file_utils import walk_mutatable_files
+found = {}
+for path in walk_mutatable_files():
+    data = SourceFileMutationData(path=path)
+    data.load()
+    for name, code in data.exit_code_by_key.items():
+        status = status_by_exit_code[code]
+        unkilled = status in ("survived", "no tests")
+        found[name] = [status, get_diff_for_mutant(name, path=path) if unkilled else ""]
+print(json.dumps(found))
+"""
 
 
-def module_of(name: str) -> str:
+def outcomes(module: str) -> tuple[dict[str, str], dict[str, list[str]]]:
+    """(mutant name -> status, survivor name -> its changed lines)."""
+    done = subprocess.run(
+        [sys.executable, "-c", DUMP],
+        cwd=ROOT,
+        env=scoped_env(module),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        sys.exit(f"reading mutmut's results failed:\n{done.stderr[-3000:]}")
+    found = json.loads(done.stdout.strip().splitlines()[-1])
+    statuses = {n: status for n, (status, _) in found.items()}
+    diffs = {
+        n: [
+            d.strip()
+            for d in diff.splitlines()
+            if d[:1] in "+-" and not d.startswith(("+++", "---"))
+        ]
+        for n, (status, diff) in found.items()
+        if status in UNKILLED
+    }
+    return statuses, diffs
+
+
+def run_module(module: str, max_children: int, retest: bool, records: dict) -> None:
+    start = time.monotonic()
+    names: list[str] = []
+    if retest:
+        if not (MARKER.exists() and MARKER.read_text() == module and module in records):
+            sys.exit(f"--retest needs the mutants/ folder of a run of {module}: run it first")
+        names = [n for n, s in records[module]["statuses"].items() if s not in KILLED]
+        if not names:
+            print(f"{module}: nothing to retest")
+            return
+        # re-collect which tests run which function (kept results stay): a changed test or
+        # fixture is otherwise mapped as it was in the first run
+        (MUTANTS / "mutmut-stats.json").unlink(missing_ok=True)
+    else:
+        shutil.rmtree(MUTANTS, ignore_errors=True)
+    print(f"== {module}: mutmut run {'(retest) ' if retest else ''}...", flush=True)
+    mutmut(module, "run", "--max-children", str(max_children), *names, stream=True)
+    MARKER.write_text(module)
+    found, diffs = outcomes(module)
+    seconds = time.monotonic() - start
+    if retest:  # keep the first run's time: a retest checks only a few mutants
+        seconds += records[module]["seconds"]
+    records[module] = {
+        "date": f"{datetime.now(timezone.utc):%Y-%m-%d}",
+        "mutmut": version("mutmut"),
+        "cpus": os.cpu_count(),
+        "max_children": max_children,
+        "tests": MODULES[module][1],
+        "seconds": round(seconds),
+        "retests": records[module].get("retests", 0) + 1 if retest else 0,
+        "statuses": found,
+        "diffs": diffs,
+    }
+    RECORDS.parent.mkdir(parents=True, exist_ok=True)
+    RECORDS.write_text(json.dumps(records, indent=1, ensure_ascii=False, sort_keys=True) + "\n")
+
+
+def source_module(name: str) -> str:
     """'ufo_nas.search.pareto.x_non_dominated__mutmut_3' -> 'ufo_nas.search.pareto'."""
-    parts = name.split(".")
-    return ".".join(parts[:-1])
+    return name.rpartition(".")[0]
 
 
-def report(found: dict[str, str], patterns: list[str], seconds: float) -> list[str]:
+def cells(c: Counter) -> list[str]:
+    """mutants, killed, survived, no tests, other, score."""
+    killed = sum(c[s] for s in KILLED)
+    checked = killed + c["survived"] + c["no tests"]
+    score = f"{killed / checked:.1%}" if checked else "-"
+    counts = [sum(c.values()), killed, c["survived"], c["no tests"], sum(c.values()) - checked]
+    return [str(n) for n in counts] + [score]
+
+
+def report(records: dict) -> list[str]:
     reasons = yaml.safe_load(REASONS.read_text()) if REASONS.exists() else {}
-    per_module: dict[str, Counter] = defaultdict(Counter)
-    for name, status in found.items():
-        per_module[module_of(name)][status] += 1
+    done = [m for m in MODULES if m in records]
+    missing = [m for m in MODULES if m not in records]
     lines = [
         "# Mutation testing of the core modules",
         "",
-        f"`python tools/mutation.py {' '.join(shlex.quote(p) for p in patterns)}`".rstrip()
-        + f" on {datetime.now(timezone.utc):%Y-%m-%d}, mutmut {version('mutmut')}, "
-        f"{os.cpu_count()} CPUs, {seconds / 60:.1f} min. Score = killed (incl. timeouts) / "
-        "mutants checked.",
+        'Reproduce: `pip install -e ".[dev,mutation]"` then '
+        "`python tools/mutation.py --max-children 1` (all modules) or "
+        "`python tools/mutation.py MODULE...`. Each module's mutants run against the tests "
+        "that mirror it (column *tests*). Score = killed (incl. timeouts) / mutants checked "
+        "(killed + survived + no tests).",
         "",
-        "| module | mutants | killed | survived | no tests | other | score |",
-        "|---|---|---|---|---|---|---|",
+        "| module | tests | mutants | killed | survived | no tests | other | score | run on "
+        "| min |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     totals: Counter = Counter()
-    for module in sorted(per_module):
-        c = per_module[module]
-        killed = sum(c[s] for s in KILLED)
-        other = sum(c.values()) - killed - c["survived"] - c["no tests"]
-        checked = killed + c["survived"] + c["no tests"]
-        totals.update(c)
+    for module in done:
+        rec = records[module]
+        per_file: dict[str, Counter] = {}
+        for name, status in rec["statuses"].items():
+            per_file.setdefault(source_module(name), Counter())[status] += 1
+        for file in sorted(per_file):
+            totals.update(per_file[file])
+            run_on = (
+                f"{rec['date']}, mutmut {rec['mutmut']}, {rec['cpus']} CPUs, "
+                f"{rec['max_children']} worker(s)"
+                + (f", then {rec['retests']} retest(s) of survivors" if rec.get("retests") else "")
+            )
+            row = [
+                file,
+                ", ".join(rec["tests"]),
+                *cells(per_file[file]),
+                run_on,
+                f"{rec['seconds'] / 60:.1f}",
+            ]
+            lines.append("| " + " | ".join(row) + " |")
+    overall = cells(totals)
+    overall[-1] = f"**{overall[-1]}**"
+    lines.append("| " + " | ".join(["**all run**", "", *overall, "", ""]) + " |")
+    notes = records.get("_notes", {})  # why a module was not run (edited by hand)
+    if missing:
+        lines += ["", f"Not run yet: {', '.join(missing)}."]
+        lines += [f"- {m}: {notes[m]}" for m in missing if m in notes]
+    else:
+        lines += ["", "Every core module was run."]
+    survivors = sorted(
+        (n, rec)
+        for m in done
+        for rec in [records[m]]
+        for n, s in rec["statuses"].items()
+        if s in UNKILLED
+    )
+    unexplained = [n for n, _ in survivors if n not in reasons]
+    lines += ["", f"## Surviving mutants ({len(survivors)}; {len(unexplained)} unexplained)", ""]
+    for name, rec in survivors:
         lines.append(
-            f"| {module} | {sum(c.values())} | {killed} | {c['survived']} | {c['no tests']} "
-            f"| {other} | {killed / checked:.1%} |"
-            if checked
-            else f"| {module} | {sum(c.values())} | 0 | 0 | 0 | {other} | - |"
+            f"- `{name}` ({rec['statuses'][name]}): {reasons.get(name, '**UNEXPLAINED**')}"
         )
-    killed = sum(totals[s] for s in KILLED)
-    checked = killed + totals["survived"] + totals["no tests"]
-    if checked:
-        lines.append(
-            f"| **all** | {sum(totals.values())} | {killed} | {totals['survived']} | "
-            f"{totals['no tests']} | {sum(totals.values()) - checked} | "
-            f"**{killed / checked:.1%}** |"
-        )
-    survivors = sorted(n for n, s in found.items() if s in ("survived", "no tests"))
-    unexplained = [n for n in survivors if n not in reasons]
-    lines += [
-        "",
-        f"## Surviving mutants ({len(survivors)}; {len(unexplained)} unexplained)",
-        "",
-    ]
-    for name in survivors:
-        diff = mutmut("show", name, check=False).strip().splitlines()
-        changed = [d for d in diff if d[:1] in "+-" and not d.startswith(("+++", "---"))]
-        lines.append(f"- `{name}` ({found[name]}): {reasons.get(name, '**UNEXPLAINED**')}")
-        lines += [f"  `{d.strip()}`" for d in changed[:4]]
+        lines += [f"  `{d}`" for d in rec["diffs"].get(name, [])[:4]]
     return lines
 
 
 def main() -> None:
+    if sys.argv[1:2] == ["--mutmut"]:  # a mutmut command scoped to one module
+        if len(sys.argv) < 4 or sys.argv[2] not in MODULES:
+            sys.exit(f"usage: mutation.py --mutmut MODULE ARGS... (MODULE: {', '.join(MODULES)})")
+        done = subprocess.run(
+            [sys.executable, "-c", DRIVER, *sys.argv[3:]],
+            cwd=ROOT,
+            env=scoped_env(sys.argv[2]),
+            check=False,
+        )
+        sys.exit(done.returncode)
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("patterns", nargs="*", help="mutant name globs (default: all)")
+    parser.add_argument(
+        "modules", nargs="*", help=f"module globs among {', '.join(MODULES)} (default: all)"
+    )
     parser.add_argument("--max-children", type=int, default=os.cpu_count() or 1)
+    parser.add_argument(
+        "--retest",
+        action="store_true",
+        help="re-check the last run's survivors in the existing mutants/ (one module)",
+    )
+    parser.add_argument("--report-only", action="store_true", help="rewrite the .md only")
     parser.add_argument("--out", type=Path, default=ROOT / "tools" / "results" / "mutation.md")
     args = parser.parse_args()
-    start = datetime.now(timezone.utc)
-    mutmut("run", "--max-children", str(args.max_children), *args.patterns)
-    found = statuses()
-    if args.patterns:
-        from fnmatch import fnmatch
-
-        found = {n: s for n, s in found.items() if any(fnmatch(n, p) for p in args.patterns)}
-    seconds = (datetime.now(timezone.utc) - start).total_seconds()
-    write_results(report(found, args.patterns, seconds), args.out)
+    check_modules()
+    modules = [m for m in MODULES if not args.modules or any(fnmatch(m, p) for p in args.modules)]
+    if not modules:
+        sys.exit(f"no module matches {args.modules}; modules: {', '.join(MODULES)}")
+    if args.retest and len(modules) != 1:
+        sys.exit("--retest takes exactly one module")
+    records = json.loads(RECORDS.read_text()) if RECORDS.exists() else {}
+    if not args.report_only:
+        for module in modules:
+            run_module(module, args.max_children, args.retest, records)
+            write_results(report(records), args.out)
+    write_results(report(records), args.out)
 
 
 if __name__ == "__main__":

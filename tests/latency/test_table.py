@@ -166,3 +166,140 @@ def test_a_control_character_gets_a_one_line_error(tiny, tmp_path):
     with pytest.raises(LatencyTableError, match="control character 0x02 is not allowed") as info:
         LatencyTable.load(path, tiny)
     assert "\n" not in str(info.value)
+
+
+# --- found by mutation testing (tools/mutation.py) ------------------------------------------
+
+
+def full_table(tiny) -> LatencyTable:
+    table = small_table(tiny)
+    table.calibration = {"model": "a*sum+b", "a": 1.5, "b": 0.25, "c": 0.0}
+    table.metrics = {"mean_abs_pct_error": 3.5, "validation_subnets": 1}
+    table.provenance = {"backend": "torch", "host": {"cpu": "x", "isa": ["avx2"]}}
+    return table
+
+
+def test_a_round_trip_keeps_calibration_metrics_and_key_order(tiny, tmp_path):
+    table = full_table(tiny)
+    path = table.save(tmp_path / "t.yaml")
+    loaded = LatencyTable.load(path, tiny)
+    assert loaded.calibration == table.calibration and loaded.metrics == table.metrics
+    assert loaded == table
+    text = path.read_text()
+    assert text.startswith("schema: 1\nspace: ufo_vit_tiny\n")  # written in its own order
+    # saving again replaces the file
+    table.calibration = {"model": "sum", "a": 1.0, "b": 0.0, "c": 0.0}
+    table.save(path)
+    assert LatencyTable.load(path).calibration["model"] == "sum"
+
+
+def test_long_rows_stay_on_one_line(tiny, tmp_path):
+    table = small_table(tiny)
+    long = OperatorRow("ffn.m768.x2", 0.123456789012, 0.123456789012, 0.123456789012,
+                       2.123456789012, session=3, copies=4)  # fmt: skip
+    table.operators[long.op] = long
+    lines = table.save(tmp_path / "t.yaml").read_text().splitlines()
+    row = [line for line in lines if long.op in line]
+    assert len(row) == 1 and len(row[0]) > 100 and row[0].endswith("session: 3, copies: 4}")
+
+
+def test_an_unknown_operator_names_the_remedy(tiny):
+    with pytest.raises(
+        LatencyTableError,
+        match="^the cpu-test table of 'ufo_vit_tiny' has no operator 'x'; re-run `ufo profile` "
+        "to complete it$",
+    ):
+        small_table(tiny).op_ms("x")
+
+
+def test_table_path(tiny):
+    from ufo_nas.latency.table import table_path
+    from ufo_nas.paths import project_root
+
+    expected = project_root() / "latency_tables" / "jetson" / "ufo_vit_tiny.yaml"
+    assert table_path("jetson", tiny) == expected
+
+
+def test_calibration_needs_two_more_rows_than_coefficients():
+    rng = np.random.default_rng(1)
+    sums = rng.uniform(2, 10, 6)
+    blocks = rng.integers(4, 7, 6).astype(float)
+    measured = 1.2 * sums + 0.5 + 0.3 * blocks
+    assert fit_calibration(sums[:3], blocks[:3], measured[:3]) == {
+        "model": "sum",
+        "a": 1.0,
+        "b": 0.0,
+        "c": 0.0,
+    }
+    four = fit_calibration(sums[:4], blocks[:4], measured[:4])
+    assert four["model"] == "a*sum+b" and four["c"] == 0.0  # blocks need a fifth row
+    assert fit_calibration(sums[:5], blocks[:5], measured[:5])["model"] == "a*sum+b+c*blocks"
+
+
+def test_calibration_picks_by_leave_one_out_relative_error():
+    """A per-block term that only fits the noise loses in cross-validation."""
+    for seed in (16, 21):  # data sets where other error measures would pick the c term
+        rng = np.random.default_rng(seed)
+        sums = rng.uniform(2, 10, 12)
+        blocks = rng.integers(4, 7, 12).astype(float)
+        measured = (1.2 * sums + 0.5) * (1 + rng.normal(0, 0.05, 12))
+        fit = fit_calibration(sums, blocks, measured)
+        assert fit["model"] == "a*sum+b" and fit["c"] == 0.0
+        x = np.column_stack([sums, np.ones(12)])
+        coef, *_ = np.linalg.lstsq(x, measured, rcond=None)
+        assert (fit["a"], fit["b"]) == pytest.approx((coef[0], coef[1]))
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda d: d.pop("device"), "no 'device'"),
+        (put("device", value=""), "device is ''; expected a name"),
+        (put("space", value="a\nb"), r"space is 'a\\nb'; expected a name"),
+        (
+            put("calibration", value={"a": 1.0, "b": 0.0, "c": 0.0, "zz": 1, "yy": 2}),
+            "calibration: unknown key 'yy'$",
+        ),
+        (
+            put("operators", 0, "spread", value=-1),
+            "operator row 'stem': spread is -1; expected a non-negative number; delete the row",
+        ),
+        (put("validation", value=[5]), "validation row 0 is 5; expected a mapping; delete"),
+        (
+            lambda d: d["validation"][0].pop("arch"),
+            "validation row 0: no 'arch'; delete the row",
+        ),
+        (
+            put("provenance", "host", value={"isa": "avx2"}),
+            "provenance.host: expected a mapping whose isa and isa_checked are lists of flags$",
+        ),
+        (
+            put("provenance", "host", value={"isa_checked": [1]}),
+            "provenance.host: expected a mapping whose isa",
+        ),
+    ],
+)
+def test_more_values_of_a_table_file_are_checked(tiny, tmp_path, change, message):
+    data = full_table(tiny).to_dict()
+    change(data)
+    path = tmp_path / "t.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(LatencyTableError, match=f"^{path}: {message}"):
+        LatencyTable.load(path, tiny)
+
+
+def test_empty_sections_and_values_at_the_limits_load(tiny, tmp_path):
+    data = full_table(tiny).to_dict()
+    data["provenance"] = {"host": {"cpu": "x"}}  # a host without flag lists
+    data["metrics"] = None
+    data["validation"] = None
+    data["calibration"]["a"] = 1e7  # the largest magnitude allowed
+    data["operators"][0]["ms"] = 1e7
+    path = tmp_path / "t.yaml"
+    path.write_text(yaml.safe_dump(data))
+    table = LatencyTable.load(path, tiny)
+    assert table.metrics == {} and table.validation == [] and table.calibration["a"] == 1e7
+    assert table.operators["stem"].ms == 1e7
+    data["provenance"] = None
+    path.write_text(yaml.safe_dump(data))
+    assert LatencyTable.load(path, tiny).provenance == {}

@@ -39,3 +39,11 @@ def test_an_objective_without_spread_is_shifted_not_divided():
     got = norm(np.array([[1.5, 3.0], [1.0, 5.0]]))
     assert got.tolist() == [[0.5, 0.0], [0.0, 2.0]]
     assert norm.hypervolume(np.array([[1.0, 3.0]])) == pytest.approx(1.21)
+
+
+def test_normalisation_of_small_integer_objectives_does_not_overflow():
+    """int8 objectives: the span 100 - (-100) = 200 must not wrap around in int8."""
+    F = np.array([[-100, 100], [100, -100], [0, 50]], dtype=np.int8)
+    norm = Normalisation.of(F)
+    assert norm.ideal.tolist() == [-100.0, -100.0] and norm.nadir.tolist() == [100.0, 100.0]
+    assert norm(F).tolist() == [[0.0, 1.0], [1.0, 0.0], [0.5, 0.75]]

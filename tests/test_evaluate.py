@@ -1,4 +1,5 @@
 import json
+from pathlib import Path
 
 import pytest
 from conftest import DATASETS
@@ -130,11 +131,14 @@ def test_predict_with_the_shipped_predictor(capsys, base):
 
 
 def test_missing_predictor_and_table_are_clear(tmp_path, capsys):
-    assert (
-        main(["predict", "--space", "ufo_vit_tiny", "--task", "object", "--arch", "smallest"]) == 2
-    )
+    """A space nothing ships for: a renamed copy of the tiny one."""
+    text = (Path(__file__).parents[1] / "search_spaces" / "ufo_vit_tiny.yaml").read_text()
+    space = tmp_path / "other.yaml"
+    space.write_text(text.replace("name: ufo_vit_tiny", "name: other_tiny"))
+    argv = ["predict", "--space", str(space), "--task", "object", "--arch", "smallest"]
+    assert main(argv) == 2
     err = capsys.readouterr().err
-    assert "fit one with `ufo fit-predictor --space ufo_vit_tiny --task object`" in err
+    assert "fit one with `ufo fit-predictor --space other_tiny --task object`" in err
     assert (
         main(["fit-predictor", "--space", "ufo_vit_tiny", "--table", str(tmp_path / "none.csv")])
         == 2

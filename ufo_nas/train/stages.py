@@ -12,6 +12,7 @@ agrees without communication and a resumed run draws the same ones.
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 import numpy as np
@@ -43,7 +44,7 @@ def path_genes(space: SearchSpace, genes: np.ndarray, policy: str, rng: np.rando
     return genes
 
 
-class Stage:
+class Stage(ABC):
     name = ""
 
     def __init__(self, space: SearchSpace, recipe: Recipe):
@@ -53,8 +54,9 @@ class Stage:
     def rng(self, step: int) -> np.random.Generator:
         return np.random.default_rng([self.recipe.seed, STAGE_IDS[self.name], step])
 
+    @abstractmethod
     def subnets(self, step: int) -> list[StepSubnet]:
-        raise NotImplementedError
+        """The subnets step `step` trains, the teacher (if any) first."""
 
 
 class TaskStage(Stage):

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 from timm.optim import create_optimizer_v2
 from timm.scheduler import CosineLRScheduler
@@ -238,8 +239,7 @@ class Trainer:
         if self.procs.main:
             save_supernet(self.supernet, final, overwrite=True)
         barrier(self.procs)
-        steps = {s: self.recipe.stage_steps(s) for s in self.stages}
-        return TrainResult(final, steps, time.perf_counter() - began, self.procs.world)
+        return TrainResult(final, self._steps(), time.perf_counter() - began, self.procs.world)
 
     def _run_stage(
         self, stage: Stage, start: int, state: TrainState | None, optim: dict | None, log
@@ -376,7 +376,7 @@ class Trainer:
             top = self.space.cardinalities - 1
             archs = {
                 "largest": path_genes(self.space, top, "router", None),
-                "smallest": path_genes(self.space, 0 * top, "router", None),
+                "smallest": path_genes(self.space, np.zeros_like(top), "router", None),
             }
             for role, genes in archs.items():
                 arch = self.space.decode(genes)

@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
+import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -41,23 +42,26 @@ TASKS = ("face", "object", "digits")
 
 
 def run(step: str, args: list[str], log: dict[str, dict]) -> str:
-    """Run `ufo ARGS` as a child, record its wall time and peak memory, return stdout."""
+    """Run `ufo ARGS` as a child, record its wall time and its own peak resident memory
+    (that of its process tree, from wait4), return its stdout."""
     began = time.perf_counter()
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    done = subprocess.run(
-        [sys.executable, "-m", "ufo_nas", *args], cwd=ROOT, capture_output=True, text=True
-    )
-    if done.returncode:
-        sys.exit(f"{step} failed ({' '.join(args)}):\n{done.stderr[-3000:]}")
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        child = subprocess.Popen(
+            [sys.executable, "-m", "ufo_nas", *args], cwd=ROOT, stdout=out, stderr=err, text=True
+        )
+        _, status, usage = os.wait4(child.pid, 0)
+        out.seek(0), err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if os.waitstatus_to_exitcode(status):
+        sys.exit(f"{step} failed ({' '.join(args)}):\n{stderr[-3000:]}")
     log[step] = {
         "step": step,
         "command": "ufo " + " ".join(args),
         "seconds": time.perf_counter() - began,
-        "peak_mib": max(peak, before) / 1024,
+        "peak_mib": usage.ru_maxrss / 1024,  # KiB on Linux
     }
     print(f"{step}: {log[step]['seconds']:.0f} s", flush=True)
-    return done.stdout
+    return stdout
 
 
 def ship_fp16(trained: Path) -> Path:
@@ -119,7 +123,8 @@ def main() -> None:
     args = parser.parse_args()
     run_dir = ROOT / args.run
     steps_file = run_dir / "demo_steps.json"
-    log: dict[str, dict] = json.loads(steps_file.read_text()) if steps_file.exists() else {}
+    reuse = args.skip_train and steps_file.exists()  # keep the times of the skipped steps
+    log: dict[str, dict] = json.loads(steps_file.read_text()) if reuse else {}
     if not args.skip_train:
         if run_dir.exists():
             shutil.rmtree(run_dir)
@@ -158,7 +163,7 @@ def main() -> None:
         "",
         "`python tools/demo_tiny.py` (2-core CPU; each step is the console command shown).",
         "",
-        "| step | s | peak MiB (any child so far) | command |",
+        "| step | s | peak MiB | command |",
         "|---|---|---|---|",
         *(f"| {e['step']} | {e['seconds']:.0f} | {e['peak_mib']:.0f} | "
           f"`{e['command'].replace(str(ROOT) + '/', '')}` |" for e in log),

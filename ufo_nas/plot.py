@@ -21,10 +21,12 @@ from ufo_nas.fileio import write_atomic
 from ufo_nas.latency.predictor import LatencyPredictor
 from ufo_nas.latency.table import LatencyTableError
 from ufo_nas.search.pareto import non_dominated
-from ufo_nas.search.report import SearchReport
+from ufo_nas.search.report import DeviceFront, SearchReport
 
 ROOFLINE = "roofline lower bound"
 ESTIMATE_NOTE = f"dashed = {ROOFLINE}: an ESTIMATE from device peaks, no measured table"
+MEASURED_NOTE = "hollow: latency measured by --verify (thin line to its prediction)"
+OFF_FRONT_NOTE = "crossed: falls off the front when measured"
 LABEL_ALL = 40  # a line of up to this many points has every point labelled with its row
 Series = tuple[int, str]  # (position of the run among the reports, device)
 
@@ -82,6 +84,18 @@ def _labelled(n: int) -> np.ndarray:
     return np.union1d(np.arange(0, n, math.ceil(n / LABEL_ALL)), [n - 1])
 
 
+def _measured(ax: Axes, front: DeviceFront, y: np.ndarray, colour: str) -> None:
+    """A verified front's measured latencies: hollow markers at (measured, score), each
+    joined to its predicted point by a thin line; rows off the front once measured crossed."""
+    x = np.array([row.latency_ms for row in front.rows])
+    measured = np.array([row.measured_ms for row in front.rows], dtype=float)
+    off = np.array([not row.on_front_measured for row in front.rows])
+    ax.hlines(y, np.minimum(x, measured), np.maximum(x, measured), color=colour, lw=0.6, alpha=0.6)
+    ax.scatter(measured, y, s=16, facecolors="none", edgecolors=colour, linewidths=0.9)
+    if off.any():
+        ax.scatter(measured[off], y[off], s=36, marker="x", color="black", linewidths=1.2)
+
+
 def _front_panel(
     ax: Axes,
     task: str,
@@ -90,8 +104,9 @@ def _front_panel(
     colours: dict[Series, str],
 ) -> tuple[list[str], set[int]]:
     """One task's panel: per run and device, the 2-D best trade-offs as a line with +-std
-    bars and row labels (alternately left and right), the rest of the front as faint points.
-    Returns why points are faint (the objectives not drawn) and the label thinning steps."""
+    bars and row labels (alternately left and right), the rest of the front as faint points,
+    and a verified front's measured latencies (see `_measured`). Returns why points are
+    faint (the objectives not drawn) and the label thinning steps."""
     faint: list[str] = []
     steps: set[int] = set()
     for i, report in enumerate(reports):
@@ -117,6 +132,8 @@ def _front_panel(
             ax.errorbar(
                 x[best], y[best], yerr=std[best], fmt="none", ecolor=colour, alpha=0.3, lw=0.8
             )
+            if front.verified:
+                _measured(ax, front, y, colour)
             shown = _labelled(best.size)
             if shown.size < best.size:
                 steps.add(math.ceil(best.size / LABEL_ALL))
@@ -150,12 +167,17 @@ def fronts_figure(reports: Sequence[SearchReport]) -> Figure:
     """One panel per task: predicted score (+-std) against latency, one front per device
     and run, each in one colour across panels. A front seen from one task (several tasks,
     or params/MACs objectives) shows its best trade-offs there as a line, the rest as faint
-    points; line points are labelled with their row in pareto.csv."""
+    points; line points are labelled with their row in pareto.csv. A front verified by
+    `ufo search --verify` also shows each row's measured latency, and the rows it takes off
+    the front."""
     tasks = list(dict.fromkeys(t for r in reports for t in r.tasks))
     labels, colours = _series_labels(reports), _series_colours(reports)
     fig = Figure(figsize=(6.4 * len(tasks), 5.6), layout="constrained")
     axes = fig.subplots(1, len(tasks), squeeze=False)[0]
-    latencies = [row.latency_ms for r in reports for f in r.fronts for row in f.rows]
+    rows = [row for r in reports for f in r.fronts for row in f.rows]
+    latencies = [row.latency_ms for row in rows] + [
+        row.measured_ms for row in rows if row.measured_ms is not None
+    ]
     log_x = max(latencies) / max(min(latencies), 1e-9) > 20
     any_estimate = any(not f.latency_measured for r in reports for f in r.fronts)
     faint: list[str] = []
@@ -184,6 +206,12 @@ def fronts_figure(reports: Sequence[SearchReport]) -> Figure:
         handles.append(Line2D([], [], ls="none", marker="o", ms=3, color="grey", alpha=0.4))
         reasons = " / ".join(dict.fromkeys(faint))
         texts.append(f"faint: on the front via {reasons}, dominated in this 2-D view")
+    if any(row.measured_ms is not None for row in rows):
+        handles.append(Line2D([], [], ls="none", marker="o", ms=5, mfc="none", color="grey"))
+        texts.append(MEASURED_NOTE)
+    if any(row.on_front_measured is False for row in rows):
+        handles.append(Line2D([], [], ls="none", marker="x", ms=6, mew=1.2, color="black"))
+        texts.append(OFF_FRONT_NOTE)
     note = "12 = row in pareto.csv (ufo-export --row)"
     if steps:
         step = "-".join(str(s) for s in sorted(steps))

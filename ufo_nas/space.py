@@ -327,6 +327,11 @@ class SearchSpace:
                 f"arch string {_shorten(text)!r} names task '{unknown[0]}', not one of space "
                 f"'{self.name}' ({', '.join(self.tasks)})"
             )
+        if arch.depth not in self.spec.depths:
+            raise ArchError(
+                f"arch string {_shorten(text)!r}: depth {arch.depth} not in "
+                f"{list(self.spec.depths)} in space '{self.name}'"
+            )
         paths = tuple(
             (t.name, given.get(t.name) or tuple(c[0] for c in t.paths[: arch.depth]))
             for t in self.spec.tasks

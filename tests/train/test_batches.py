@@ -1,10 +1,13 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
+import torch
 
 from tests.train.micro import write_setup
 from ufo_nas.data import DataError, load_task_data
 from ufo_nas.train import load_recipe
-from ufo_nas.train.batches import TaskBatches
+from ufo_nas.train.batches import TaskBatches, augment
 
 
 @pytest.fixture
@@ -74,3 +77,30 @@ def test_bad_batches_are_refused_with_one_line(tmp_path, data_root, face):
     small = load_task_data(space.spec, "face", "train")
     with pytest.raises(DataError, match="fewer than classes_per_batch = 4"):
         TaskBatches(small, task, seed=0)
+
+
+def test_augment_flips_and_shifts_with_edge_fill():
+    images = torch.arange(2 * 1 * 3 * 4, dtype=torch.float32).reshape(2, 1, 3, 4)
+    out = augment(images, np.array([True, False]), np.array([[0, 1], [-1, 0]]))
+    moved = torch.cat([images[0, 0, :, :1], images[0, 0, :, :3]], 1)  # right 1, edge fill
+    assert torch.equal(out[0, 0], moved.flip(-1))
+    up = torch.cat([images[1, 0, 1:], images[1, 0, -1:]], 0)  # up 1, bottom row repeated
+    assert torch.equal(out[1, 0], up)
+    assert torch.equal(augment(images, np.zeros(2, bool), np.zeros((2, 2), int)), images)
+
+
+def test_augmented_batches_are_a_pure_function_of_the_index_and_split_over_ranks(face):
+    data, task, _ = face
+    task = replace(task, flip=True, shift=3)
+    whole = TaskBatches(data, task, seed=2)
+    parts = [TaskBatches(data, task, seed=2, rank=r, world=2) for r in range(2)]
+    plain = TaskBatches(data, replace(task, flip=False, shift=0), seed=2)
+    changed = 0
+    for index in range(4):
+        images, labels = whole.batch(index)
+        assert torch.equal(images, whole.batch(index)[0])
+        assert torch.equal(torch.cat([p.batch(index)[0] for p in parts]), images)
+        clean, same_labels = plain.batch(index)
+        assert torch.equal(labels, same_labels) and images.shape == clean.shape
+        changed += int((images != clean).any(dim=(1, 2, 3)).sum())
+    assert changed > 16  # most of the 32 images are moved or flipped

@@ -45,6 +45,10 @@ def test_overrides_reach_their_sections_and_change_the_fingerprint():
         (lambda d: d.update(drop_path_rate=1.0), "drop_path_rate: must be < 1"),
         (lambda d: d.update(checkpoint_every=0), "checkpoint_every: expected an integer >= 1"),
         (lambda d: d.update(batches="mixed"), "batches: 'mixed' is not allowed"),
+        (lambda d: d["tasks"]["face"].update(flip="yes"), "tasks.face.flip: expected true or"),
+        (lambda d: d["tasks"]["face"].update(shift=-1), "tasks.face.shift: expected an integer"),
+        (lambda d: d["router"].update(lr_scale=-2), "router.lr_scale: must be >= 0"),
+        (lambda d: d["stages"]["task"].update(arch=3), "stages.task.arch: expected an arch"),
     ],
 )
 def test_bad_recipes_name_the_key_and_what_is_allowed(tmp_path, change, message):
@@ -86,3 +90,21 @@ def test_unreadable_recipe_files(tmp_path):
     bad.write_bytes(b"\xff\xfe")
     with pytest.raises(RecipeError, match="not UTF-8"):
         load_recipe(bad)
+
+
+def test_space_checks_of_the_fixed_arch_and_the_shift(tmp_path):
+    _, path = write_setup(tmp_path)
+    data = yaml.safe_load(path.read_text())
+    data["stages"]["task"]["arch"] = "d1-h2-m2-face:t"
+    path.write_text(yaml.safe_dump(data))
+    recipe, _ = load_recipe(path)
+    assert recipe.task_stage.arch == "d1-h2-m2-face:t-object:s"  # canonical, every task
+    data["stages"]["task"]["arch"] = "d3-h2,2,2-m2,2,2"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(RecipeError, match=r"recipe.yaml: stages.task.arch: .*depth"):
+        load_recipe(path)
+    del data["stages"]["task"]["arch"]
+    data["tasks"]["face"]["shift"] = 16
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(RecipeError, match="tasks.face.shift: 16 pixels is not less than half"):
+        load_recipe(path)

@@ -40,3 +40,17 @@ def test_chip_stage_is_the_sandwich_rule_with_in_place_distillation(tmp_path):
     ]  # a pure function of the step
     again = make_stage("chip", space, chip.recipe)
     assert [s.arch for s in again.subnets(3)] == [s.arch for s in steps[3]]
+
+
+def test_a_fixed_arch_task_stage_trains_and_validates_that_subnet_only(tmp_path):
+    _, path = write_setup(tmp_path)
+    recipe, space = load_recipe(path)
+    arch = "d1-h1-m2-face:t-object:s"
+    recipe = replace(recipe, task_stage=replace(recipe.task_stage, arch=arch))
+    task = make_stage("task", space, recipe)
+    assert [[s.arch for s in task.subnets(k)] for k in range(3)] == [[space.parse(arch)]] * 3
+    assert task.subnets(0)[0].role == "arch" and task.validation_archs() == {
+        "arch": space.parse(arch)
+    }
+    roles = [s.role for s in make_stage("chip", space, recipe).subnets(0)]
+    assert roles == ["largest", "smallest", "random0"]

@@ -161,3 +161,22 @@ def test_bf16_autocast_on_cpu_trains_with_finite_losses(tmp_path, data_root):
     rows = read_metrics(tmp_path / "run" / "metrics.csv")
     losses = [r.value for r in rows if r.kind == "train" and r.metric == "loss"]
     assert len(losses) == 3 * 2 + 2 * 2 * 4 and all(np.isfinite(losses))  # 2 random subnets
+
+
+def test_router_lr_scale_and_init_from_a_run_folder_with_its_heads(tmp_path, data_root):
+    stages = {"task": {"steps": 3}}
+    trainer, _ = train(tmp_path, stages=stages, router={"tau": 5.0, "lr_scale": 10.0})
+    groups = trainer._param_groups("task")
+    router = [g for g in groups if any(p is trainer.supernet.blocks[0].router_logits
+                                       for p in g["params"])]  # fmt: skip
+    assert len(router) == 1 and router[0]["lr"] == pytest.approx(0.5)
+    assert all(g["lr"] == pytest.approx(0.05) for g in groups if g is not router[0])
+    heads = {k: v.clone() for k, v in trainer.model.heads.state_dict().items()}
+    chip, _ = train(tmp_path, out="chip", init=tmp_path / "run", stages={"chip": {"steps": 1}})
+    assert chip.stages == ["chip"]
+    recipe, space = load_recipe(tmp_path / "recipe.yaml")
+    fresh = Trainer(recipe, space, tmp_path / "x", start_processes(), progress=False)
+    fresh._load_init(tmp_path / "run")
+    assert all(torch.equal(fresh.model.heads.state_dict()[k], v) for k, v in heads.items())
+    with pytest.raises(TrainingError, match="neither a checkpoint .* nor a run folder"):
+        fresh._load_init(tmp_path / "data")

@@ -8,6 +8,11 @@ device that would silently run another precision (e.g. f16 asked, bf16 given) is
 from __future__ import annotations
 
 import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -139,24 +144,90 @@ def request_runner(compiled: Any) -> Runner:
 
 
 def quantize_nncf(model: Any, calibration: np.ndarray) -> Any:
-    """NNCF post-training int8 quantisation (transformer preset) on calibration images."""
+    """NNCF post-training int8 quantisation (transformer preset) on calibration images.
+
+    It runs in a child process (tried twice), so that a native crash in NNCF's statistics
+    collection, which is rare and flaky, fails the export instead of killing the caller."""
     if importlib.util.find_spec("nncf") is None:
         raise BackendError('openvino int8 needs NNCF: pip install -e ".[openvino]"')
-    import nncf
+    import openvino
 
+    with tempfile.TemporaryDirectory(prefix="ufo-nncf-") as folder:
+        work = Path(folder)
+        openvino.save_model(model, str(work / "model.xml"), compress_to_fp16=False)
+        np.save(work / "calibration.npy", calibration)
+        failure = ""
+        for _ in range(2):  # a native crash in NNCF is flaky: one retry
+            child = subprocess.run(
+                _child_command(work),
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+                errors="replace",
+                env=_child_env(),
+                check=False,
+            )
+            if child.returncode == 0:
+                out = work / "int8.xml"  # read into memory: the folder is deleted on return
+                return openvino.Core().read_model(
+                    out.read_bytes(), out.with_suffix(".bin").read_bytes()
+                )
+            failure = _failure(child.returncode, child.stderr)
+    raise BackendError(
+        f"OpenVINO NNCF int8 quantisation {failure} twice in a child process; "
+        "export fp32 or fp16, or retry int8"
+    )
+
+
+def _child_command(work: Path) -> list[str]:
+    """The command that quantises the model in `work` (a hook for tests)."""
+    return [sys.executable, "-m", "ufo_nas.backends.openvino", str(work)]
+
+
+def _child_env() -> dict[str, str]:
+    """The environment with this ufo_nas on the child's path, installed or not."""
+    root = str(Path(__file__).resolve().parents[2])
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": root + (os.pathsep + path if path else "")}
+
+
+def _failure(returncode: int, stderr: str) -> str:
+    """How the child failed, e.g. 'crashed (signal 11, SIGSEGV)' or 'failed (exit 1: ...)'."""
+    if returncode < 0:
+        try:
+            name = f", {signal.Signals(-returncode).name}"
+        except ValueError:
+            name = ""
+        return f"crashed (signal {-returncode}{name})"
+    detail = last_line(stderr) if stderr.strip() else "no error message"
+    return f"failed (exit {returncode}: {detail})"
+
+
+def _quantize_in_child(work: Path) -> None:
+    """The child's side: `work/model.xml` quantised on `work/calibration.npy` to `int8.xml`."""
+    import nncf
+    import openvino
+
+    model = openvino.Core().read_model(str(work / "model.xml"))
+    calibration = np.load(work / "calibration.npy")
     samples = [calibration[i : i + 1] for i in range(len(calibration))]
-    return nncf.quantize(
+    quantized = nncf.quantize(
         model,
         nncf.Dataset(samples),
         model_type=nncf.ModelType.TRANSFORMER,
         subset_size=len(samples),
     )
+    openvino.save_model(quantized, str(work / "int8.xml"), compress_to_fp16=False)
 
 
-def last_line(exc: Exception) -> str:
-    """The message of an OpenVINO error, without its 'Exception from src/...' trail."""
+def last_line(exc: Exception | str) -> str:
+    """The message of an OpenVINO error (or the stderr of a failed child), without its
+    'Exception from src/...' trail."""
     lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
     return lines[-1] if lines else type(exc).__name__
 
 
 BACKEND = OpenVinoBackend
+
+if __name__ == "__main__":  # the child of quantize_nncf
+    _quantize_in_child(Path(sys.argv[1]))

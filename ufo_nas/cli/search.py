@@ -33,6 +33,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "saw by default); their scores are guesses with a larger std"
     )
     p.add_argument("--search-unseen", action="store_true", help=unseen_help)
+    verify_help = (
+        "then re-measure every Pareto subnet end to end on the device (a measured table's "
+        "device this machine runs), interleaved with the table's anchor, and write measured "
+        "beside predicted latency"
+    )
+    p.add_argument("--verify", action="store_true", help=verify_help)
     default_out = "the first free runs/search/<space>-<device>-<task>[-N]"
     shared.add_out(p, "output folder", default=default_out)
     shared.add_overwrite(p, "results already in --out")
@@ -54,12 +60,14 @@ def cmd_search(args: argparse.Namespace) -> None:
     roofline estimate labelled as such), with NSGA-II. Writes the Pareto set as pareto.csv and
     pareto.json, pareto.png and convergence.png, and prints it. Several --task values search
     one subnet whose trunk serves them all; several --device values search each device and
-    overlay the fronts.
+    overlay the fronts. --verify then times each Pareto subnet on this machine and marks the
+    ones that measured latency takes off the front.
 
     examples:
       ufo-search --device jetson --task face
       ufo-search --device cpu-onnxruntime,cpu-openvino --task face,person --latency-ms 250
       ufo-search --device rpi4 --task vehicle --max-params 60M --minimise latency,params
+      ufo-search --device cpu-onnxruntime --space ufo_vit_tiny --task face --verify
     """
     from tqdm import tqdm
 
@@ -78,6 +86,11 @@ def cmd_search(args: argparse.Namespace) -> None:
         population=args.population, generations=args.generations, seed=args.seed
     )
     budgets = Budgets(latency_ms=args.latency_ms, params=args.max_params)
+    profiles = {}
+    if args.verify:  # before searching: only a device this machine runs can be measured
+        from ufo_nas.search.verify import check_verifiable
+
+        profiles = check_verifiable(space, devices)
     problems = prepare(
         space, tasks, devices, list(args.minimise), budgets, args.risk, args.search_unseen
     )
@@ -91,6 +104,14 @@ def cmd_search(args: argparse.Namespace) -> None:
                 bar.update(1),
             ),
         )
+    verified = []
+    if args.verify:
+        from ufo_nas.search.verify import summary, verify_report
+
+        total = sum(len(front.rows) for front in report.fronts)
+        with tqdm(total=total, unit="subnet", desc="verifying", disable=None) as bar:
+            report = verify_report(space, report, profiles, progress=bar.update)
+        verified = [summary(front) for front in report.fronts]
     print(
         f"space {report.space}, tasks {', '.join(report.tasks)} on one trunk; objectives "
         f"{', '.join(report.objectives)}"
@@ -106,6 +127,8 @@ def cmd_search(args: argparse.Namespace) -> None:
             f"{settings.population}); {len(front.rows)} Pareto-optimal"
         )
         print(report.format_front(front, limit=args.show))
+    if verified:
+        print("\n" + "\n".join(verified))
     written = report.write(out, overwrite=args.overwrite)
     for draw, path in ((plot_fronts, out / FRONTS_PNG), (plot_convergence, out / CONVERGENCE_PNG)):
         written.append(_writing(path, draw, [report], path, overwrite=args.overwrite))

@@ -26,7 +26,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--stage", choices=STAGE_CHOICES, default="all", help="stages to run (default all)"
     )
-    p.add_argument("--init", help="supernet checkpoint to start from (e.g. a task-stage result)")
+    p.add_argument(
+        "--init",
+        help="start from a supernet .safetensors, or from a checkpoint folder or run folder "
+        "(its newest checkpoint), heads included (e.g. --stage chip --init runs/task)",
+    )
     n = shared.non_negative_int
     p.add_argument("--task-steps", type=n, help="override stages.task.steps")
     p.add_argument("--chip-steps", type=n, help="override stages.chip.steps")

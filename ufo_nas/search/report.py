@@ -27,7 +27,9 @@ REPORT_FORMAT = VersionedFormat(
 
 @dataclass(frozen=True)
 class ParetoRow:
-    """One Pareto-optimal subnet: its arch string and predicted figures."""
+    """One Pareto-optimal subnet: its arch string and predicted figures; after `ufo search
+    --verify`, also its measured latency (on the table's scale), the error of the prediction
+    (measured - predicted) / predicted in %, and whether it stays on the front measured."""
 
     arch: str
     score: dict[str, float]
@@ -35,6 +37,12 @@ class ParetoRow:
     latency_ms: float
     params: int
     macs: int
+    measured_ms: float | None = None
+    measured_error_pct: float | None = None
+    on_front_measured: bool | None = None
+
+
+VERIFIED_KEYS = ("measured_ms", "measured_error_pct", "on_front_measured")
 
 
 @dataclass
@@ -49,6 +57,11 @@ class DeviceFront:
     generations: int
     seconds: float
     hypervolume: list[float]  # per generation, normalised by this front's ideal and nadir
+    verification: dict[str, Any] | None = None  # how `--verify` measured the rows, if it did
+
+    @property
+    def verified(self) -> bool:
+        return self.verification is not None
 
     @property
     def latency_label(self) -> str:
@@ -119,6 +132,16 @@ class SearchReport:
         )
         if self.unseen:
             out["held" if not self.searched_unseen else "unseen"] = " | ".join(self.unseen_notes())
+        if any(f.verified for f in self.fronts):
+            out["measured_ms"] = (
+                "ufo search --verify: ms per image measured end to end here, interleaved with "
+                "the table's anchor and scaled by it to the table's scale (see verification)"
+            )
+            out["measured_error_pct"] = "100 x (measured_ms - latency_ms) / latency_ms"
+            out["on_front_measured"] = (
+                "whether the row is still non-dominated among its front with measured_ms as "
+                "its latency"
+            )
         return out
 
     def front(self, device: str) -> DeviceFront:
@@ -130,7 +153,15 @@ class SearchReport:
 
     # --- files --------------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return {"format": FORMAT, "schema": SCHEMA, **asdict(self), "legend": self.legend()}
+        """The report as pareto.json holds it; an unverified front has no verification keys."""
+        data = asdict(self)
+        for front in data["fronts"]:
+            if front["verification"] is None:
+                del front["verification"]
+                for row in front["rows"]:
+                    for key in VERIFIED_KEYS:
+                        del row[key]
+        return {"format": FORMAT, "schema": SCHEMA, **data, "legend": self.legend()}
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "<dict>") -> SearchReport:
@@ -147,6 +178,7 @@ class SearchReport:
 
     def csv_rows(self) -> list[dict[str, Any]]:
         held = "" if self.searched_unseen else _held_text(self.unseen)
+        verified = any(f.verified for f in self.fronts)
         rows = []
         for front in self.fronts:
             for index, row in enumerate(front.rows):
@@ -157,6 +189,8 @@ class SearchReport:
                 out["latency_ms"] = f"{row.latency_ms:.6g}"
                 out["latency_measured"] = front.latency_measured
                 out["latency_kind"] = front.latency_kind
+                if verified:
+                    out.update(_verified_cells(row))
                 out["params"] = row.params
                 out["macs"] = row.macs
                 out["arch"] = row.arch
@@ -191,12 +225,14 @@ class SearchReport:
     def format_front(self, front: DeviceFront, limit: int | None = None) -> str:
         """A readable table of one device's Pareto set."""
         head = [f"{t} score +- std" for t in self.tasks]
+        measured = [f"{'measured ms':>11}", f"{'error':>7}", "   "] if front.verified else []
         lines = [
             "  ".join(
                 [
                     f"{'#':>3}",
                     *(f"{h:>18}" for h in head),
                     f"{'latency ms':>12}",
+                    *measured,
                     f"{'params':>8}",
                     f"{'MACs':>7}",
                     "arch",
@@ -213,6 +249,7 @@ class SearchReport:
                         f"{i:>3}",
                         *scores,
                         f"{row.latency_ms:>11.3f}{mark or ' '}",
+                        *_measured_cells(row, front.verified),
                         f"{row.params / 1e6:>7.2f}M",
                         f"{row.macs / 1e9:>6.2f}G",
                         row.arch,
@@ -227,12 +264,36 @@ class SearchReport:
         lines.append(
             "  arch: the searched tasks' paths only (an omitted task: its first choice, shared)"
         )
+        if front.verified:
+            lines.append(
+                "  measured ms: re-timed here by --verify on the table's scale; error: vs the "
+                "prediction; off: dominated once measured"
+            )
         if mark:
             lines.append(
                 "  * latency is a roofline ESTIMATE, a lower bound (no measured table for this "
                 "device)"
             )
         return "\n".join(lines)
+
+
+def _measured_cells(row: ParetoRow, verified: bool) -> list[str]:
+    """The text table's cells of --verify's figures (none for a front not verified)."""
+    if not verified or row.measured_ms is None or row.measured_error_pct is None:
+        return []
+    off = "   " if row.on_front_measured else "off"
+    return [f"{row.measured_ms:>11.3f}", f"{row.measured_error_pct:>+6.1f}%", off]
+
+
+def _verified_cells(row: ParetoRow) -> dict[str, Any]:
+    """The CSV cells of --verify's figures; blank for a row not verified."""
+    if row.measured_ms is None or row.measured_error_pct is None:
+        return dict.fromkeys(VERIFIED_KEYS, "")
+    return {
+        "measured_ms": f"{row.measured_ms:.6g}",
+        "measured_error_pct": f"{row.measured_error_pct:.4g}",
+        "on_front_measured": row.on_front_measured,
+    }
 
 
 # --- the result folder ----------------------------------------------------------------------
@@ -453,14 +514,15 @@ class _Reader:
         )
 
     def front(self, data: Any, where: str, tasks: list[str]) -> DeviceFront:
-        keys = tuple(f.name for f in fields(DeviceFront))
-        data = self.mapping(data, where, keys)
+        keys = tuple(f.name for f in fields(DeviceFront) if f.name != "verification")
+        data = self.mapping(data, where, keys, ("verification",))
+        verification = data.get("verification")
         return DeviceFront(
             device=self.string(data["device"], f"{where}.device"),
             latency_measured=self.boolean(data["latency_measured"], f"{where}.latency_measured"),
             latency_source=self.string(data["latency_source"], f"{where}.latency_source"),
             rows=[
-                self.row(r, f"{where}.rows[{i}]", tasks)
+                self.row(r, f"{where}.rows[{i}]", tasks, verification is not None)
                 for i, r in enumerate(self.items(data["rows"], f"{where}.rows"))
             ],
             evaluations=self.count(data["evaluations"], f"{where}.evaluations"),
@@ -472,10 +534,17 @@ class _Reader:
                     self.items(data["hypervolume"], f"{where}.hypervolume", False)
                 )
             ],
+            verification=None
+            if verification is None
+            else self.plain(
+                self.mapping(verification, f"{where}.verification"), f"{where}.verification"
+            ),
         )
 
-    def row(self, data: Any, where: str, tasks: list[str]) -> ParetoRow:
-        data = self.mapping(data, where, tuple(f.name for f in fields(ParetoRow)))
+    def row(self, data: Any, where: str, tasks: list[str], verified: bool) -> ParetoRow:
+        """A row; of a verified front (one with `verification`), with its measured figures."""
+        keys = tuple(f.name for f in fields(ParetoRow) if f.name not in VERIFIED_KEYS)
+        data = self.mapping(data, where, keys + VERIFIED_KEYS if verified else keys)
         arch = self.string(data["arch"], f"{where}.arch")
         try:
             paths = Arch.parse(arch).tasks
@@ -491,7 +560,23 @@ class _Reader:
             latency_ms=self.number(data["latency_ms"], f"{where}.latency_ms", 0.0),
             params=self.count(data["params"], f"{where}.params"),
             macs=self.count(data["macs"], f"{where}.macs"),
+            **(self.measured(data, where) if verified else {}),
         )
+
+    def measured(self, data: dict[str, Any], where: str) -> dict[str, Any]:
+        """A verified row's measured ms (> 0), its error in % and its on-front flag."""
+        ms = self.number(data["measured_ms"], f"{where}.measured_ms", 0.0)
+        if ms == 0:
+            raise self.expect(f"{where}.measured_ms", ms, "a time in ms > 0")
+        return {
+            "measured_ms": ms,
+            "measured_error_pct": self.number(
+                data["measured_error_pct"], f"{where}.measured_error_pct", -100.0
+            ),
+            "on_front_measured": self.boolean(
+                data["on_front_measured"], f"{where}.on_front_measured"
+            ),
+        }
 
     def unseen(self, data: Any, where: str, tasks: list[str]) -> dict[str, Any]:
         data = self.mapping(data, where, _UNSEEN_KEYS)

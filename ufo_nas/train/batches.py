@@ -20,6 +20,8 @@ from pytorch_metric_learning.utils import common_functions
 from ufo_nas.data import DataError, ImageSet
 from ufo_nas.train.recipe import TaskRecipe
 
+AUGMENT_STREAM = 0xA06  # keeps the augmentation draws apart from the batch order's
+
 
 @contextmanager
 def _sampler_random(seed: int):
@@ -75,10 +77,35 @@ class TaskBatches:
         return batch[self.rank * share : (self.rank + 1) * share]
 
     def batch(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """(images, labels) of this rank's part of global batch `index`."""
+        """(images, labels) of this rank's part of global batch `index`, augmented as the
+        task's recipe says (flips and shifts drawn for the global batch, then sliced)."""
         rows = self.indices(index)
         labels = torch.from_numpy(self.data.labels[rows])
-        return self.data.images[torch.from_numpy(rows)], labels
+        images = self.data.images[torch.from_numpy(rows)]
+        if self.task.flip or self.task.shift:
+            rng = np.random.default_rng([self._seed, index, AUGMENT_STREAM])
+            flips = rng.random(self.size) < 0.5
+            shifts = rng.integers(-self.task.shift, self.task.shift + 1, (self.size, 2))
+            share = slice(self.rank * len(rows), (self.rank + 1) * len(rows))
+            flip = flips[share] if self.task.flip else np.zeros(len(rows), dtype=bool)
+            images = augment(images, flip, shifts[share])
+        return images, labels
+
+
+def augment(images: torch.Tensor, flip: np.ndarray, shifts: np.ndarray) -> torch.Tensor:
+    """`images` (N, C, H, W), image n flipped left-right where `flip[n]` and moved by
+    `shifts[n]` = (dy, dx) pixels, the border filled from the edge pixels."""
+    pad = int(np.abs(shifts).max(initial=0))
+    padded = torch.nn.functional.pad(images, (pad,) * 4, mode="replicate") if pad else images
+    h, w = images.shape[-2:]
+    out = torch.empty_like(images)
+    for n, (dy, dx) in enumerate(shifts):
+        y, x = pad - int(dy), pad - int(dx)
+        out[n] = padded[n, :, y : y + h, x : x + w]
+    if flip.any():
+        where = torch.from_numpy(np.flatnonzero(flip))
+        out[where] = out[where].flip(-1)
+    return out
 
 
 def check_batches(data: ImageSet, task: TaskRecipe, world: int) -> None:

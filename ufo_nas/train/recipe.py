@@ -13,17 +13,19 @@
         images_per_class: 4
         batch_size: 32          # ... or plain random batches (classification)
         data: orl_faces         # default: the space's `data` of the task
+        flip: true              # augmentation: random horizontal flips ...
+        shift: 4                # ... and random shifts of up to 4 pixels (edge-padded)
     optimizer: {name: sgd, lr: 0.05, momentum: 0.9, weight_decay: 1.0e-4, clip_norm: 5.0}
     warmup_steps: 50            # linear warm-up, then cosine to min_lr, in every stage
     min_lr: 1.0e-5
     drop_path_rate: 0.1         # DropPath 0 -> rate over depth
-    router: {tau: 5.0, hard: true}
+    router: {tau: 5.0, hard: true, lr_scale: 1.0}  # lr_scale: LR of the router logits
     amp: false                  # bf16 autocast on CPU, fp16 (with loss scaling) on CUDA
     batches: heterogeneous      # every task in every step (UFO) | round_robin (one task a step)
     checkpoint_every: 100
     validate_every: 100
     stages:
-      task: {steps: 600, freeze_shared: false}
+      task: {steps: 600, freeze_shared: false}   # arch: <arch string> trains that subnet only
       chip: {steps: 600, random_subnets: 2, paths: router, temperature: 1.0,
              distill_weight: 1.0, label_weight: 0.0}
 
@@ -74,6 +76,8 @@ class TaskRecipe:
     triplet_margin: float = 0.0  # 0: soft margin, log(1 + exp(d_ap - d_an))
     triplet_weight: float = 1.0
     data: str | None = None
+    flip: bool = False
+    shift: int = 0
 
     @property
     def images_per_step(self) -> int:
@@ -98,6 +102,7 @@ class OptimizerRecipe:
 class TaskStageRecipe:
     steps: int = 0
     freeze_shared: bool = False
+    arch: str | None = None  # train this one subnet instead of the largest (a baseline)
 
 
 @dataclass(frozen=True)
@@ -122,6 +127,7 @@ class Recipe:
     drop_path_rate: float = 0.0
     router_tau: float = 5.0
     router_hard: bool = True
+    router_lr_scale: float = 1.0
     amp: bool = False
     batches: str = "heterogeneous"
     checkpoint_every: int = 100
@@ -227,11 +233,14 @@ def recipe_from_dict(data: Any, source: str = "<dict>") -> Recipe:
         weight_decay=opt.number("weight_decay", 1e-4),
         clip_norm=opt.number("clip_norm", 5.0),
     )
-    router = _Keys(source, data.get("router", {}), "router", ("tau", "hard"))
+    router = _Keys(source, data.get("router", {}), "router", ("tau", "hard", "lr_scale"))
     stages = _Keys(source, data.get("stages", {}), "stages", STAGES)
     task_stage = _Keys(
-        source, stages.data.get("task", {}), "stages.task", ("steps", "freeze_shared")
+        source, stages.data.get("task", {}), "stages.task", ("steps", "freeze_shared", "arch")
     )
+    fixed_arch = task_stage.data.get("arch")
+    if fixed_arch is not None and (not isinstance(fixed_arch, str) or not fixed_arch.strip()):
+        raise task_stage.fail("arch", f"expected an arch string, got {fixed_arch!r}")
     chip_keys = tuple(ChipStageRecipe().__dict__)
     chip = _Keys(source, stages.data.get("chip", {}), "stages.chip", chip_keys)
     recipe = Recipe(
@@ -245,6 +254,7 @@ def recipe_from_dict(data: Any, source: str = "<dict>") -> Recipe:
         drop_path_rate=top.number("drop_path_rate", 0.0),
         router_tau=router.number("tau", 5.0, strict=True),
         router_hard=router.boolean("hard", True),
+        router_lr_scale=router.number("lr_scale", 1.0),
         amp=top.boolean("amp", False),
         batches=top.choice("batches", "heterogeneous", BATCHES),
         checkpoint_every=top.integer("checkpoint_every", 100, low=1),
@@ -252,6 +262,7 @@ def recipe_from_dict(data: Any, source: str = "<dict>") -> Recipe:
         task_stage=TaskStageRecipe(
             steps=task_stage.integer("steps", 0),
             freeze_shared=task_stage.boolean("freeze_shared", False),
+            arch=fixed_arch,
         ),
         chip_stage=ChipStageRecipe(
             steps=chip.integer("steps", 0),
@@ -291,6 +302,8 @@ def _task(source: str, name: str, data: Any) -> TaskRecipe:
         triplet_margin=r.number("triplet_margin", 0.0),
         triplet_weight=r.number("triplet_weight", 1.0),
         data=folder,
+        flip=r.boolean("flip", False),
+        shift=r.integer("shift", 0),
     )
     identity = task.classes_per_batch > 0 or task.images_per_class > 0
     if identity == (task.batch_size > 0):
@@ -324,8 +337,21 @@ def check_against(recipe: Recipe, space: SearchSpace) -> Recipe:
                 f"{recipe.source}: tasks.{task.name}: loss {task.loss} mines triplets in "
                 "P x K batches; set classes_per_batch and images_per_class"
             )
+        size = space.spec.image_size
+        if task.shift * 2 >= size:
+            raise RecipeError(
+                f"{recipe.source}: tasks.{task.name}.shift: {task.shift} pixels is not less "
+                f"than half the {size}-pixel image"
+            )
         tasks.append(task)
-    return replace(recipe, tasks=tuple(tasks))
+    recipe = replace(recipe, tasks=tuple(tasks))
+    if recipe.task_stage.arch is not None:
+        try:
+            arch = space.parse(recipe.task_stage.arch)
+        except UfoError as exc:
+            raise RecipeError(f"{recipe.source}: stages.task.arch: {exc}") from None
+        recipe = replace(recipe, task_stage=replace(recipe.task_stage, arch=arch.to_string()))
+    return recipe
 
 
 def load_recipe(path: str | os.PathLike) -> tuple[Recipe, SearchSpace]:

@@ -1,7 +1,8 @@
 """The two training stages as parts: which subnets a step trains and what each learns from.
 
 * task stage (UFO's All in One): the largest subnet, each task on its Task-MoE mix path
-  wherever the space allows it (else its first path), learning from labels;
+  wherever the space allows it (else its first path), learning from labels; or, with
+  `stages.task.arch`, that one subnet (to train a subnet alone as a baseline);
 * chip stage (One for All): the sandwich rule, the largest subnet learning from labels and
   the smallest plus `random_subnets` random ones from the largest's logits (in-place
   distillation); paths are the router's mix (`router`) or drawn per step (`sampled`).
@@ -28,6 +29,7 @@ STAGE_IDS = {"task": 1, "chip": 2}
 class StepSubnet:
     arch: Arch
     objective: Objective
+    role: str  # its name in metrics.csv: largest, smallest, random<i> or arch
     teacher: bool = False  # its logits teach the rest of the step
 
 
@@ -58,13 +60,29 @@ class Stage(ABC):
     def subnets(self, step: int) -> list[StepSubnet]:
         """The subnets step `step` trains, the teacher (if any) first."""
 
+    def validation_archs(self) -> dict[str, Arch]:
+        """The subnets validated during the stage, by role: the largest and the smallest,
+        each task on its router (mix) path."""
+        top = self.space.cardinalities - 1
+        return {
+            "largest": self.space.decode(path_genes(self.space, top, "router", None)),
+            "smallest": self.space.decode(path_genes(self.space, top * 0, "router", None)),
+        }
+
 
 class TaskStage(Stage):
     name = "task"
 
     def subnets(self, step: int) -> list[StepSubnet]:
+        fixed = self.recipe.task_stage.arch
+        if fixed is not None:  # one subnet trained alone: a baseline for the extracted ones
+            return [StepSubnet(self.space.parse(fixed), Objective(label_weight=1.0), "arch")]
         genes = path_genes(self.space, self.space.cardinalities - 1, "router", self.rng(step))
-        return [StepSubnet(self.space.decode(genes), Objective(label_weight=1.0))]
+        return [StepSubnet(self.space.decode(genes), Objective(label_weight=1.0), "largest")]
+
+    def validation_archs(self) -> dict[str, Arch]:
+        fixed = self.recipe.task_stage.arch
+        return {"arch": self.space.parse(fixed)} if fixed else super().validation_archs()
 
 
 class ChipStage(Stage):
@@ -81,8 +99,9 @@ class ChipStage(Stage):
         for row in rows:  # one path choice per step, shared by the sandwich
             row[paths] = largest[paths]
         student = Objective(chip.label_weight, chip.distill_weight, chip.temperature)
-        return [StepSubnet(self.space.decode(largest), Objective(1.0), teacher=True)] + [
-            StepSubnet(self.space.decode(row), student) for row in rows
+        roles = ["smallest"] + [f"random{i}" for i in range(chip.random_subnets)]
+        return [StepSubnet(self.space.decode(largest), Objective(1.0), "largest", True)] + [
+            StepSubnet(self.space.decode(row), student, role) for row, role in zip(rows, roles)
         ]
 
 

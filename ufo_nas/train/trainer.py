@@ -13,7 +13,6 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-import numpy as np
 import torch
 from timm.optim import create_optimizer_v2
 from timm.scheduler import CosineLRScheduler
@@ -45,12 +44,13 @@ from ufo_nas.train.heads import TaskHead
 from ufo_nas.train.model import MultiTaskModel
 from ufo_nas.train.monitor import MetricRow, MetricsLog, read_metrics
 from ufo_nas.train.recipe import Recipe
-from ufo_nas.train.stages import Stage, make_stage, path_genes
+from ufo_nas.train.stages import Stage, make_stage
 
 RANDOM_SCHEME = (
     "torch.manual_seed(seed, stage, step) each step; batches and subnets from (seed, step)"
 )
 NO_DECAY = ("pos_embed", "cls_token", "router_logits")
+ROUTER = " router"  # the parameter group of the router logits (no task is named so)
 
 
 class TrainingError(UfoError):
@@ -135,7 +135,8 @@ class Trainer:
     # --- set-up of a stage ----------------------------------------------------------------
     def _param_groups(self, stage: str) -> list[dict]:
         """Shared parameters at the base LR, each task's own (neck, head, task FFNs) at its
-        lr_scale; no weight decay on biases, norms, embeddings and router logits."""
+        lr_scale, the router logits at the router's; no weight decay on biases, norms,
+        embeddings and router logits."""
         owner: dict[int, str] = {}
         for task in self.recipe.task_names:
             for module in (self.supernet.necks[task], self.model.heads[task]):
@@ -154,15 +155,15 @@ class Trainer:
             p.requires_grad_(id(p) not in frozen)
             if id(p) in frozen:
                 continue
-            decay = p.ndim > 1 and name.split(".")[-1] not in NO_DECAY
-            groups.setdefault((owner.get(id(p), ""), decay), []).append(p)
+            leaf = name.split(".")[-1]
+            decay = p.ndim > 1 and leaf not in NO_DECAY
+            group = ROUTER if leaf == "router_logits" else owner.get(id(p), "")
+            groups.setdefault((group, decay), []).append(p)
         wd, lr = self.recipe.optimizer.weight_decay, self.recipe.optimizer.lr
+        scale = {task: self.recipe.task(task).lr_scale for task in self.recipe.task_names}
+        scale.update({"": 1.0, ROUTER: self.recipe.router_lr_scale})
         return [
-            {
-                "params": params,
-                "lr": lr * (self.recipe.task(task).lr_scale if task else 1.0),
-                "weight_decay": wd if decay else 0.0,
-            }
+            {"params": params, "lr": lr * scale[task], "weight_decay": wd if decay else 0.0}
             for (task, decay), params in groups.items()
         ]
 
@@ -187,7 +188,7 @@ class Trainer:
         found = latest_checkpoint(self.out) if resume else None
         if found is None:
             if self.init is not None:
-                self.supernet.load_state_dict(load_supernet(self.init, self.space).state_dict())
+                self._load_init(self.init)
             else:
                 for block in self.supernet.blocks:  # task FFNs start as the shared one
                     for task_mlp in block.task_mlps.values():
@@ -206,6 +207,21 @@ class Trainer:
         if state.step >= self.recipe.stage_steps(state.stage):
             return index + 1, 0, None, None
         return index, state.step, state, optim
+
+    def _load_init(self, init: Path) -> None:
+        """Start from a supernet file, or from a checkpoint (or the newest one of a run
+        folder) with its task heads, so a chip stage goes on from a task stage's heads."""
+        if not init.is_dir():
+            self.supernet.load_state_dict(load_supernet(init, self.space).state_dict())
+            return
+        found = init if (init / "state.json").is_file() else latest_checkpoint(init)
+        if found is None:
+            raise TrainingError(
+                f"--init {init}: a folder, but neither a checkpoint (no state.json) nor a run "
+                "folder (no checkpoints/ with one inside); give a supernet .safetensors, a "
+                "checkpoint folder or a run folder"
+            )
+        load_checkpoint(found, self.supernet, self.model.heads)
 
     # --- the loop ------------------------------------------------------------------------
     def run(self, resume: bool = False) -> TrainResult:
@@ -262,6 +278,7 @@ class Trainer:
             unit="step",
             disable=not self.progress or None,
         )
+        shown = stage.subnets(start)[0].role  # the bar shows the losses of the first subnet
         for step in bar:
             rows = self._step(model, stage, step, optimizer, scaler)
             schedule.step_update(step + 1)
@@ -270,14 +287,14 @@ class Trainer:
             rows.append(MetricRow(stage.name, done, "train", "all", "-", "lr", lr))
             every = self.recipe.validate_every
             if every and (done % every == 0 or done == stage.steps):
-                rows += self._validate(stage.name, done)
+                rows += self._validate(stage, done)
             if log is not None:
                 log.add(rows, self._global_step(stage.name, done))
                 bar.set_postfix_str(
                     " ".join(
                         f"{r.task} {r.value:.3f}"
                         for r in rows
-                        if r.subnet == "largest" and r.kind == "train"
+                        if r.subnet == shown and r.kind == "train"
                     )
                     + f" lr {lr:.2e}"
                 )
@@ -344,11 +361,9 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(params, self.recipe.optimizer.clip_norm)
         scaler.step(optimizer)
         scaler.update()
-        roles = ["largest"] if len(subnets) == 1 else ["largest", "smallest"]
-        roles += [f"random{i}" for i in range(len(subnets) - len(roles))]
         return [
-            MetricRow(stage.name, step + 1, "train", task, role, "loss", float(values[k, j]))
-            for k, role in enumerate(roles)
+            MetricRow(stage.name, step + 1, "train", task, s.role, "loss", float(values[k, j]))
+            for k, s in enumerate(subnets)
             for j, task in enumerate(images)
         ]
 
@@ -367,27 +382,20 @@ class Trainer:
             )
 
     @torch.no_grad()
-    def _validate(self, stage: str, step: int) -> list[MetricRow]:
-        """The largest and smallest subnets (router paths) on each task's val split, scored
-        as `ufo eval` scores them."""
+    def _validate(self, stage: Stage, step: int) -> list[MetricRow]:
+        """The stage's validation subnets on each task's val split, scored as `ufo eval`
+        scores them."""
         self.model.write_classifiers()
         rows = []
         if self.procs.main:
-            top = self.space.cardinalities - 1
-            archs = {
-                "largest": path_genes(self.space, top, "router", None),
-                "smallest": path_genes(self.space, np.zeros_like(top), "router", None),
-            }
-            for role, genes in archs.items():
-                arch = self.space.decode(genes)
+            for role, arch in stage.validation_archs().items():
                 for task in self.recipe.task_names:
                     kind = self.space.spec.task(task).kind
                     data = self.val_data[task]
                     [result] = evaluate_archs(self.supernet, [arch], task, data)
                     metric = PRIMARY_METRIC[kind]
-                    rows.append(
-                        MetricRow(stage, step, "val", task, role, metric, result.metrics[metric])
-                    )
+                    value = result.metrics[metric]
+                    rows.append(MetricRow(stage.name, step, "val", task, role, metric, value))
             self.model.train()
         barrier(self.procs)
         return rows

@@ -1,0 +1,113 @@
+"""OpenVINO int8: NNCF quantisation in a child process, so that a native crash can't kill us."""
+
+import importlib.util
+import sys
+
+import numpy as np
+import pytest
+
+from ufo_nas.backends import BackendError
+
+pytestmark = pytest.mark.skipif(
+    importlib.util.find_spec("openvino") is None or importlib.util.find_spec("nncf") is None,
+    reason='OpenVINO int8 needs openvino and nncf: pip install -e ".[openvino]"',
+)
+
+
+@pytest.fixture(scope="module")
+def fp32_model():
+    """A small conv net of OpenVINO ops: conv, relu, conv, global mean, linear (32 outputs)."""
+    import openvino
+    import openvino.opset13 as ops
+
+    rng = np.random.default_rng(0)
+
+    def weights(*shape: int) -> np.ndarray:
+        return (rng.standard_normal(shape) / np.sqrt(np.prod(shape[1:]))).astype(np.float32)
+
+    x = ops.parameter([1, 3, 16, 16], openvino.Type.f32, name="images")
+    h = ops.relu(ops.convolution(x, weights(16, 3, 3, 3), [1, 1], [1, 1], [1, 1], [1, 1]))
+    h = ops.convolution(h, weights(16, 16, 3, 3), [1, 1], [1, 1], [1, 1], [1, 1])
+    h = ops.reduce_mean(h, np.array([2, 3]), keep_dims=False)
+    y = ops.matmul(h, weights(32, 16), transpose_a=False, transpose_b=True)
+    return openvino.Model([y], [x], "tiny")
+
+
+def calibration_images(count: int = 16) -> np.ndarray:
+    return np.random.default_rng(1).standard_normal((count, 3, 16, 16), dtype=np.float32)
+
+
+def outputs(model, images: np.ndarray) -> np.ndarray:
+    import openvino
+    import openvino.properties as props
+    import openvino.properties.hint as hints
+
+    config = {hints.inference_precision: openvino.Type.f32, props.inference_num_threads: 1}
+    request = openvino.Core().compile_model(model, "CPU", config).create_infer_request()
+    return np.concatenate([request.infer({0: image[None]})[0] for image in images])
+
+
+def test_quantising_in_a_child_process_gives_an_int8_model_close_to_fp32(fp32_model):
+    from ufo_nas.backends.openvino import quantize_nncf
+
+    images = calibration_images()
+    int8 = quantize_nncf(fp32_model, images)
+    assert any(op.get_type_name() == "FakeQuantize" for op in int8.get_ops())
+    assert not any(op.get_type_name() == "FakeQuantize" for op in fp32_model.get_ops())
+    want, got = outputs(fp32_model, images), outputs(int8, images)
+    cosine = (want * got).sum(1) / (np.linalg.norm(want, axis=1) * np.linalg.norm(got, axis=1))
+    assert got.shape == want.shape and cosine.min() > 0.99
+
+
+def counting(monkeypatch, code: str) -> list[str]:
+    """Replaces the child with `python -c code`; returns the list of folders it was run on."""
+    import ufo_nas.backends.openvino as backend
+
+    runs: list[str] = []
+
+    def command(work) -> list[str]:
+        runs.append(str(work))
+        return [sys.executable, "-c", code]
+
+    monkeypatch.setattr(backend, "_child_command", command)
+    return runs
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="no death by POSIX signal")
+def test_a_child_killed_by_a_signal_is_retried_once_then_reported_in_one_line(
+    monkeypatch, fp32_model
+):
+    from ufo_nas.backends.openvino import quantize_nncf
+
+    runs = counting(monkeypatch, "import os, signal; os.kill(os.getpid(), signal.SIGSEGV)")
+    with pytest.raises(BackendError) as error:
+        quantize_nncf(fp32_model, calibration_images(2))
+    message = str(error.value)
+    assert message.startswith(
+        "OpenVINO NNCF int8 quantisation crashed (signal 11, SIGSEGV) twice in a child process; "
+    )
+    assert "\n" not in message
+    assert len(runs) == 2 and runs[0] == runs[1]
+
+
+def test_a_python_error_in_the_child_is_reported_with_its_last_line(monkeypatch, fp32_model):
+    from ufo_nas.backends.openvino import quantize_nncf
+
+    runs = counting(monkeypatch, "print('progress'); raise ValueError('no images')")
+    match = r"failed \(exit 1: ValueError: no images\) twice in a child process; "
+    with pytest.raises(BackendError, match=match) as error:
+        quantize_nncf(fp32_model, calibration_images(2))
+    assert "\n" not in str(error.value) and len(runs) == 2
+
+
+def test_without_nncf_nothing_is_started(monkeypatch, fp32_model):
+    import ufo_nas.backends.openvino as backend
+
+    runs = counting(monkeypatch, "pass")
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name: None if name == "nncf" else find_spec(name)
+    )
+    with pytest.raises(BackendError, match="openvino int8 needs NNCF"):
+        backend.quantize_nncf(fp32_model, calibration_images(2))
+    assert runs == []

@@ -1,0 +1,227 @@
+"""`ufo search --verify`: re-measure every subnet of a search's fronts end to end on the
+device, interleaved with its latency table's anchor, and mark the rows that measured latency
+takes off the front.
+
+Each front row's subnet (extracted for the searched tasks, as the table predicts it) is
+compiled by the device's backend and timed with `Profiler.time_chunk`, in chunks that each
+include the table's anchor subnet, exactly as `ufo profile` times its validation subnets.
+A measured time goes on the table's scale as those rows do (`LatencyTable.scaled_ms`):
+`ms * reference_anchor_ms / anchor_ms`, where `anchor_ms` is the anchor's time in the same
+chunk and `reference_anchor_ms` the median anchor time of the table's first session.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ufo_nas.backends import BackendError, get_backend
+from ufo_nas.errors import UfoError
+from ufo_nas.hardware import (
+    HardwareProfile,
+    host_difference,
+    host_fingerprint,
+    load_profile,
+    shipped_profiles,
+)
+from ufo_nas.latency.measure import Profiler, ProfileSettings, check_same_setup, default_work_dir
+from ufo_nas.latency.predictor import latency_predictor
+from ufo_nas.latency.table import LatencyTable, LatencyTableError, table_path
+from ufo_nas.search.pareto import non_dominated
+from ufo_nas.search.report import DeviceFront, ParetoRow, SearchReport
+from ufo_nas.space import SearchSpace
+
+Progress = Callable[[int], None]  # subnets measured since the last call
+LIST_ROWS = 10  # the summary names at most this many rows off the front
+
+
+def _cannot_verify(space: SearchSpace, device: str) -> str | None:
+    """Why `device` cannot be verified here (no measured table for the space, or its
+    backend cannot run on this machine), else None."""
+    if not latency_predictor(space, device).measured:
+        return f"no measured latency table for {space.name} (its latency is a roofline estimate)"
+    profile = load_profile(device)
+    try:
+        get_backend(profile.backend)(profile.target())
+    except BackendError as exc:
+        return str(exc)
+    return None
+
+
+def verifiable_devices(space: SearchSpace) -> list[str]:
+    """The shipped devices with a measured table for `space` whose backend runs here."""
+    out = []
+    for name in shipped_profiles():
+        try:
+            if table_path(name, space).is_file() and _cannot_verify(space, name) is None:
+                out.append(name)
+        except UfoError:  # a table being profiled, a broken profile: not verifiable
+            continue
+    return out
+
+
+def check_verifiable(space: SearchSpace, devices: Sequence[str]) -> dict[str, HardwareProfile]:
+    """Each device's profile; a one-line UfoError for the first device whose table is not
+    measured or whose backend cannot run here (naming those that can), or whose profile no
+    longer matches the setup its table was measured with."""
+    profiles = {}
+    for device in devices:
+        profile = load_profile(device)
+        why = _cannot_verify(space, device)
+        if why is not None:
+            able = ", ".join(verifiable_devices(space)) or "none"
+            raise UfoError(
+                f"--verify cannot measure {device} on this machine: {why}; devices it can "
+                f"verify for {space.name} here: {able}"
+            )
+        check_same_setup(latency_predictor(space, device).table, profile, table_path(device, space))
+        profiles[device] = profile
+    return profiles
+
+
+def minimisation(
+    report: SearchReport, rows: Sequence[ParetoRow], latency_ms: Sequence[float]
+) -> np.ndarray:
+    """The search's objectives of `rows` in minimisation form (negated score, mean - risk x
+    std as searched), with `latency_ms` as their latency."""
+    columns = []
+    for objective in report.objectives:
+        if objective.startswith("score."):
+            task = objective.removeprefix("score.")
+            columns.append([-(r.score[task] - report.risk * r.score_std[task]) for r in rows])
+        elif objective == "latency_ms":
+            columns.append(list(latency_ms))
+        else:  # params, macs
+            columns.append([float(getattr(r, objective)) for r in rows])
+    return np.array(columns, dtype=float).T
+
+
+def on_measured_front(
+    report: SearchReport, rows: Sequence[ParetoRow], measured_ms: Sequence[float]
+) -> list[bool]:
+    """Per row, whether it stays non-dominated among `rows` once `measured_ms` replaces the
+    predicted latency (the other objectives as searched)."""
+    kept = set(non_dominated(minimisation(report, rows, measured_ms)).tolist())
+    return [i in kept for i in range(len(rows))]
+
+
+def measure_front(
+    profiler: Profiler,
+    table: LatencyTable,
+    space: SearchSpace,
+    tasks: tuple[str, ...],
+    rows: Sequence[ParetoRow],
+    settings: ProfileSettings,
+    progress: Progress | None = None,
+) -> tuple[list[float], list[float], list[float | None]]:
+    """(each row's measured ms on the table's scale, each chunk's anchor ms, each chunk's
+    steal percent): the rows timed in chunks of `settings.chunk`, each with the anchor."""
+    measured: list[float] = []
+    anchors: list[float] = []
+    steal: list[float | None] = []
+    for start in range(0, len(rows), settings.chunk):
+        chunk = rows[start : start + settings.chunk]
+        models = {
+            f"row-{start + k}": profiler.compile_subnet(space.parse(row.arch), tasks)
+            for k, row in enumerate(chunk)
+        }
+        timings, anchor_ms, stolen = profiler.time_chunk(models, settings)
+        measured += [table.scaled_ms(timings[name].ms, anchor_ms) for name in models]
+        anchors.append(anchor_ms)
+        steal.append(stolen)
+        profiler.release()
+        if progress:
+            progress(len(chunk))
+    return measured, anchors, steal
+
+
+def verify_front(
+    space: SearchSpace,
+    report: SearchReport,
+    front: DeviceFront,
+    profile: HardwareProfile,
+    work_dir: Path | None = None,
+    settings: ProfileSettings = ProfileSettings(),
+    progress: Progress | None = None,
+) -> DeviceFront:
+    """`front` with each row's measured latency, its error against the prediction and
+    whether it stays on the front, and how it was measured (`verification`)."""
+    table = latency_predictor(space, front.device).table
+    if not table.measured:
+        raise LatencyTableError(f"cannot verify {front.device}: its latency table is not measured")
+    profiler = Profiler(space, profile, work_dir or default_work_dir(profile.name, space))
+    try:
+        measured, anchors, steal = measure_front(
+            profiler, table, space, tuple(report.tasks), front.rows, settings, progress
+        )
+    finally:
+        profiler.close()
+    on_front = on_measured_front(report, front.rows, measured)
+    rows = [
+        replace(
+            row,
+            measured_ms=ms,
+            measured_error_pct=100 * (ms - row.latency_ms) / row.latency_ms,
+            on_front_measured=kept,
+        )
+        for row, ms, kept in zip(front.rows, measured, on_front)
+    ]
+    verification: dict[str, Any] = {
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "backend": profile.backend,
+        "versions": profiler.backend.versions(),
+        "rounds": settings.rounds,
+        "calls_per_round": settings.calls_per_round,
+        "chunk": settings.chunk,
+        "reference_anchor_ms": table.reference_anchor_ms,
+        "anchor_ms": anchors,
+        "steal_percent": steal,
+        "host": host_fingerprint(),
+        "scale": "p25 ms x reference_anchor_ms / anchor_ms of its chunk (the table's scale)",
+    }
+    recorded = table.provenance.get("host")
+    differs = host_difference(recorded, verification["host"]) if recorded else None
+    if differs:
+        verification["other_host"] = f"the table was measured on another host: {differs}"
+    return replace(front, rows=rows, verification=verification)
+
+
+def verify_report(
+    space: SearchSpace,
+    report: SearchReport,
+    profiles: dict[str, HardwareProfile],
+    work_dir: Path | None = None,
+    settings: ProfileSettings = ProfileSettings(),
+    progress: Progress | None = None,
+) -> SearchReport:
+    """`report` with every front verified on its device (`profiles`: see check_verifiable);
+    `work_dir` holds the compiled subnets (default: the device's profiling work dir)."""
+    fronts = [
+        verify_front(space, report, f, profiles[f.device], work_dir, settings, progress)
+        for f in report.fronts
+    ]
+    return replace(report, fronts=fronts)
+
+
+def summary(front: DeviceFront) -> str:
+    """One line: how many rows were verified, their errors, and which fell off the front."""
+    errors = np.abs([row.measured_error_pct for row in front.rows])
+    off = [i for i, row in enumerate(front.rows) if not row.on_front_measured]
+    rows = ", ".join(map(str, off[:LIST_ROWS]))
+    if len(off) > LIST_ROWS:
+        rows += f", ... {len(off) - LIST_ROWS} more: on_front_measured in pareto.csv"
+    fell = (
+        f"{len(off)} fall{'s' if len(off) == 1 else ''} off the front when measured "
+        f"(row{'s' if len(off) > 1 else ''} {rows})"
+        if off
+        else "all stay on the front when measured"
+    )
+    return (
+        f"verified {len(front.rows)} front subnets on {front.device}: mean |error| "
+        f"{errors.mean():.1f}%, max {errors.max():.1f}%, {fell}"
+    )

@@ -77,6 +77,10 @@ def test_cli_dry_run_lists_the_work(tmp_path, capsys):
         (["--device", "jetson", "--space", "ufo_vit_tiny"], "backend 'tensorrt' is not usable"),
         (["--new-profile", "mine"], "--new-profile needs --backend"),
         (["--space", "ufo_vit_tiny"], "--device is required"),
+        (
+            ["--device", "cpu-onnxruntime", "--space", "ufo_vit_tiny", "--recalibrate"],
+            "--recalibrate: no table at",
+        ),
     ],
 )
 def test_cli_errors_are_one_line(argv, message, tmp_path, capsys):

@@ -6,8 +6,10 @@ import os
 import signal
 import subprocess
 import sys
+from dataclasses import replace
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 
 from ufo_nas.backends import BACKEND_MODULES, Backend, get_backend
@@ -16,7 +18,7 @@ from ufo_nas.latency import measure, timing
 from ufo_nas.latency.measure import ProfileSettings, anchor_subnet, profile_command, run_profile
 from ufo_nas.latency.operator_set import space_operators
 from ufo_nas.latency.predictor import LatencyPredictor
-from ufo_nas.latency.table import LatencyTable, OperatorRow
+from ufo_nas.latency.table import LatencyTable, LatencyTableError, OperatorRow
 
 A, B = 1.25, 0.5  # whole subnet = A * sum of its operators + B (ms)
 SETTINGS = ProfileSettings(validation_subnets=6, chunk=4, rounds=3, copies=2)
@@ -162,3 +164,53 @@ def test_a_killed_profile_leaves_work_folders_the_next_run_removes(tiny, tmp_pat
     live.mkdir()
     measure.Profiler(tiny, load_profile("cpu-onnxruntime"), work)
     assert sorted(p.name for p in work.iterdir()) == [live.name]
+
+
+def test_recalibrate_moves_a_table_to_a_new_host_keeping_its_operators(
+    tiny, tmp_path, fake, monkeypatch
+):
+    """Host B runs whole subnets as 1.5 x (A2 * sum + B2): the operators are not re-timed,
+    the validation subnets are, and predictions then match host B exactly."""
+    out, work = tmp_path / "t.yaml", tmp_path / "work"
+    built = run_profile(tiny, fake.profile, out, work, SETTINGS)
+    monkeypatch.setitem(built.provenance, "host", {"cpu": "other", "isa": [], "isa_checked": []})
+    built.save(out)
+    module = sys.modules[__name__]
+    monkeypatch.setattr(module, "A", 0.8)
+    monkeypatch.setattr(module, "B", 2.0)
+    fake.clock.slow = 1.5
+    saved = out.read_bytes()
+    with pytest.raises(Interrupt):  # a kill mid-way leaves the file as it was
+        measure.recalibrate(tiny, fake.profile, out, work, SETTINGS, progress=_stop)
+    assert out.read_bytes() == saved
+
+    few = measure.recalibrate(
+        tiny, fake.profile, out, work, replace(SETTINGS, validation_subnets=4)
+    )
+    assert len(few.validation) == 4 and few.metrics["validation_subnets"] == 4
+    out.write_bytes(saved)
+    table = measure.recalibrate(tiny, fake.profile, out, work, SETTINGS)
+    assert LatencyTable.load(out, tiny).to_dict() == table.to_dict()
+    assert table.operators == built.operators  # not re-measured
+    assert [(r.arch, r.tasks) for r in table.validation] == [
+        (r.arch, r.tasks) for r in built.validation
+    ]
+    session = table.provenance["sessions"][-1]
+    assert table.provenance["reference_session"] == len(table.provenance["sessions"]) - 1 == 1
+    assert {r.session for r in table.validation} == {1}
+    assert session["kind"] == "recalibration" and session["replaced"]["host"]["cpu"] == "other"
+    assert table.provenance["host"] == measure.host_fingerprint()
+    assert session["before_here"]["mean_abs_pct_error"] > 10  # the old table was off here
+    assert table.metrics["mean_abs_pct_error"] == pytest.approx(0.0, abs=1e-3)
+    predictor = LatencyPredictor(tiny, table)
+    for arch in (tiny.smallest(), tiny.largest(), tiny.sample(np.random.default_rng(4))):
+        host_b = 1.5 * (0.8 * float(fake.truth.sum_ms([arch], ("face",))[0]) + 2.0)
+        assert predictor.latency_ms([arch], "face")[0] == pytest.approx(host_b, rel=1e-4)
+
+
+def test_recalibrate_refuses_an_incomplete_table(tiny, tmp_path, fake):
+    out, work = tmp_path / "t.yaml", tmp_path / "work"
+    with pytest.raises(Interrupt):
+        run_profile(tiny, fake.profile, out, work, SETTINGS, progress=_stop)
+    with pytest.raises(LatencyTableError, match="is incomplete: .* resumes it"):
+        measure.recalibrate(tiny, fake.profile, out, work, SETTINGS)

@@ -130,7 +130,7 @@ def test_a_table_of_another_host_warns_once_naming_both(home, tiny, monkeypatch)
     text = str(caught[0].message)
     assert "measured on another host: AMD EPYC (avx2) vs this host's Intel(R) Xeon(R)" in text
     assert "(+avx512f +avx512_vnni +avx512_bf16)" in text
-    assert "`ufo-profile --device cpu-onnxruntime --space ufo_vit_tiny`" in text
+    assert "`ufo-profile --device cpu-onnxruntime --space ufo_vit_tiny --recalibrate`" in text
 
 
 def test_ufo_latency_prints_the_host_warning_in_one_line(home, monkeypatch, capsys):

@@ -43,6 +43,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(default ~/.cache/ufo-nas/profile/<device>/<space>)",
     )
     p.add_argument("--dry-run", action="store_true", help="list what would be measured")
+    p.add_argument(
+        "--recalibrate",
+        action="store_true",
+        help="move a complete table to this host: re-time only its validation subnets here "
+        "(the first --validation of them) and refit the calibration",
+    )
     new_help = "first write hardware_profiles/NAME.yaml for this machine (peaks measured here)"
     p.add_argument("--new-profile", metavar="NAME", help=new_help)
     p.add_argument("--backend", help="backend of the new profile")
@@ -70,7 +76,8 @@ def cmd_profile(args: argparse.Namespace) -> None:
     """Measure every distinct operator of a space on a device through its hardware profile's
     backend, then whole random subnets end to end, and fit a calibration; writes
     latency_tables/<device>/<space>.yaml. Timing interleaves rounds in one process and keeps a
-    low quartile. An interrupted run resumes where it stopped."""
+    low quartile. An interrupted run resumes where it stopped. --recalibrate moves a table
+    measured on another host to this one: only its validation subnets are re-timed here."""
     from ufo_nas.hardware import load_profile
     from ufo_nas.latency.measure import ProfileSettings, plan
     from ufo_nas.latency.table import LatencyTable, table_path
@@ -92,6 +99,9 @@ def cmd_profile(args: argparse.Namespace) -> None:
         copies=args.copies,
         seed=args.seed,
     )
+    if args.recalibrate:
+        _recalibrate(space, profile, out, args, settings)
+        return
     existing = LatencyTable.load(out, space) if out.exists() else None
     todo = plan(space, existing, settings)
     print(
@@ -116,6 +126,42 @@ def cmd_profile(args: argparse.Namespace) -> None:
     work_dir = Path(args.work_dir) if args.work_dir else None
     _measure(space, profile, out, work_dir, settings, len(todo.operators) + len(todo.validation))
     print(f"wrote {out}")
+
+
+def _recalibrate(space, profile, out: Path, args: argparse.Namespace, settings) -> None:
+    """`ufo profile --recalibrate`: re-time the table's validation subnets on this host,
+    refit, and print the fit before and after."""
+    import time
+
+    from tqdm import tqdm
+
+    from ufo_nas.backends import get_backend
+    from ufo_nas.latency.measure import default_work_dir, recalibrate
+    from ufo_nas.latency.table import LatencyTable
+
+    if not out.is_file():
+        raise UfoError(f"--recalibrate: no table at {out}; run `ufo profile` without it first")
+    if args.dry_run:
+        table = LatencyTable.load(out, space)
+        n = min(len(table.validation), settings.validation_subnets)
+        print(f"would re-time {n} of the {len(table.validation)} validation subnets of {out} here")
+        return
+    get_backend(profile.backend)(profile.target())  # fails here, in one line, if it cannot run
+    work_dir = Path(args.work_dir) if args.work_dir else default_work_dir(profile.name, space)
+    began = time.perf_counter()
+    total = min(len(LatencyTable.load(out, space).validation), settings.validation_subnets)
+    with tqdm(total=total, unit="subnet", desc="recalibrating") as bar:
+        table = recalibrate(
+            space, profile, out, work_dir, settings, progress=lambda what, n: bar.update(n)
+        )
+    old, new = table.provenance["sessions"][-1]["before_here"], table.metrics
+    print(
+        f"recalibrated {out} on this host in {time.perf_counter() - began:.0f} s; on its "
+        f"{new['validation_subnets']} validation subnets timed here, before -> after: mean "
+        f"error {old['mean_abs_pct_error']:.2f}% -> {new['mean_abs_pct_error']:.2f}%, within "
+        f"5% {100 * old['within_5pct']:.0f}% -> {100 * new['within_5pct']:.0f}%, within 10% "
+        f"{100 * old['within_10pct']:.0f}% -> {100 * new['within_10pct']:.0f}%"
+    )
 
 
 def _write_new_profile(name: str, backend: str | None, threads: int) -> None:

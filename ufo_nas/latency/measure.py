@@ -7,6 +7,9 @@
    (+ per-block overhead where it helps) is fitted on them.
 The table is saved after every chunk, so an interrupted run resumes without losing a row;
 each run is a new session whose times are scaled to the first by the anchor.
+3. `--recalibrate` moves a complete table to another host in minutes: only the validation
+   subnets are timed again, that session becomes the reference scale and the calibration
+   is refitted (see `recalibrate`).
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import os
 import shlex
 import shutil
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,7 +32,7 @@ from ufo_nas.fileio import TMP_MARK, remove_stale_temporaries, temporary_name
 from ufo_nas.hardware import HardwareProfile, host_fingerprint
 from ufo_nas.latency.operator_modules import build_operator, chainable
 from ufo_nas.latency.operator_set import Operator, space_operators
-from ufo_nas.latency.predictor import LatencyPredictor
+from ufo_nas.latency.predictor import LatencyPredictor, check_usable
 from ufo_nas.latency.table import (
     SCHEMA,
     LatencyTable,
@@ -315,24 +318,85 @@ def _measure(
         table.save(out_path)
         step("operators", len(chunk))
 
-    subnets = todo.validation
+    for rows, stolen in _time_subnets(profiler, todo.validation, settings, session):
+        table.validation += rows
+        steal.append(stolen)
+        table.save(out_path)
+        step("subnets", len(rows))
+
+    calibrate(space, table)
+    table.save(out_path)
+    return table
+
+
+def _time_subnets(
+    profiler: Profiler,
+    subnets: list[tuple[Arch, tuple[str, ...]]],
+    settings: ProfileSettings,
+    session: int,
+) -> Iterator[tuple[list[ValidationRow], float | None]]:
+    """Time the subnets end to end in chunks with the anchor: each chunk's validation rows
+    and steal percent."""
     for start in range(0, len(subnets), settings.chunk):
         chunk = subnets[start : start + settings.chunk]
         models = {f"subnet-{k}": profiler.compile_subnet(*pair) for k, pair in enumerate(chunk)}
         timings, anchor_ms, stolen = profiler.time_chunk(models, settings)
-        for k, (arch, tasks) in enumerate(chunk):
-            table.validation.append(
+        profiler.release()
+        yield (
+            [
                 ValidationRow(
                     arch.to_string(), list(tasks), timings[f"subnet-{k}"].ms, anchor_ms, session
                 )
-            )
-        steal.append(stolen)
-        table.save(out_path)
-        profiler.release()
-        step("subnets", len(chunk))
+                for k, (arch, tasks) in enumerate(chunk)
+            ],
+            stolen,
+        )
 
+
+def recalibrate(
+    space: SearchSpace,
+    profile: HardwareProfile,
+    path: Path,
+    work_dir: Path,
+    settings: ProfileSettings,
+    progress: Progress | None = None,
+) -> LatencyTable:
+    """Move a complete table to this host without re-measuring its operators: time its
+    validation subnets (the first `settings.validation_subnets` of them) again here (a new
+    session, which becomes the reference scale, so the
+    operators follow by the anchor's ratio between the hosts), refit the calibration on
+    them and record this host. The file is replaced only at the end (a kill leaves it as
+    it was). Returns the table; its last session records the replaced host and metrics."""
+    table = LatencyTable.load(path, space)
+    if not table.measured:
+        raise LatencyTableError(f"{path} is a roofline estimate; nothing to recalibrate")
+    check_usable(space, table, path)
+    check_same_setup(table, profile, path)
+    kept = table.validation[: settings.validation_subnets]  # fewer: faster, a looser fit
+    pairs = [(space.parse(row.arch), tuple(row.tasks)) for row in kept]
+    old = LatencyPredictor(space, table)
+    predicted = np.array([old.latency_ms([arch], tasks)[0] for arch, tasks in pairs])
+    before = {"host": table.provenance.get("host"), "metrics": dict(table.metrics)}
+    profiler = Profiler(space, profile, work_dir)  # fails first if the backend cannot run
+    try:
+        session = start_session(table, settings)
+        record = table.provenance["sessions"][session]
+        record.update(kind="recalibration", host=host_fingerprint(), replaced=before)
+        rows: list[ValidationRow] = []
+        for chunk, stolen in _time_subnets(profiler, pairs, settings, session):
+            rows += chunk
+            record["steal_percent"].append(stolen)
+            if progress:
+                progress("subnets", len(chunk))
+    finally:
+        profiler.close()
+    table.validation = rows
+    table.provenance["reference_session"] = session
+    table.provenance["host"] = record["host"]
+    measured = LatencyPredictor(space, table).calibration_data()[2]
+    record["before_here"] = error_metrics(predicted, measured)  # the old table, on this host
     calibrate(space, table)
-    table.save(out_path)
+    table.save(path)
     return table
 
 
@@ -344,13 +408,20 @@ def calibrate(space: SearchSpace, table: LatencyTable) -> None:
     table.calibration = fit_calibration(sums, blocks, measured)
     cal = table.calibration
     predicted = cal["a"] * sums + cal["b"] + cal["c"] * blocks
-    error = np.abs(predicted - measured) / measured
     table.metrics = {
         "validation_subnets": len(table.validation),
-        "mean_abs_pct_error": round(100 * float(error.mean()), 3),
-        "within_5pct": round(float((error <= 0.05).mean()), 4),
-        "within_10pct": round(float((error <= 0.10).mean()), 4),
+        **error_metrics(predicted, measured),
         "uncalibrated_mean_abs_pct_error": round(
             100 * float((np.abs(sums - measured) / measured).mean()), 3
         ),
+    }
+
+
+def error_metrics(predicted: np.ndarray, measured: np.ndarray) -> dict[str, float]:
+    """Mean absolute percent error and the fractions within 5% and 10% of `measured`."""
+    error = np.abs(predicted - measured) / measured
+    return {
+        "mean_abs_pct_error": round(100 * float(error.mean()), 3),
+        "within_5pct": round(float((error <= 0.05).mean()), 4),
+        "within_10pct": round(float((error <= 0.10).mean()), 4),
     }

@@ -186,7 +186,8 @@ def warn_other_host(table: LatencyTable, path: Path) -> None:
     if differs:
         warnings.warn(
             f"{path} was measured on another host: {differs}; its times may be far off "
-            f"here; re-measure: `ufo-profile --device {table.device} --space {table.space}`",
+            f"here; move it to this host in minutes: `ufo-profile --device {table.device} "
+            f"--space {table.space} --recalibrate` (or re-measure it without --recalibrate)",
             UfoWarning,
             stacklevel=3,
         )

@@ -78,12 +78,20 @@ class LatencyTable:
 
     @property
     def reference_anchor_ms(self) -> float:
-        """The anchor time all scaled times refer to: the first session's median."""
+        """The anchor time all scaled times refer to: the median over the rows of the
+        reference session (the one a recalibration measured on the host the table now
+        describes, `provenance.reference_session`), else of the first session."""
         rows = [*self.operators.values(), *self.validation]
         if not rows:
             raise LatencyTableError(f"the {self.device} table of '{self.space}' has no rows")
-        first = min(row.session for row in rows)
-        return float(np.median([row.anchor_ms for row in rows if row.session == first]))
+        session = self.provenance.get("reference_session", min(row.session for row in rows))
+        anchors = [row.anchor_ms for row in rows if row.session == session]
+        if not anchors:
+            raise LatencyTableError(
+                f"the {self.device} table of '{self.space}': no row of its reference session "
+                f"{session}; re-run `ufo profile --recalibrate`"
+            )
+        return float(np.median(anchors))
 
     def scaled_ms(self, ms: float, anchor_ms: float) -> float:
         """A time measured in a chunk whose anchor took `anchor_ms`, on the reference scale."""
@@ -185,6 +193,15 @@ def _table_from(data: dict[str, Any], source: str) -> LatencyTable:
     ):
         raise fail(
             "provenance.host: expected a mapping whose isa and isa_checked are lists of flags"
+        )
+    reference = provenance.get("reference_session")
+    sessions = provenance.get("sessions", [])
+    if reference is not None and not (
+        isinstance(reference, int) and isinstance(sessions, list) and 0 <= reference < len(sessions)
+    ):
+        raise fail(
+            f"provenance.reference_session is {reference!r}; expected the index of one of its "
+            f"{len(sessions) if isinstance(sessions, list) else 0} sessions"
         )
     for key, value in metrics.items():
         if not _number(value, -FLOAT_MAX, FLOAT_MAX):

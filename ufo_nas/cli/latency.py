@@ -141,15 +141,14 @@ def _recalibrate(space, profile, out: Path, args: argparse.Namespace, settings) 
 
     if not out.is_file():
         raise UfoError(f"--recalibrate: no table at {out}; run `ufo profile` without it first")
+    held = len(LatencyTable.load(out, space).validation)
+    total = min(held, settings.validation_subnets)
     if args.dry_run:
-        table = LatencyTable.load(out, space)
-        n = min(len(table.validation), settings.validation_subnets)
-        print(f"would re-time {n} of the {len(table.validation)} validation subnets of {out} here")
+        print(f"would re-time {total} of the {held} validation subnets of {out} here")
         return
     get_backend(profile.backend)(profile.target())  # fails here, in one line, if it cannot run
     work_dir = Path(args.work_dir) if args.work_dir else default_work_dir(profile.name, space)
     began = time.perf_counter()
-    total = min(len(LatencyTable.load(out, space).validation), settings.validation_subnets)
     with tqdm(total=total, unit="subnet", desc="recalibrating") as bar:
         table = recalibrate(
             space, profile, out, work_dir, settings, progress=lambda what, n: bar.update(n)

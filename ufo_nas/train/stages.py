@@ -66,23 +66,28 @@ class Stage(ABC):
         top = self.space.cardinalities - 1
         return {
             "largest": self.space.decode(path_genes(self.space, top, "router", None)),
-            "smallest": self.space.decode(path_genes(self.space, top * 0, "router", None)),
+            "smallest": self.space.decode(
+                path_genes(self.space, np.zeros_like(top), "router", None)
+            ),
         }
 
 
 class TaskStage(Stage):
     name = "task"
 
+    def __init__(self, space: SearchSpace, recipe: Recipe):
+        super().__init__(space, recipe)
+        arch = recipe.task_stage.arch  # one subnet trained alone: a baseline for extraction
+        self.fixed = space.parse(arch) if arch is not None else None
+
     def subnets(self, step: int) -> list[StepSubnet]:
-        fixed = self.recipe.task_stage.arch
-        if fixed is not None:  # one subnet trained alone: a baseline for the extracted ones
-            return [StepSubnet(self.space.parse(fixed), Objective(label_weight=1.0), "arch")]
+        if self.fixed is not None:
+            return [StepSubnet(self.fixed, Objective(label_weight=1.0), "arch")]
         genes = path_genes(self.space, self.space.cardinalities - 1, "router", self.rng(step))
         return [StepSubnet(self.space.decode(genes), Objective(label_weight=1.0), "largest")]
 
     def validation_archs(self) -> dict[str, Arch]:
-        fixed = self.recipe.task_stage.arch
-        return {"arch": self.space.parse(fixed)} if fixed else super().validation_archs()
+        return {"arch": self.fixed} if self.fixed else super().validation_archs()
 
 
 class ChipStage(Stage):

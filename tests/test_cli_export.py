@@ -7,9 +7,11 @@ import pytest
 
 from ufo_nas.checkpoint import save_supernet
 from ufo_nas.cli import main
+from ufo_nas.hardware import host_fingerprint
 from ufo_nas.search.report import DeviceFront, ParetoRow, SearchReport
 
 TINY_ONNX = "export --space ufo_vit_tiny --arch smallest --backend onnx".split()
+HAS_BF16 = bool({"avx512_bf16", "amx_tile"} & set(host_fingerprint()["isa"]))
 
 
 @pytest.fixture(scope="module")
@@ -170,6 +172,12 @@ def test_an_existing_output_folder_is_refused(tmp_path, capsys):
         (["--backend", "openvino", "--precision", "int8"], "give --calibration FOLDER"),
         (["--backend", "tvm", "--precision", "fp16"], "format tvm writes fp32, not fp16"),
         (["--device", "jetson"], "device jetson needs backend 'tensorrt', not usable here"),
+        (["--backend", "onnxruntime", "--precision", "bf16"], "writes fp32/fp16/int8, not bf16"),
+        pytest.param(
+            ["--backend", "openvino", "--precision", "bf16"],
+            "openvino CPU has no bf16 compute here",
+            marks=pytest.mark.skipif(HAS_BF16, reason="this CPU computes in bf16"),
+        ),
     ],
 )
 def test_what_cannot_be_exported_is_refused_before_any_work(tmp_path, capsys, argv, message):

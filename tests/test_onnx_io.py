@@ -51,3 +51,24 @@ def test_metadata_of_a_foreign_model(tmp_path):
     onnx.save(onnx.helper.make_model(graph), str(path))
     with pytest.raises(CheckpointError, match="not exported by ufo-nas"):
         read_onnx_metadata(path)
+
+
+def test_profiling_export_keeps_weights_beside_the_graph_and_matches_pytorch(
+    tiny, tiny_supernet, tmp_path
+):
+    from ufo_nas.onnx_io import export_module, external_data
+
+    subnet = extract(tiny_supernet, tiny.largest(), (tiny.tasks[0],)).eval()
+    x = torch.randn(1, tiny.spec.in_chans, tiny.spec.image_size, tiny.spec.image_size)
+    path = export_module(subnet, x, tmp_path / "model.onnx")
+    weights = external_data(path)
+    assert weights == tmp_path / "model.onnx.data" and weights.stat().st_size > 0
+    graph = onnx.load(str(path), load_external_data=False)
+    assert path.stat().st_size < weights.stat().st_size  # the weights are not in the graph
+    # unoptimised: the exporter's graph, not onnxscript's fused one
+    optimised = onnx.load(str(export_onnx(subnet, tmp_path / "opt.onnx")))
+    assert len(graph.graph.node) > len(optimised.graph.node)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    with torch.inference_mode():
+        want = subnet(x).numpy()
+    np.testing.assert_allclose(session.run(None, {"images": x.numpy()})[0], want, atol=1e-4)

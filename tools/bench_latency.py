@@ -1,20 +1,34 @@
-"""P1: latency-table accuracy on held-out subnets, and each backend against torch eager.
+"""P1: latency-table accuracy on held-out subnets, its error decomposed, and each backend
+against torch eager.
 
-For every CPU device with a shipped table, in this one process: compile 50 random subnets
-(a seed the table's own validation did not use) with the device's backend and with torch
-eager, time them interleaved with the table's anchor subnet in chunks, scale each chunk by
-its anchor to the table's reference, and compare with the table's prediction. Writes a
-Markdown table.
+For every CPU device with a shipped table, in this one process: 50 random subnets (a seed
+the tables' own validation did not use) are exported once and compiled with each device's
+backend, timed interleaved with the table's anchor subnet in chunks (every round, no time
+budget), each chunk `--repeats` times; each time is scaled by its chunk's anchor to the
+table's reference and compared with the table's prediction. Writes a Markdown table and the
+per-subnet times as JSON beside it.
 
-    python tools/bench_latency.py --space ufo_vit_tiny [--subnets 50] [--devices DEV,...]
+The error is decomposed on the same measurements:
+- noise floor: the spread between repeats of one chunk (what no table can beat);
+- bias: the median signed error, a whole-process offset the anchor did not remove;
+- anchor scaling: the error when each chunk is scaled by the median anchor of the run
+  instead of its own (does one anchor per chunk add noise or remove drift?);
+- calibration: the error of the uncalibrated operator sum.
+
+    python tools/bench_latency.py --space ufo_vit_tiny [--subnets 50] [--repeats 2]
+        [--devices DEV,...] [--table DEV=PATH ...] [--no-eager]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import shutil
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -31,60 +45,131 @@ from ufo_nas.latency.measure import Profiler, ProfileSettings, validation_subnet
 from ufo_nas.latency.predictor import LatencyPredictor
 from ufo_nas.latency.table import LatencyTable, table_path
 from ufo_nas.latency.timing import time_interleaved
+from ufo_nas.onnx_io import export_module, external_data
 
 ROOT = Path(__file__).resolve().parents[1]
 HELD_OUT_SEED = 1000
 
 
-def bench_device(space, device: str, n: int, settings: ProfileSettings, work: Path) -> dict:
-    profile = load_profile(device)
-    table = LatencyTable.load(table_path(device, space), space)
-    predictor = LatencyPredictor(space, table)
-    profiler = Profiler(space, profile, work / device)
-    eager = TorchBackend(load_profile("cpu-torch").target())
+@dataclass
+class Device:
+    """One device's profiler, and the times of the held-out subnets on it."""
+
+    name: str
+    profiler: Profiler
+    ms: list[list[float]] = field(default_factory=list)  # per subnet, per repeat (raw p25)
+    anchor_ms: list[list[float]] = field(default_factory=list)
+    eager_ratio: list[float] = field(default_factory=list)
+
+
+def measure(space, devices: list[Device], n: int, repeats: int, eager: bool, work: Path):
+    """Time the held-out subnets on every device, exported once per subnet."""
+    settings = ProfileSettings(chunk_seconds=None)  # every round: this is the ground truth
     subnets = validation_subnets(space, n, HELD_OUT_SEED)
-    measured, speedup, predicted = [], [], []
-    for start in tqdm(range(0, n, settings.chunk), desc=device, unit="chunk"):
+    eager_backend = TorchBackend(load_profile("cpu-torch").target()) if eager else None
+    source = devices[0].profiler
+    for start in tqdm(range(0, n, settings.chunk), desc="held-out chunks", unit="chunk"):
         chunk = subnets[start : start + settings.chunk]
-        models, eager_models = {}, {}
-        for k, (arch, tasks) in enumerate(chunk):
-            models[f"subnet-{k}"] = profiler.compile_subnet(arch, tasks)
-            eager_models[f"subnet-{k}"] = eager.compile(profiler.subnet(arch, tasks), None, work)
-            predicted.append(predictor.latency_ms([arch], tasks)[0])
-        timings, anchor_ms, _ = profiler.time_chunk(models, settings)
-        # torch eager right after, in a chunk of its own: its OpenMP threads spin after each
-        # call and would slow the backend's models if interleaved with them
-        images = {name: profiler.images.numpy() for name in eager_models}
-        eager_timings = time_interleaved(eager_models, images, settings.rounds)
-        for name in models:
-            measured.append(table.scaled_ms(timings[name].ms, anchor_ms))
-            speedup.append(eager_timings[name].ms / timings[name].ms)
-    measured = np.asarray(measured)
-    predicted = np.asarray(predicted)
-    error = np.abs(predicted - measured) / measured
-    return {
-        "device": device,
-        "backend": profile.backend,
-        "versions": get_backend(profile.backend).versions(),
-        "n": n,
+        modules = [source.subnet(arch, tasks) for arch, tasks in chunk]
+        onnx_files = []
+        for k, module in enumerate(modules):
+            onnx_files.append(work / "onnx" / f"subnet-{k}" / "model.onnx")  # its weights
+            # file is named after it: linked elsewhere, it keeps the name
+            export_module(module, source.images, onnx_files[-1])
+        for device in devices:
+            models = {}
+            for k, (module, onnx) in enumerate(zip(modules, onnx_files)):
+                folder = work / device.name / f"subnet-{k}"
+                folder.mkdir(parents=True, exist_ok=True)
+                linked = folder / "model.onnx"
+                for built, link in ((onnx, linked), (external_data(onnx), external_data(linked))):
+                    if built.exists():  # small models keep their weights inline
+                        os.link(built, link)
+                runner = device.profiler.compile(folder.name, module, source.images, folder)
+                models[f"subnet-{k}"] = runner, source.images.numpy()
+            runs = [device.profiler.time_chunk(models, settings)[:2] for _ in range(repeats)]
+            for k in range(len(chunk)):
+                device.ms.append([timings[f"subnet-{k}"].ms for timings, _ in runs])
+                device.anchor_ms.append([anchor for _, anchor in runs])
+            del models, runs
+            for k in range(len(chunk)):
+                shutil.rmtree(work / device.name / f"subnet-{k}", ignore_errors=True)
+        for onnx in onnx_files:
+            onnx.unlink()
+            external_data(onnx).unlink(missing_ok=True)
+        if eager_backend is not None:
+            # torch eager in a chunk of its own, after the backends': its OpenMP threads spin
+            # after each call and would slow the backends' models if interleaved with them
+            eager_models = {
+                f"subnet-{k}": eager_backend.compile(module, None, work)
+                for k, module in enumerate(modules)
+            }
+            images = {name: source.images.numpy() for name in eager_models}
+            eager_ms = time_interleaved(eager_models, images, settings.rounds)
+            for device in devices:
+                for k in range(len(chunk)):
+                    device_ms = device.ms[len(device.ms) - len(chunk) + k][0]
+                    device.eager_ratio.append(eager_ms[f"subnet-{k}"].ms / device_ms)
+    return subnets
+
+
+def _errors(predicted: np.ndarray, measured: np.ndarray) -> np.ndarray:
+    return (predicted - measured) / measured
+
+
+def evaluate(space, device: Device, table: LatencyTable, subnets) -> dict:
+    """The table's held-out errors on the device's times, and their decomposition."""
+    predictor = LatencyPredictor(space, table)
+    predicted = np.array([predictor.latency_ms([a], t)[0] for a, t in subnets])
+    uncalibrated = np.array([predictor.sum_ms([a], t)[0] for a, t in subnets])
+    ms, anchors = np.asarray(device.ms), np.asarray(device.anchor_ms)
+    reference = table.reference_anchor_ms
+    scaled = ms * reference / anchors  # per subnet, per repeat
+    measured = np.median(scaled, axis=1)
+    error = np.abs(_errors(predicted, measured))
+    signed = _errors(predicted, measured)
+    one_anchor = np.median(ms, axis=1) * reference / np.median(anchors)
+    out = {
         "within_5": float((error <= 0.05).mean()),
         "within_10": float((error <= 0.10).mean()),
         "mape": float(100 * error.mean()),
         "max_error": float(100 * error.max()),
+        "bias_pct": float(100 * np.median(signed)),
+        "debiased_mape": float(100 * np.abs(signed - np.median(signed)).mean()),
+        "one_anchor_mape": float(100 * np.abs(_errors(predicted, one_anchor)).mean()),
+        "uncalibrated_mape": float(100 * np.abs(_errors(uncalibrated, measured)).mean()),
+        "anchor_spread_pct": float(100 * (anchors.max() - anchors.min()) / np.median(anchors)),
         "median_ms": float(np.median(measured)),
-        "speedup_vs_torch": float(np.median(speedup)),
     }
+    if scaled.shape[1] > 1:  # the noise floor: repeats of one chunk against their median
+        out["repeat_noise_pct"] = float(100 * np.abs(scaled[:, 0] / measured - 1).mean())
+    if device.eager_ratio:
+        out["speedup_vs_torch"] = float(np.median(device.eager_ratio))
+    out["per_subnet"] = [
+        {"arch": a.to_string(), "tasks": list(t), "predicted_ms": float(p), "ms": m, "anchor_ms": x}
+        for (a, t), p, m, x in zip(subnets, predicted, ms.tolist(), anchors.tolist())
+    ]
+    return out
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--space", default="ufo_vit_tiny")
     parser.add_argument("--subnets", type=int, default=50)
+    parser.add_argument("--repeats", type=int, default=1, help="timings of each chunk")
     parser.add_argument("--devices", help="comma-separated (default: every cpu-* table shipped)")
+    parser.add_argument(
+        "--table",
+        action="append",
+        default=[],
+        metavar="DEV=PATH",
+        help="also score this table of DEV on the same measurements (repeatable)",
+    )
+    parser.add_argument("--no-eager", action="store_true", help="skip the torch eager timings")
     parser.add_argument("--out", help="default tools/results/bench_latency-<space>.md")
     args = parser.parse_args()
     space = load_space(args.space)
-    devices = (
+    names = (
         args.devices.split(",")
         if args.devices
         else sorted(
@@ -93,43 +178,85 @@ def main() -> int:
             if p.parent.name != "cpu-torch"
         )
     )
-    settings = ProfileSettings()
-    rows = []
+    tables = [(name, table_path(name, space)) for name in names]
+    for item in args.table:
+        name, _, path = item.partition("=")
+        if name not in names:
+            parser.error(f"--table {item}: device '{name}' is not among {names}")
+        tables.append((name, Path(path)))
     started = time.time()
     with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        (work / "onnx").mkdir()
+        devices = [Device(n, Profiler(space, load_profile(n), work / n)) for n in names]
+        subnets = measure(space, devices, args.subnets, args.repeats, not args.no_eager, work)
         for device in devices:
-            rows.append(bench_device(space, device, args.subnets, settings, Path(tmp)))
+            device.profiler.close()
+    by_name = {device.name: device for device in devices}
+    rows = []
+    for name, path in tables:
+        table = LatencyTable.load(path, space)
+        row = evaluate(space, by_name[name], table, subnets)
+        shipped = path == table_path(name, space)
+        row.update(device=name, table=path.name if shipped else str(path), shipped=shipped)
+        row["versions"] = get_backend(load_profile(name).backend).versions()
+        rows.append(row)
+    default = ROOT / "tools" / "results" / f"bench_latency-{space.name}.md"
+    out = Path(args.out) if args.out else default
+    command = f"python tools/bench_latency.py --space {space.name} --subnets {args.subnets}"
+    command += f" --repeats {args.repeats}" * (args.repeats > 1) + " --no-eager" * args.no_eager
+    command += "".join(f" --table {item}" for item in args.table)
+    write_results(_report(space, rows, args, command, time.time() - started), out)
+    out.with_suffix(".json").write_text(json.dumps(rows, indent=1) + "\n")
+    return 0
+
+
+def _report(space, rows: list[dict], args, command: str, seconds: float) -> list[str]:
     host = host_fingerprint()
     lines = [
         f"# Latency tables vs end-to-end measurement: {space.name}",
         "",
-        f"Command: `python tools/bench_latency.py --space {space.name} --subnets {args.subnets}`  ",
+        f"Command: `{command}`  ",
         f"Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; {host['cpu']}, {host['cores']} "
-        f"cores; torch {torch.__version__}; {time.time() - started:.0f} s in all  ",
-        f"{args.subnets} held-out random subnets per device (seed {HELD_OUT_SEED}; every 4th "
-        "serves all tasks on one trunk), measured end to end in this one process, interleaved "
-        "in chunks of 8 with the anchor subnet; predictions from the shipped table. Speed-up: "
-        "median over the subnets of torch eager ms / backend ms, eager timed in a chunk of its "
-        "own right after the backend's.",
+        f"cores, ISA {','.join(host['isa'])}; torch {torch.__version__}; {seconds:.0f} s in all  ",
+        f"{args.subnets} held-out random subnets (seed {HELD_OUT_SEED}; every 4th serves all "
+        "tasks on one trunk), each exported once, compiled per device and measured end to end "
+        f"in this one process, interleaved in chunks of 8 with the anchor subnet, 21 rounds, "
+        f"{args.repeats} timing(s) per chunk (median). Error: |predicted - measured| / measured.",
         "",
-        "| device | backend | within 5% | within 10% | mean error | max error | median ms | "
-        "speed-up vs torch eager |",
-        "|---|---|---|---|---|---|---|---|",
+        "| device | table | backend | within 5% | within 10% | mean error | max error | "
+        "median ms | speed-up vs torch eager |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         versions = ", ".join(f"{k} {v}" for k, v in r["versions"].items())
+        speedup = f"{r['speedup_vs_torch']:.2f}x" if "speedup_vs_torch" in r else "-"
         lines.append(
-            f"| {r['device']} | {versions} | {100 * r['within_5']:.0f}% | "
+            f"| {r['device']} | {r['table']} | {versions} | {100 * r['within_5']:.0f}% | "
             f"{100 * r['within_10']:.0f}% | {r['mape']:.2f}% | {r['max_error']:.1f}% | "
-            f"{r['median_ms']:.2f} | {r['speedup_vs_torch']:.2f}x |"
+            f"{r['median_ms']:.2f} | {speedup} |"
         )
-    out = (
-        Path(args.out)
-        if args.out
-        else ROOT / "tools" / "results" / f"bench_latency-{space.name}.md"
-    )
-    write_results(lines, out)
-    return 0
+    lines += [
+        "",
+        "Error decomposition (mean absolute error, %, unless signed): the noise floor is the "
+        "mean distance of one timing of a chunk from the median of its repeats; bias is the "
+        "median signed error (prediction minus measurement); debiased is the mean error once "
+        "that bias is removed; one anchor scales every chunk by the run's median anchor instead "
+        "of its own; uncalibrated is the bare operator sum; anchor spread is (max - min) / "
+        "median of the anchor's times over the run's chunks.",
+        "",
+        "| device | table | mean error | noise floor | bias (signed) | debiased | one anchor | "
+        "uncalibrated | anchor spread |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        noise = f"{r['repeat_noise_pct']:.2f}" if "repeat_noise_pct" in r else "-"
+        lines.append(
+            f"| {r['device']} | {r['table']} | {r['mape']:.2f} | {noise} | {r['bias_pct']:+.2f} | "
+            f"{r['debiased_mape']:.2f} | {r['one_anchor_mape']:.2f} | "
+            f"{r['uncalibrated_mape']:.2f} | {r['anchor_spread_pct']:.1f} |"
+        )
+    return lines
 
 
 if __name__ == "__main__":

@@ -60,7 +60,7 @@ from ufo_nas.supernet import SubnetViT, SuperViT, extract
 
 FORMAT, SCHEMA = "ufo-nas-export", 1
 FORMATS = EXPORT_FORMATS
-MIN_COSINE = {"fp32": 0.999, "fp16": 0.999, "int8": 0.98}  # per image, every output
+MIN_COSINE = {"fp32": 0.999, "fp16": 0.999, "bf16": 0.999, "int8": 0.98}  # per image, every output
 VERIFY_IMAGES, VERIFY_SEED = 8, 0
 NOISY_SPREAD = 0.2  # (p90 - p10) / p10 of timing rounds beyond which a speed-up is noisy
 MANIFEST = "manifest.json"

@@ -4,7 +4,7 @@ name: jetson
 description: NVIDIA Jetson AGX Orin 64GB, TensorRT
 backend: tensorrt          # torch, onnxruntime, openvino, tvm, tensorrt
 device: cuda               # the backend's device (cpu, cuda, gpu, npu, ...)
-precision: fp16            # fp32, fp16, int8
+precision: fp16            # fp32, fp16, bf16, int8
 batch: 1
 threads: 0                 # 0: the backend's default
 peak:

@@ -1,4 +1,5 @@
 import importlib.util
+import logging
 
 import numpy as np
 import pytest
@@ -151,8 +152,34 @@ def test_unknown_backend_lists_the_allowed_names():
 
 
 def test_unknown_precision_is_refused():
-    with pytest.raises(BackendError, match="unknown precision 'bf16'"):
-        get_backend("torch")(Target(precision="bf16"))
+    with pytest.raises(BackendError, match="unknown precision 'int4'"):
+        get_backend("torch")(Target(precision="int4"))
+
+
+@pytest.mark.parametrize(
+    "name, match",
+    [
+        ("torch", "cannot run bf16 on cpu"),
+        ("onnxruntime", "cannot run bf16 on cpu"),
+    ],
+)
+def test_bf16_is_refused_where_the_backend_has_none(name, match):
+    with pytest.raises(BackendError, match=match):
+        get_backend(name)(Target(precision="bf16"))
+
+
+@needs_openvino
+def test_openvino_bf16_runs_bf16_or_is_refused_before_any_work(onnx_path):
+    import openvino
+    import openvino.properties.hint as hints
+
+    try:
+        backend = get_backend("openvino")(Target(precision="bf16", threads=1))
+    except BackendError as exc:  # a CPU without AVX-512 BF16 / AMX: refused on construction
+        assert "has no bf16 compute here" in str(exc) and "FP32" in str(exc)
+        return
+    compiled = backend.compiled_model(onnx_path)
+    assert compiled.get_property(hints.inference_precision) == openvino.Type.bf16
 
 
 def test_onnxruntime_fp16_model_keeps_float32_io(subnet, onnx_path, tmp_path):
@@ -167,3 +194,13 @@ def test_onnxruntime_fp16_model_keeps_float32_io(subnet, onnx_path, tmp_path):
     images = np.random.default_rng(0).standard_normal((1, 3, 64, 64), dtype=np.float32)
     for g, w in zip(session.run(None, {"images": images}), reference(subnet, images)):
         assert np.abs(g - w).max() <= 1e-2
+
+
+def test_int8_quantisation_keeps_its_advice_to_itself(onnx_path, tmp_path, caplog):
+    from ufo_nas.backends.onnxruntime import quantize_int8
+
+    with caplog.at_level(logging.WARNING):
+        quantize_int8(onnx_path, tmp_path)
+    assert (tmp_path / "model_int8.onnx").is_file()
+    assert not [r for r in caplog.records if "pre-processing" in r.getMessage()]
+    assert logging.getLogger().filters == []  # the filter is gone afterwards

@@ -156,6 +156,7 @@ def test_a_killed_profile_leaves_work_folders_the_next_run_removes(tiny, tmp_pat
         assert child.stdout.readline().strip() == b"ready"
         left = list(work.glob("subnet-*"))
         assert len(left) == 1 and left[0].name.endswith(f".tmp-{child.pid}")
+        assert not any(left[0].iterdir())  # the graph and its weights go once compiled
     finally:
         os.kill(child.pid, signal.SIGKILL)
         child.wait()

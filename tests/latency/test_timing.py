@@ -30,3 +30,16 @@ def test_steal_percent():
     assert steal_percent(None, (1, 2)) is None
     ticks = cpu_steal_ticks()
     assert ticks is None or ticks[1] >= ticks[0] >= 0
+
+
+def test_budget_cuts_rounds_of_slow_models_only():
+    x = np.zeros(1, np.float32)
+    slow = {"a": sleeper(0.01), "b": sleeper(0.01)}  # a round takes ~20 ms
+    timings = time_interleaved(slow, {"a": x, "b": x}, rounds=21, budget_s=0.1, min_rounds=3)
+    assert 3 <= timings["a"].calls <= 5  # 0.1 s / ~0.02 s (sleeps overshoot under load)
+    floor = time_interleaved(slow, {"a": x, "b": x}, rounds=21, budget_s=0.001, min_rounds=3)
+    assert floor["b"].calls == 3
+    fast = time_interleaved({"a": sleeper(0.0)}, {"a": x}, rounds=5, budget_s=1.0, min_rounds=3)
+    assert fast["a"].calls == 5  # never more than `rounds`
+    few = time_interleaved(slow, {"a": x, "b": x}, rounds=2, budget_s=0.001, min_rounds=7)
+    assert few["a"].calls == 2  # `rounds` below the floor wins

@@ -30,7 +30,7 @@ PLAIN_COLUMNS = [
     "arch",
     "held",
 ]
-MEASURED_COLUMNS = ["measured_ms", "measured_error_pct", "on_front_measured"]
+MEASURED_COLUMNS = ["measured_ms", "prediction_error_pct", "on_front_measured"]
 QUICK = ["search", "--space", "ufo_vit_tiny", "--task", "face", "--population", "6"]
 
 
@@ -61,16 +61,16 @@ def test_measured_columns_are_positive_and_the_error_is_against_the_prediction(s
     for row in rows:
         measured, predicted = float(row["measured_ms"]), float(row["latency_ms"])
         assert math.isfinite(measured) and measured > 0
-        error = 100 * (measured - predicted) / predicted
-        assert float(row["measured_error_pct"]) == pytest.approx(error, rel=1e-3, abs=1e-3)
+        error = 100 * (predicted - measured) / measured
+        assert float(row["prediction_error_pct"]) == pytest.approx(error, rel=1e-3, abs=1e-3)
         assert row["on_front_measured"] in ("True", "False")
     report = SearchReport.load(verified)
     front = report.fronts[0]
     assert front.verified and front.verification["backend"] == "onnxruntime"
     assert front.verification["reference_anchor_ms"] > 0 and front.verification["anchor_ms"]
     for row in front.rows:
-        assert row.measured_error_pct == pytest.approx(
-            100 * (row.measured_ms - row.latency_ms) / row.latency_ms
+        assert row.prediction_error_pct == pytest.approx(
+            100 * (row.latency_ms - row.measured_ms) / row.measured_ms
         )
     assert [r.on_front_measured for r in front.rows] == on_measured_front(
         report, front.rows, [r.measured_ms for r in front.rows]
@@ -157,7 +157,7 @@ def verified_synthetic(measured):
         replace(
             r,
             measured_ms=m,
-            measured_error_pct=100 * (m - r.latency_ms) / r.latency_ms,
+            prediction_error_pct=100 * (r.latency_ms - m) / m,
             on_front_measured=f,
         )
         for r, m, f in zip(front.rows, measured, flags)
@@ -166,9 +166,9 @@ def verified_synthetic(measured):
 
 
 def test_summary_line():
-    report = verified_synthetic([1.1, 3.5, 3.0])
-    assert summary(report.fronts[0]) == (
-        "verified 3 front subnets on cpu-onnxruntime: mean |error| 28.3%, max 75.0%, "
+    report = verified_synthetic([1.1, 3.5, 3.0])  # predicted 1, 2, 3: errors of the measured
+    assert summary(report.fronts[0]) == (  # 0.1 / 1.1, 1.5 / 3.5, 0
+        "verified 3 front subnets on cpu-onnxruntime: mean |error| 17.3%, max 42.9%, "
         "1 falls off the front when measured (row 1)"
     )
 
@@ -177,7 +177,7 @@ def test_a_long_list_of_rows_off_the_front_is_cut():
     report = synthetic([1.0 + i for i in range(14)], [0.1 * i for i in range(14)])
     front = report.fronts[0]
     rows = [
-        replace(r, measured_ms=1.0, measured_error_pct=0.0, on_front_measured=i == 0)
+        replace(r, measured_ms=1.0, prediction_error_pct=0.0, on_front_measured=i == 0)
         for i, r in enumerate(front.rows)
     ]
     line = summary(replace(front, rows=rows, verification={}))

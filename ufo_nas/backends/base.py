@@ -19,7 +19,7 @@ from ufo_nas.errors import UfoError
 if TYPE_CHECKING:
     import torch
 
-PRECISIONS = ("fp32", "fp16", "int8")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 
 Runner = Callable[[np.ndarray], list[np.ndarray]]
 """A compiled model: images (B, C, H, W) float32 -> outputs; returns only when done."""

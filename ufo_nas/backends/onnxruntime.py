@@ -9,7 +9,10 @@ provider's own `trt_fp16_enable`.
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -61,9 +64,12 @@ class OnnxRuntimeBackend(Backend):
         return {"onnxruntime": ort.__version__}
 
     def compile(self, module: torch.nn.Module, onnx_path: Path, work_dir: Path) -> Runner:
+        """A session of the model (quantised or converted in a temporary folder: the
+        session holds it; `work_dir` keeps only the TensorRT engine cache)."""
         work_dir = Path(work_dir)
         work_dir.mkdir(parents=True, exist_ok=True)
-        return session_runner(self.session(self.prepared(onnx_path, work_dir), work_dir))
+        with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
+            return session_runner(self.session(self.prepared(onnx_path, Path(tmp)), work_dir))
 
     def export(
         self, onnx_path: Path, out_dir: Path, calibration: np.ndarray | None = None
@@ -149,8 +155,25 @@ def quantize_int8(onnx_path: Path, work_dir: Path) -> Path:
     del model.graph.value_info[:]
     model.graph.value_info.extend(kept)
     out = work_dir / "model_int8.onnx"
-    quantize_dynamic(model, out, weight_type=QuantType.QInt8, per_channel=True)
+    with _quiet_preprocessing_advice():
+        quantize_dynamic(model, out, weight_type=QuantType.QInt8, per_channel=True)
     return out
+
+
+@contextlib.contextmanager
+def _quiet_preprocessing_advice() -> Iterator[None]:
+    """Drop the quantiser's "consider to run pre-processing" warning (one per model: a
+    profile quantises hundreds); its other messages pass."""
+
+    def keep(record: logging.LogRecord) -> bool:
+        return "pre-processing before quantization" not in record.getMessage()
+
+    root = logging.getLogger()
+    root.addFilter(keep)
+    try:
+        yield
+    finally:
+        root.removeFilter(keep)
 
 
 def convert_fp16(onnx_path: Path, work_dir: Path) -> Path:

@@ -37,6 +37,10 @@ class TensorRtBackend(Backend):
         super().__init__(target)
         if target.device != "cuda":
             raise BackendError(f"tensorrt runs on device cuda only, not '{target.device}'")
+        if target.precision not in self.export_precisions:
+            raise BackendError(
+                f"tensorrt builds {'/'.join(self.export_precisions)} plans, not {target.precision}"
+            )
         if target.precision == "int8":
             cache = target.options.get("calibration_cache")
             if cache is None:

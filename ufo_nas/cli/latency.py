@@ -29,7 +29,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     shared.add_device(p)
     shared.add_space(p)
     shared.add_number(p, "--validation", 40, "random subnets measured end to end to calibrate")
-    shared.add_number(p, "--rounds", 21, "interleaved rounds")
+    shared.add_number(p, "--rounds", 21, "interleaved rounds (at most)", shared.positive_int)
+    shared.add_number(
+        p,
+        "--chunk-seconds",
+        30.0,
+        "timing budget of a chunk: chunks of slow models get fewer rounds, at least 7 "
+        "(0: always --rounds)",
+        shared.non_negative_float,
+    )
     shared.add_number(p, "--calls", 1, "calls per model per round")
     shared.add_number(p, "--chunk", 8, "models timed together")
     shared.add_number(
@@ -96,6 +104,7 @@ def cmd_profile(args: argparse.Namespace) -> None:
         chunk=args.chunk,
         rounds=args.rounds,
         calls_per_round=args.calls,
+        chunk_seconds=args.chunk_seconds or None,
         copies=args.copies,
         seed=args.seed,
     )

@@ -1,8 +1,9 @@
 """`ufo profile`: measure a space's operators on a device, validate on whole subnets.
 
-1. Every distinct operator is exported to ONNX, compiled by the profile's backend and
-   timed in interleaved rounds (attention and FFN operators as a chain of copies), in
-   chunks that each include the anchor, a fixed reference subnet.
+1. Every distinct operator is exported to ONNX (unoptimised: see PROFILE_EXPORT), compiled
+   by the profile's backend and timed in interleaved rounds (attention and FFN operators as
+   a chain of copies), in chunks that each include the anchor, a fixed reference subnet; a
+   chunk of slow models gets fewer rounds (`chunk_seconds`, at least `min_rounds`).
 2. Random whole subnets are measured end to end the same way; `measured ~ a*sum + b`
    (+ per-block overhead where it helps) is fitted on them.
 The table is saved after every chunk, so an interrupted run resumes without losing a row;
@@ -42,7 +43,7 @@ from ufo_nas.latency.table import (
     fit_calibration,
 )
 from ufo_nas.latency.timing import cpu_steal_ticks, steal_percent, time_interleaved
-from ufo_nas.onnx_io import export_module
+from ufo_nas.onnx_io import PROFILE_EXPORT, export_module, external_data
 from ufo_nas.space import Arch, SearchSpace
 from ufo_nas.supernet import SuperViT, extract
 
@@ -59,8 +60,10 @@ class ProfilePlan:
 class ProfileSettings:
     validation_subnets: int = 40
     chunk: int = 8  # models per interleaved chunk (besides the anchor)
-    rounds: int = 21
+    rounds: int = 21  # at most; a chunk of slow models gets fewer (chunk_seconds)
     calls_per_round: int = 1
+    chunk_seconds: float | None = 30.0  # timing budget of a chunk; None: always `rounds`
+    min_rounds: int = 7
     copies: int = 4  # chained copies of each attention / FFN operator
     seed: int = 0
 
@@ -159,8 +162,11 @@ def start_session(table: LatencyTable, settings: ProfileSettings) -> int:
             "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             "command": profile_command(),
             "rounds": settings.rounds,
+            "min_rounds": settings.min_rounds,
+            "chunk_seconds": settings.chunk_seconds,
             "calls_per_round": settings.calls_per_round,
             "copies": settings.copies,
+            "export": PROFILE_EXPORT,
             "steal_percent": [],
         }
     )
@@ -216,7 +222,8 @@ class Profiler:
         if not folder.is_dir():
             folder = self._temporaries[name] = self.work_dir / temporary_name(name)
         runner = self.compile(name, self.subnet(arch, tasks), self.images, folder)
-        (folder / "model.onnx").unlink(missing_ok=True)  # the runner holds it
+        for built in (folder / "model.onnx", external_data(folder / "model.onnx")):
+            built.unlink(missing_ok=True)  # the runner holds the model
         return runner, self.images.numpy()
 
     def release(self) -> None:
@@ -253,7 +260,13 @@ class Profiler:
         runners["__anchor__"], inputs["__anchor__"] = self.anchor()
         before = cpu_steal_ticks()
         timings = time_interleaved(
-            runners, inputs, settings.rounds, settings.calls_per_round, seed=settings.seed
+            runners,
+            inputs,
+            settings.rounds,
+            settings.calls_per_round,
+            seed=settings.seed,
+            budget_s=settings.chunk_seconds,
+            min_rounds=settings.min_rounds,
         )
         steal = steal_percent(before, cpu_steal_ticks())
         return timings, timings.pop("__anchor__").ms, steal

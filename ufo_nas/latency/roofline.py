@@ -16,7 +16,7 @@ from ufo_nas.latency.table import LatencyTable, OperatorRow
 from ufo_nas.space import SearchSpace
 from ufo_nas.spec import SpaceSpec
 
-BYTES = {"fp32": 4, "fp16": 2, "int8": 1}
+BYTES = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1}
 
 
 def operator_work(spec: SpaceSpec, op: Operator) -> tuple[int, int, int]:

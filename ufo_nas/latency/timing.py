@@ -5,7 +5,9 @@ everything compared is timed in the same process, in interleaved rounds (each ro
 every model, in a shuffled order), and reported by a low percentile with its spread. Many
 short rounds beat few long ones: on this machine the ratio of two models' p25 over 21
 rounds of 1 call varies by 1.9% between repeats, over 7 rounds of 3 calls by 3.1%.
-Steal time (the hypervisor running other guests) is read from /proc/stat.
+Slow models need fewer rounds for the same spread, so a time budget may cut the rounds of
+a chunk of slow models (never below `min_rounds`). Steal time (the hypervisor running other
+guests) is read from /proc/stat.
 """
 
 from __future__ import annotations
@@ -54,13 +56,23 @@ def time_interleaved(
     warmup: int = 2,
     seed: int = 0,
     on_round: Callable[[int], None] | None = None,
+    budget_s: float | None = None,
+    min_rounds: int = 7,
 ) -> dict[str, Timing]:
-    """Time every runner on its input in `rounds` shuffled rounds of `calls_per_round`."""
+    """Time every runner on its input in shuffled rounds of `calls_per_round`: `rounds` of
+    them, or with `budget_s` as many as fit in it by the last warm-up calls, between
+    `min_rounds` and `rounds`."""
     rng = np.random.default_rng(seed)
     names = list(runners)
+    last_call_s = dict.fromkeys(names, 0.0)
     for name in names:
         for _ in range(warmup):
+            start = time.perf_counter_ns()
             runners[name](inputs[name])
+            last_call_s[name] = (time.perf_counter_ns() - start) / 1e9
+    if budget_s is not None and warmup:
+        round_s = max(calls_per_round * sum(last_call_s.values()), 1e-9)
+        rounds = min(rounds, max(min_rounds, int(budget_s / round_s)))
     samples: dict[str, list[float]] = {name: [] for name in names}
     for r in range(rounds):
         for k in rng.permutation(len(names)):

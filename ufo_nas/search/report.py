@@ -38,11 +38,11 @@ class ParetoRow:
     params: int
     macs: int
     measured_ms: float | None = None
-    measured_error_pct: float | None = None
+    prediction_error_pct: float | None = None
     on_front_measured: bool | None = None
 
 
-VERIFIED_KEYS = ("measured_ms", "measured_error_pct", "on_front_measured")
+VERIFIED_KEYS = ("measured_ms", "prediction_error_pct", "on_front_measured")
 
 
 @dataclass
@@ -137,7 +137,9 @@ class SearchReport:
                 "ufo search --verify: ms per image measured end to end here, interleaved with "
                 "the table's anchor and scaled by it to the table's scale (see verification)"
             )
-            out["measured_error_pct"] = "100 x (measured_ms - latency_ms) / latency_ms"
+            out["prediction_error_pct"] = (
+                "100 x (latency_ms - measured_ms) / measured_ms, as in ufo export's manifest"
+            )
             out["on_front_measured"] = (
                 "whether the row is still non-dominated among its front with measured_ms as "
                 "its latency"
@@ -279,19 +281,19 @@ class SearchReport:
 
 def _measured_cells(row: ParetoRow, verified: bool) -> list[str]:
     """The text table's cells of --verify's figures (none for a front not verified)."""
-    if not verified or row.measured_ms is None or row.measured_error_pct is None:
+    if not verified or row.measured_ms is None or row.prediction_error_pct is None:
         return []
     off = "   " if row.on_front_measured else "off"
-    return [f"{row.measured_ms:>11.3f}", f"{row.measured_error_pct:>+6.1f}%", off]
+    return [f"{row.measured_ms:>11.3f}", f"{row.prediction_error_pct:>+6.1f}%", off]
 
 
 def _verified_cells(row: ParetoRow) -> dict[str, Any]:
     """The CSV cells of --verify's figures; blank for a row not verified."""
-    if row.measured_ms is None or row.measured_error_pct is None:
+    if row.measured_ms is None or row.prediction_error_pct is None:
         return dict.fromkeys(VERIFIED_KEYS, "")
     return {
         "measured_ms": f"{row.measured_ms:.6g}",
-        "measured_error_pct": f"{row.measured_error_pct:.4g}",
+        "prediction_error_pct": f"{row.prediction_error_pct:.4g}",
         "on_front_measured": row.on_front_measured,
     }
 
@@ -570,8 +572,8 @@ class _Reader:
             raise self.expect(f"{where}.measured_ms", ms, "a time in ms > 0")
         return {
             "measured_ms": ms,
-            "measured_error_pct": self.number(
-                data["measured_error_pct"], f"{where}.measured_error_pct", -100.0
+            "prediction_error_pct": self.number(
+                data["prediction_error_pct"], f"{where}.prediction_error_pct", -100.0
             ),
             "on_front_measured": self.boolean(
                 data["on_front_measured"], f"{where}.on_front_measured"

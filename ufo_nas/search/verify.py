@@ -166,7 +166,7 @@ def verify_front(
         replace(
             row,
             measured_ms=ms,
-            measured_error_pct=100 * (ms - row.latency_ms) / row.latency_ms,
+            prediction_error_pct=100 * (row.latency_ms - ms) / ms,
             on_front_measured=kept,
         )
         for row, ms, kept in zip(front.rows, measured, on_front)
@@ -210,7 +210,7 @@ def verify_report(
 
 def summary(front: DeviceFront) -> str:
     """One line: how many rows were verified, their errors, and which fell off the front."""
-    errors = np.abs([row.measured_error_pct for row in front.rows])
+    errors = np.abs([row.prediction_error_pct for row in front.rows])
     off = [i for i, row in enumerate(front.rows) if not row.on_front_measured]
     rows = ", ".join(map(str, off[:LIST_ROWS]))
     if len(off) > LIST_ROWS:

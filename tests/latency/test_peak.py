@@ -1,0 +1,55 @@
+"""The compute peaks: the ISA bound's arithmetic, and GEMM graphs whose outputs are the
+products they claim to time."""
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+from onnx import numpy_helper
+
+from ufo_nas.latency import peak
+from ufo_nas.latency.peak import gemm_input, gemm_model, macs_per_cycle, measure_gemm_peaks
+
+
+@pytest.mark.parametrize(
+    "isa, precision, expected",
+    [
+        (["avx2"], "fp32", 16),  # two 256-bit FMA pipes x 8 lanes
+        (["avx2", "avx512f"], "fp32", 32),
+        (["avx2"], "int8", 32),  # no VNNI: twice fp32
+        (["avx2", "avx_vnni"], "int8", 64),
+        (["avx2", "avx512f", "avx512_vnni"], "int8", 128),
+        (["avx2"], "bf16", None),
+        (["avx2", "avx512f", "avx512_bf16"], "bf16", 64),
+        (["avx2"], "fp16", None),
+    ],
+)
+def test_macs_per_cycle_by_isa(isa, precision, expected):
+    assert macs_per_cycle(isa, precision) == expected
+
+
+def test_isa_peak_is_cores_times_clock_times_macs(monkeypatch):
+    monkeypatch.setattr(peak, "clock_ghz", lambda: 2.5)
+    assert peak.isa_peak_gmacs(["avx2"], 2, "fp32") == pytest.approx(2 * 2.5 * 16)
+    assert peak.isa_peak_gmacs(["avx2"], 2, "bf16") is None
+    monkeypatch.setattr(peak, "clock_ghz", lambda: None)
+    assert peak.isa_peak_gmacs(["avx2"], 2, "fp32") is None
+
+
+@pytest.mark.parametrize("precision", ["fp32", "int8"])
+def test_gemm_graph_computes_the_product(precision):
+    model = gemm_model(5, 7, 3, precision)
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    x = gemm_input(5, 7, precision)
+    weight = numpy_helper.to_array(model.graph.initializer[0])
+    expected = x.astype(np.int64 if precision == "int8" else np.float64) @ weight
+    np.testing.assert_allclose(session.run(None, {"images": x})[0], expected, rtol=1e-5)
+
+
+def test_measured_peaks_are_per_engine_in_order(monkeypatch):
+    monkeypatch.setattr(peak, "GEMM_SHAPES", ((16, 32, 64), (32, 32, 32)))
+    peaks = measure_gemm_peaks([("onnxruntime", "int8"), ("onnxruntime", "fp32")], 1, rounds=3)
+    assert [(p.backend, p.precision) for p in peaks] == [
+        ("onnxruntime", "int8"),
+        ("onnxruntime", "fp32"),
+    ]
+    assert all(p.gmacs > 0 and p.shape in peak.GEMM_SHAPES for p in peaks)

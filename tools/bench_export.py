@@ -35,7 +35,6 @@ from results_io import write_results
 
 from ufo_nas import load_space
 from ufo_nas.backends import BackendError, Runner, Target, get_backend
-from ufo_nas.backends.onnxruntime import session_runner
 from ufo_nas.checkpoint import load_supernet, shipped_supernet
 from ufo_nas.data import load_task_data, read_image_folder
 from ufo_nas.export import verify
@@ -81,7 +80,6 @@ class Result:
 def static_int8(onnx_path: Path, calibration: np.ndarray, work: Path) -> Runner:
     """ONNX Runtime static int8: QDQ MatMuls (per-channel s8 weights, u8 activations)
     calibrated on the images, loaded with every CPU optimisation."""
-    import onnxruntime as ort
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
@@ -108,13 +106,9 @@ def static_int8(onnx_path: Path, calibration: np.ndarray, work: Path) -> Runner:
         weight_type=QuantType.QInt8,
         op_types_to_quantize=["MatMul", "Gemm"],
     )
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = THREADS
-    options.inter_op_num_threads = 1
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return session_runner(
-        ort.InferenceSession(str(out), options, providers=["CPUExecutionProvider"])
-    )
+    # loaded as ONNX Runtime's backend loads any model: its threads, no spinning, ENABLE_ALL
+    backend = get_backend("onnxruntime")(Target("cpu", "fp32", THREADS, {"batch": 1}))
+    return backend.compile(torch.nn.Identity(), out, work)
 
 
 def build(backend: str, precision: str, onnx_path: Path, calibration, work: Path) -> Runner:

@@ -5,36 +5,31 @@ import importlib.util
 import json
 from dataclasses import replace
 
-import numpy as np
+import onnx
 import pytest
-import torch
 
 from tests.conftest import DATASETS
 from ufo_nas.backends import BackendError
 from ufo_nas.data import read_image_folder
 from ufo_nas.errors import ArchError, UfoError
-from ufo_nas.export import (
-    MIN_COSINE,
-    VERIFY_IMAGES,
-    export_subject,
-    export_subnet,
-    export_target,
-    verify,
-    verify_onnx,
-)
+from ufo_nas.export import export_subject, export_subnet, export_target, verify_onnx
 from ufo_nas.hardware import load_profile
 from ufo_nas.onnx_io import export_onnx, read_onnx_metadata
 from ufo_nas.search.report import DeviceFront, ParetoRow, SearchReport
 from ufo_nas.space import Arch
 from ufo_nas.supernet import extract
+from ufo_nas.verification import MIN_COSINE, VERIFY_IMAGES
 
 UNTRAINED = {"checkpoint": None, "trained": False}
 HAVE_TVM = importlib.util.find_spec("tvm") is not None
 HAVE_NNCF = importlib.util.find_spec("nncf") is not None
 
 
+ARCH = "d4-h2,3,2,4-m2,3,4,2-face:stms-object:ssss"
+
+
 def _export(tiny, supernet, where, out, **kwargs):
-    arch = tiny.parse("d4-h2,3,2,4-m2,3,4,2-face:stms-object:ssss")
+    arch = tiny.parse(ARCH)
     kwargs.setdefault("time_it", False)
     return export_subnet(supernet, tiny, arch, ("face", "object"), where, out, UNTRAINED, **kwargs)
 
@@ -78,7 +73,13 @@ def test_every_format_here_exports_files_that_match_pytorch(
         assert len(data) == f["bytes"] and hashlib.sha256(data).hexdigest() == f["sha256"]
     meta = read_onnx_metadata(out / "subnet.onnx")
     assert meta["arch"] == manifest["subnet"]["arch"] and meta["tasks"] == ["face", "object"]
-    assert manifest["artefact"]["onnx"]["opset"] >= 17
+    graph = manifest["artefact"]["onnx"]
+    assert graph["opset"] >= 17
+    if fmt == "onnx":  # shipped as a graph: any batch
+        assert graph["batch"] == "batch" and graph["weights"] is None
+    else:  # the graph profiling builds from: the target's batch, weights beside it
+        assert graph["batch"] == 1 and (out / graph["weights"]).is_file()
+    assert manifest["subnet"]["input"]["shape"][0] == graph["batch"]
     check = manifest["verification"]
     assert check["passed"] and check["min_cosine_required"] == MIN_COSINE[precision]
     assert set(check["outputs"]) == {"face", "object"}
@@ -91,6 +92,44 @@ def test_every_format_here_exports_files_that_match_pytorch(
         assert manifest["artefact"]["calibration_images"] == 128 - 8
     assert manifest["weights"] == UNTRAINED and manifest["latency"] is None
     assert not list(tmp_path.glob(".export.tmp-*"))  # nothing half-written left behind
+
+
+@pytest.mark.parametrize("profile", ["cpu-onnxruntime", "cpu-onnxruntime-int8", "cpu-openvino"])
+def test_profiling_times_the_very_artefact_export_ships(
+    tmp_path, tiny, tiny_supernet, monkeypatch, profile
+):
+    """The same graph, through the backend's own export, loaded back: no plain compile."""
+    from ufo_nas.backends import get_backend
+    from ufo_nas.latency.measure import Profiler
+
+    where = export_target(load_profile(profile))
+    backend = get_backend(where.format)
+    built, real_export = [], backend.export
+
+    def spy_export(self, onnx_path, out_dir, calibration=None):
+        graph = onnx.load(str(onnx_path), load_external_data=False)
+        dims = [d.dim_value for d in graph.graph.input[0].type.tensor_type.shape.dim]
+        built.append(([n.op_type for n in graph.graph.node], dims))
+        exported = real_export(self, onnx_path, out_dir, calibration)
+        built[-1] += (sorted(f.name for f in exported.files),)
+        return exported
+
+    def no_compile(*args):
+        raise AssertionError("a subnet was compiled, not exported")
+
+    monkeypatch.setattr(backend, "export", spy_export)
+    _export(tiny, tiny_supernet, where, tmp_path / "e")
+    monkeypatch.setattr(backend, "compile", no_compile)
+    profiler = Profiler(tiny, where.profile, tmp_path / "work")
+    try:
+        runner, images = profiler.compile_subnet(tiny.parse(ARCH), ("face", "object"))
+        assert [o.shape for o in runner(images)] == [(1, 128), (1, 128)]
+    finally:
+        profiler.close()
+    (shipped_ops, shipped_dims, files), (profiled_ops, profiled_dims, same_files) = built
+    assert shipped_ops == profiled_ops and shipped_dims == profiled_dims == [1, 3, 64, 64]
+    assert files == same_files
+    assert not [p for p in (tmp_path / "work").rglob("*") if p.is_file()]  # all removed
 
 
 def test_retiming_compares_with_the_devices_table_and_torch(tmp_path, tiny, tiny_supernet):
@@ -109,14 +148,6 @@ def test_a_precision_other_than_the_tables_is_not_predicted(tmp_path, tiny, tiny
     assert where.format == "onnxruntime" and not where.predicts
     t = _export(tiny, tiny_supernet, where, tmp_path / "e", time_it=True)["latency"]
     assert "predicted_ms" not in t and t["torch_eager_ms"] > 0
-
-
-def test_verify_reports_a_wrong_artefact(tiny, tiny_supernet):
-    subnet = extract(tiny_supernet, tiny.smallest(), ("face",))
-    images = torch.randn(4, 3, 64, 64).numpy()
-    rng = np.random.default_rng(0)
-    result = verify(lambda x: [rng.normal(size=(len(x), 128))], subnet, images, 2, "fp32")
-    assert not result["passed"] and result["outputs"]["face"]["min_cosine"] < 0.5
 
 
 def test_tensorrt_fails_with_one_clear_line_and_writes_nothing(tmp_path, tiny, tiny_supernet):

@@ -37,7 +37,6 @@ from ufo_nas import load_space
 from ufo_nas.backends import BackendError, Runner, Target, get_backend
 from ufo_nas.checkpoint import load_supernet, shipped_supernet
 from ufo_nas.data import load_task_data, read_image_folder
-from ufo_nas.export import verify
 from ufo_nas.hardware import host_fingerprint, load_profile
 from ufo_nas.latency.measure import Profiler
 from ufo_nas.latency.peak import isa_peak_gmacs, measure_gemm_peaks
@@ -47,6 +46,7 @@ from ufo_nas.latency.timing import time_interleaved
 from ufo_nas.onnx_io import export_onnx
 from ufo_nas.search import prepare, search_devices
 from ufo_nas.supernet import SuperViT, extract
+from ufo_nas.verification import verify
 
 ROOT = Path(__file__).resolve().parents[1]
 ORL = ROOT.parent / "shared" / "datasets" / "orl_faces"

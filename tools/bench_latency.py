@@ -2,10 +2,11 @@
 against torch eager.
 
 For every CPU device with a shipped table, in this one process: 50 random subnets (a seed
-the tables' own validation did not use) are exported once and compiled with each device's
-backend, timed interleaved with the table's anchor subnet in chunks (every round, no time
-budget), each chunk `--repeats` times; each time is scaled by its chunk's anchor to the
-table's reference and compared with the table's prediction. Writes a Markdown table and the
+the tables' own validation did not use) are exported once and built by each device's backend
+as profiling and `ufo export` build them (its export artefact, loaded back), timed
+interleaved with the table's anchor subnet in chunks (every round, no time budget), each
+chunk `--repeats` times; each time is scaled by its chunk's anchor to the table's reference
+and compared with the table's prediction. Writes a Markdown table and the
 per-subnet times as JSON beside it.
 
 The error is decomposed on the same measurements:
@@ -45,7 +46,7 @@ from ufo_nas.latency.measure import Profiler, ProfileSettings, validation_subnet
 from ufo_nas.latency.predictor import LatencyPredictor
 from ufo_nas.latency.table import LatencyTable, table_path
 from ufo_nas.latency.timing import time_interleaved
-from ufo_nas.onnx_io import export_module, external_data
+from ufo_nas.onnx_io import export_for_backend, external_data
 
 ROOT = Path(__file__).resolve().parents[1]
 HELD_OUT_SEED = 1000
@@ -75,7 +76,7 @@ def measure(space, devices: list[Device], n: int, repeats: int, eager: bool, wor
         for k, module in enumerate(modules):
             onnx_files.append(work / "onnx" / f"subnet-{k}" / "model.onnx")  # its weights
             # file is named after it: linked elsewhere, it keeps the name
-            export_module(module, source.images, onnx_files[-1])
+            export_for_backend(module, onnx_files[-1], len(source.images))
         for device in devices:
             models = {}
             for k, (module, onnx) in enumerate(zip(modules, onnx_files)):
@@ -85,7 +86,8 @@ def measure(space, devices: list[Device], n: int, repeats: int, eager: bool, wor
                 for built, link in ((onnx, linked), (external_data(onnx), external_data(linked))):
                     if built.exists():  # small models keep their weights inline
                         os.link(built, link)
-                runner = device.profiler.compile(folder.name, module, source.images, folder)
+                # built as profiling and `ufo export` build it: the backend's artefact
+                runner = device.profiler.load_artefact(module, linked, folder)
                 models[f"subnet-{k}"] = runner, source.images.numpy()
             runs = [device.profiler.time_chunk(models, settings)[:2] for _ in range(repeats)]
             for k in range(len(chunk)):

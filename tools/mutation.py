@@ -18,7 +18,9 @@ UNEXPLAINED: kill it with a test or explain it).
 
 `--retest` re-checks only the survivors of the last run of one module, in the `mutants/`
 folder that run left (git-ignored; delete it when done): it re-collects which tests cover
-which function, so tests added since are used, and keeps the other mutants' results. A fresh
+which function, so tests added since are used, and keeps the other mutants' results. A
+module's SLOW_TESTS (seconds each, reaching nearly every function) are left out of its first
+run and join on the retest, so only the fast tests' survivors meet them. A fresh
 run of a module starts over. `"_notes"` in the JSON (module -> text, edited by hand) says
 why a module has not been run; the report prints it.
 
@@ -75,11 +77,25 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
     "latency.table": (["ufo_nas/latency/table.py"], ["tests/latency/test_table.py"]),
     "supernet": (["ufo_nas/supernet/*"], ["tests/supernet/"]),
     "search.engine": (["ufo_nas/search/engine.py"], ["tests/search/test_engine.py"]),
-    "export": (["ufo_nas/export.py"], ["tests/test_export.py"]),
+    "verification": (["ufo_nas/verification.py"], ["tests/test_verification.py"]),
     "latency.measure": (
         ["ufo_nas/latency/measure.py"],
         ["tests/latency/test_measure.py", "tests/latency/test_measure_values.py"],
     ),
+}
+# Tests left out of a module's first run and added on its --retest: each takes seconds and
+# reaches nearly every function, so every mutant would run it (hours); the survivors of the
+# fast tests then meet them.
+SLOW_TESTS: dict[str, list[str]] = {
+    "supernet": [
+        "tests/supernet/test_timm_init.py::test_largest_subnet_reproduces_timm_vit",
+        "tests/supernet/test_extract.py::test_extracted_equals_supernet_base",
+    ],
+    "latency.measure": [
+        "tests/latency/test_measure_values.py::"
+        "test_a_killed_profile_leaves_work_folders_the_next_run_removes",
+        "tests/latency/test_measure.py::test_new_profile_describes_this_machine",
+    ],
 }
 
 # Run inside a fresh interpreter: mutmut with its config scoped to one module.
@@ -102,9 +118,17 @@ def check_modules() -> None:
         sys.exit(f"MODULES {listed} differ from [tool.mutmut] only_mutate")
 
 
-def scoped_env(module: str) -> dict[str, str]:
+def module_tests(module: str, retest: bool = False) -> list[str]:
+    """The pytest arguments selecting a module's tests: SLOW_TESTS deselected unless `retest`."""
+    tests = MODULES[module][1]
+    if retest:
+        return tests
+    return tests + [arg for t in SLOW_TESTS.get(module, []) for arg in ("--deselect", t)]
+
+
+def scoped_env(module: str, retest: bool = False) -> dict[str, str]:
     """The environment of a mutmut process scoped to one module."""
-    files, tests = MODULES[module]
+    files, tests = MODULES[module][0], module_tests(module, retest)
     return {
         **os.environ,
         "UFO_MUTMUT_SCOPE": json.dumps({"mutate": files, "tests": tests}),
@@ -116,8 +140,10 @@ def scoped_env(module: str) -> dict[str, str]:
     }
 
 
-def mutmut(module: str, *args: str, check: bool = True, stream: bool = False) -> str:
-    env = scoped_env(module)
+def mutmut(
+    module: str, *args: str, check: bool = True, stream: bool = False, retest: bool = False
+) -> str:
+    env = scoped_env(module, retest)
     command = [sys.executable, "-c", DRIVER, *args]
     if stream:  # a run: show mutmut's progress as it goes
         done = subprocess.run(command, cwd=ROOT, env=env, check=False)
@@ -154,12 +180,12 @@ print(json.dumps(found))
 """
 
 
-def outcomes(module: str) -> tuple[dict[str, str], dict[str, list[str]]]:
+def outcomes(module: str, retest: bool = False) -> tuple[dict[str, str], dict[str, list[str]]]:
     """(mutant name -> status, survivor name -> its changed lines)."""
     done = subprocess.run(
         [sys.executable, "-c", DUMP],
         cwd=ROOT,
-        env=scoped_env(module),
+        env=scoped_env(module, retest),
         capture_output=True,
         text=True,
         check=False,
@@ -196,9 +222,13 @@ def run_module(module: str, max_children: int, retest: bool, records: dict) -> N
     else:
         shutil.rmtree(MUTANTS, ignore_errors=True)
     print(f"== {module}: mutmut run {'(retest) ' if retest else ''}...", flush=True)
-    mutmut(module, "run", "--max-children", str(max_children), *names, stream=True)
+    mutmut(module, "run", "--max-children", str(max_children), *names, stream=True, retest=retest)
     MARKER.write_text(module)
-    found, diffs = outcomes(module)
+    found, diffs = outcomes(module, retest)
+    if retest:  # the first run's verdicts stand for the mutants not re-checked
+        found = {**records[module]["statuses"], **{n: found[n] for n in names}}
+        old = records[module]["diffs"]
+        diffs = {n: diffs.get(n) or old.get(n, []) for n, s in found.items() if s in UNKILLED}
     seconds = time.monotonic() - start
     if retest:  # keep the first run's time: a retest checks only a few mutants
         seconds += records[module]["seconds"]
@@ -208,6 +238,7 @@ def run_module(module: str, max_children: int, retest: bool, records: dict) -> N
         "cpus": os.cpu_count(),
         "max_children": max_children,
         "tests": MODULES[module][1],
+        "slow_tests_on_retest": SLOW_TESTS.get(module, []),
         "seconds": round(seconds),
         "retests": records[module].get("retests", 0) + 1 if retest else 0,
         "statuses": found,
@@ -261,9 +292,11 @@ def report(records: dict) -> list[str]:
                 f"{rec['max_children']} worker(s)"
                 + (f", then {rec['retests']} retest(s) of survivors" if rec.get("retests") else "")
             )
+            slow = rec.get("slow_tests_on_retest", [])
             row = [
                 file,
-                ", ".join(rec["tests"]),
+                ", ".join(rec["tests"])
+                + (f" ({len(slow)} slow ones on the retest only)" if slow else ""),
                 *cells(per_file[file]),
                 run_on,
                 f"{rec['seconds'] / 60:.1f}",

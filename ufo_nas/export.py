@@ -1,9 +1,11 @@
 """Subnet -> ONNX -> deployable artefact, verified against PyTorch and re-timed.
 
-Formats: `onnx` (the exported graph, optionally simplified), `onnxruntime` (the graph after
-ONNX Runtime's portable optimisations, optionally dynamic int8), `openvino` (IR, fp32/fp16,
-int8 by NNCF on calibration images), `tvm` (a MetaSchedule-tuned library; the profiling
-run's tuning database is reused), `tensorrt` (a serialised plan). The artefact is loaded
+Formats: `onnx` (the exported graph, dynamic batch, optionally simplified); the backends
+build from the graph profiling builds from (fixed batch, see `_graph`), so a device's table
+predicts what is shipped: `onnxruntime` (the graph after ONNX Runtime's portable
+optimisations, optionally dynamic int8), `openvino` (IR, fp32/fp16, int8 by NNCF on
+calibration images), `tvm` (a MetaSchedule-tuned library; the profiling run's tuning
+database is reused), `tensorrt` (a serialised plan). The artefact is loaded
 back from its files and run on fixed inputs next to the PyTorch subnet, then timed with the
 profiling code (interleaved with the table's anchor subnet, so the time is on the table's
 scale and compares with the predicted latency), and torch eager is timed in its own round.
@@ -52,16 +54,14 @@ from ufo_nas.fileio import (
 from ufo_nas.hardware import HardwareProfile, host_difference, host_fingerprint, runs_here
 from ufo_nas.latency.measure import Profiler, ProfileSettings, default_work_dir
 from ufo_nas.latency.timing import time_interleaved
-from ufo_nas.onnx_io import export_onnx, onnx_metadata
+from ufo_nas.onnx_io import export_for_backend, export_onnx, external_data, onnx_metadata
 from ufo_nas.search.report import SearchReport
 from ufo_nas.space import Arch, SearchSpace, load_space
-from ufo_nas.spec import SpaceSpec
 from ufo_nas.supernet import SubnetViT, SuperViT, extract
+from ufo_nas.verification import VERIFY_SEED, failure, held_out, verification_images, verify
 
 FORMAT, SCHEMA = "ufo-nas-export", 1
 FORMATS = EXPORT_FORMATS
-MIN_COSINE = {"fp32": 0.999, "fp16": 0.999, "bf16": 0.999, "int8": 0.98}  # per image, every output
-VERIFY_IMAGES, VERIFY_SEED = 8, 0
 NOISY_SPREAD = 0.2  # (p90 - p10) / p10 of timing rounds beyond which a speed-up is noisy
 MANIFEST = "manifest.json"
 
@@ -197,65 +197,6 @@ def _batch(target: Target) -> int:
     return int(target.options.get("batch", 1))
 
 
-def _cosine(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Cosine similarity of each row of a and b (rows flattened)."""
-    a, b = a.reshape(len(a), -1).astype(np.float64), b.reshape(len(b), -1).astype(np.float64)
-    norms = np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1)
-    return np.where(norms > 0, (a * b).sum(axis=1) / np.maximum(norms, 1e-300), 1.0)
-
-
-def _held_out(n: int, count: int) -> np.ndarray:
-    """Indices of `count` calibration images kept for verification, spread over the set."""
-    return np.linspace(0, n - 1, count).round().astype(int)
-
-
-def _verification_images(spec: SpaceSpec, calibration: np.ndarray | None, batch: int) -> np.ndarray:
-    """Held-out calibration images when there are any, else seeded standard-normal ones;
-    at least VERIFY_IMAGES, a whole number of batches (engines may fix their batch)."""
-    count = batch * -(-VERIFY_IMAGES // batch)
-    if calibration is not None:
-        if len(calibration) < 2 * count:
-            raise UfoError(
-                f"calibration needs at least {2 * count} images ({count} are held out to "
-                f"verify), got {len(calibration)}"
-            )
-        return np.ascontiguousarray(calibration[_held_out(len(calibration), count)])
-    generator = torch.Generator().manual_seed(VERIFY_SEED)
-    shape = (count, spec.in_chans, spec.image_size, spec.image_size)
-    return torch.randn(shape, generator=generator).numpy()
-
-
-def verify(
-    runner: Runner, subnet: SubnetViT, images: np.ndarray, batch: int, precision: str
-) -> dict[str, Any]:
-    """Run the artefact and the PyTorch subnet on `images` (in batches of `batch`) and
-    compare each task's output: min cosine similarity over images, max abs difference."""
-    with torch.inference_mode():
-        want = subnet(torch.from_numpy(images))
-    want = [want] if isinstance(want, torch.Tensor) else list(want)
-    got: list[list[np.ndarray]] = [[] for _ in want]
-    for start in range(0, len(images), batch):
-        for k, out in enumerate(runner(images[start : start + batch])):
-            got[k].append(np.asarray(out, dtype=np.float32))
-    outputs, passed = {}, True
-    bound = MIN_COSINE[precision]
-    for task, reference, pieces in zip(subnet.tasks, want, got):
-        reference, actual = reference.numpy(), np.concatenate(pieces)
-        cosine = float(_cosine(actual, reference).min())
-        passed &= cosine >= bound
-        outputs[task] = {
-            "min_cosine": round(cosine, 7),
-            "max_abs_diff": float(np.abs(actual - reference).max()),
-            "max_abs_reference": float(np.abs(reference).max()),
-        }
-    return {
-        "images": len(images),
-        "min_cosine_required": bound,
-        "passed": bool(passed),
-        "outputs": outputs,
-    }
-
-
 def onnx_runner(onnx_path: Path, target: Target, work_dir: Path) -> Runner:
     """An ONNX graph run by ONNX Runtime for `target` (its build files in `work_dir`)."""
     backend = get_backend("onnxruntime")(target)
@@ -265,7 +206,7 @@ def onnx_runner(onnx_path: Path, target: Target, work_dir: Path) -> Runner:
 def verify_onnx(onnx_path: Path, subnet: SubnetViT) -> dict[str, Any]:
     """`verify` an exported ONNX graph of `subnet`, run by ONNX Runtime on this CPU in fp32,
     on the standard verification images (seeded standard normal)."""
-    images = _verification_images(subnet.spec, None, 1)
+    images = verification_images(subnet.spec, None, 1)
     with tempfile.TemporaryDirectory() as work:
         runner = onnx_runner(onnx_path, Target("cpu", "fp32", 0, {"batch": 1}), Path(work))
         return verify(runner, subnet, images, len(images), "fp32")
@@ -322,8 +263,18 @@ def retime(
     return out
 
 
+def _graph(subnet: SubnetViT, where: ExportTarget, path: Path, batch: int, opset: int) -> Path:
+    """The ONNX graph of the export: for the `onnx` format a dynamic-batch, optimised graph
+    to ship; for a backend the graph profiling builds its artefacts from (fixed batch, see
+    `export_for_backend`), so the device's table predicts the artefact."""
+    if where.format == "onnx":
+        return export_onnx(subnet, path, opset=opset)
+    return export_for_backend(subnet, path, batch, opset)
+
+
 def _simplify(path: Path) -> None:
-    """Constant folding and dead-code removal (onnxscript's optimiser), metadata kept."""
+    """Constant folding and dead-code removal (onnxscript's optimiser), metadata kept, the
+    weights left where they were (inline, or in the file beside the graph)."""
     import onnxscript.optimizer
 
     model = onnx.load(str(path))
@@ -332,7 +283,12 @@ def _simplify(path: Path) -> None:
     del model.metadata_props[:]
     for key, value in props:
         model.metadata_props.add(key=key, value=value)
-    onnx.save(model, str(path))
+    data = external_data(path)
+    if data.exists():
+        data.unlink()
+        onnx.save(model, str(path), save_as_external_data=True, location=data.name)
+    else:
+        onnx.save(model, str(path))
 
 
 def _artefact(
@@ -383,14 +339,14 @@ def export_subnet(
     try:
         step("extracting and exporting to ONNX")
         subnet = extract(supernet.eval(), arch, tasks)
-        onnx_path = export_onnx(subnet, work / "subnet.onnx", opset=opset)
+        spec, batch = space.spec, _batch(where.target)
+        onnx_path = _graph(subnet, where, work / "subnet.onnx", batch, opset)
         if simplify:
             step("simplifying the ONNX graph")
             _simplify(onnx_path)
-        spec, batch = space.spec, _batch(where.target)
-        images = _verification_images(spec, calibration, batch)
+        images = verification_images(spec, calibration, batch)
         if calibration is not None:  # verify on images the quantiser has not seen
-            calibration = np.delete(calibration, _held_out(len(calibration), len(images)), axis=0)
+            calibration = np.delete(calibration, held_out(len(calibration), len(images)), axis=0)
         step(f"building the {where.format} artefact")
         exported = _artefact(where, space, onnx_path, work, calibration)
         shutil.rmtree(work / ".work", ignore_errors=True)
@@ -423,13 +379,9 @@ def export_subnet(
         os.replace(work, out_dir)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    if not verification["passed"]:
-        worst = min(verification["outputs"].items(), key=lambda kv: kv[1]["min_cosine"])
-        raise ExportVerificationError(
-            f"{where.format} {where.target.precision} output '{worst[0]}' differs from PyTorch: "
-            f"cosine {worst[1]['min_cosine']:.5f} < {verification['min_cosine_required']} "
-            f"(see {out_dir / MANIFEST})"
-        )
+    failed = failure(verification, f"{where.format} {where.target.precision}")
+    if failed:
+        raise ExportVerificationError(f"{failed} (see {out_dir / MANIFEST})")
     return manifest
 
 
@@ -445,7 +397,7 @@ def _manifest(
     simplified: bool,
     calibration: np.ndarray | None,
 ) -> dict[str, Any]:
-    meta = onnx_metadata(subnet)
+    meta = onnx_metadata(subnet, None if where.format == "onnx" else _batch(where.target))
     cost = CostModel(space)
     versions = {
         "ufo_nas": ufo_nas.__version__,
@@ -465,7 +417,15 @@ def _manifest(
                 for f in exported.files
             ],
             "runs_here": exported.note or "as built",
-            "onnx": {"path": onnx_path.name, "opset": _opset(onnx_path), "simplified": simplified},
+            "onnx": {
+                "path": onnx_path.name,
+                "weights": external_data(onnx_path).name
+                if external_data(onnx_path).exists()
+                else None,
+                "opset": _opset(onnx_path),
+                "batch": json.loads(meta["input"])["shape"][0],
+                "simplified": simplified,
+            },
             "calibration_images": None if calibration is None else len(calibration),
         },
         "subnet": {

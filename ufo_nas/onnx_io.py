@@ -18,13 +18,15 @@ from ufo_nas.supernet import SubnetViT
 MIN_OPSET = 17
 INPUT_NAME = "images"
 META_PREFIX = "ufo_nas."
-# Profiling models skip onnxscript's graph optimiser: it is half of a ViT-Base export's time
+# The graphs backends build from (profiling's operators and subnets, and `ufo export` to a
+# backend format) skip onnxscript's graph optimiser: it is half of a ViT-Base export's time
 # and the backends fuse the graph themselves (ufo_vit_base, 4 subnets, p25 of 25 rounds:
 # unoptimised / optimised 0.968-1.046 on ONNX Runtime, 0.979-1.014 on OpenVINO).
 PROFILE_EXPORT = "torch.onnx dynamo, fixed batch, without onnxscript's optimiser"
 
 
-def onnx_metadata(subnet: SubnetViT) -> dict[str, str]:
+def onnx_metadata(subnet: SubnetViT, batch: int | None = None) -> dict[str, str]:
+    """The ufo-nas metadata of `subnet`'s graph; `batch`: its fixed batch (None: dynamic)."""
     spec = subnet.spec
     return {
         "arch": subnet.arch.to_string(),
@@ -35,11 +37,13 @@ def onnx_metadata(subnet: SubnetViT) -> dict[str, str]:
         "input": json.dumps(
             {
                 "name": INPUT_NAME,
-                "shape": ["batch", spec.in_chans, spec.image_size, spec.image_size],
+                "shape": [batch or "batch", spec.in_chans, spec.image_size, spec.image_size],
                 "dtype": "float32",
             }
         ),
-        "outputs": json.dumps({t: ["batch", spec.task(t).embed_dim] for t in subnet.tasks}),
+        "outputs": json.dumps(
+            {t: [batch or "batch", spec.task(t).embed_dim] for t in subnet.tasks}
+        ),
     }
 
 
@@ -64,19 +68,42 @@ def export_onnx(
 
 
 def export_module(
-    module: torch.nn.Module, example: torch.Tensor, path: str | os.PathLike, opset: int = 18
+    module: torch.nn.Module,
+    example: torch.Tensor,
+    path: str | os.PathLike,
+    opset: int = 18,
+    output_names: list[str] | None = None,
+    metadata: dict[str, str] | None = None,
 ) -> Path:
     """Write any one-input module as ONNX with the example's fixed shape, unoptimised (for
-    profiling: see PROFILE_EXPORT), its weights in `<path>.data` beside it (twice as fast
-    to write as one protobuf for a ViT-Base); the input is named `images`. Overwrites
-    `path`; `external_data(path)` names the weights' file."""
-    program = _onnx_program(module, example, None, opset, dynamic_batch=False, optimize=False)
+    backends to build from: see PROFILE_EXPORT), its weights in `<path>.data` beside it
+    (twice as fast to write as one protobuf for a ViT-Base); the input is named `images`.
+    Overwrites `path`; `external_data(path)` names the weights' file."""
+    if opset < MIN_OPSET:
+        raise UfoError(f"ONNX opset {opset} is too old; use {MIN_OPSET} or newer")
+    program = _onnx_program(
+        module, example, output_names, opset, dynamic_batch=False, optimize=False
+    )
     model, path = program.model_proto, Path(path)
+    for key, value in (metadata or {}).items():
+        model.metadata_props.add(key=META_PREFIX + key, value=value)
 
     def save(tmp: Path) -> None:
         onnx.save(model, str(tmp), save_as_external_data=True, location=external_data(path).name)
 
     return write_atomic(path, save, overwrite=True)
+
+
+def export_for_backend(
+    subnet: SubnetViT, path: str | os.PathLike, batch: int, opset: int = 18
+) -> Path:
+    """The graph a backend builds `subnet`'s artefact from, in profiling and in `ufo export`
+    alike, so a table predicts what is shipped: `export_module`'s (fixed `batch`, weights
+    beside it), outputs named by task, the ufo-nas metadata."""
+    spec = subnet.spec
+    example = torch.zeros(batch, spec.in_chans, spec.image_size, spec.image_size)
+    tasks = list(subnet.tasks)
+    return export_module(subnet, example, path, opset, tasks, onnx_metadata(subnet, batch))
 
 
 def external_data(path: str | os.PathLike) -> Path:

@@ -155,3 +155,68 @@ def test_extracted_equals_supernet_on_random_weights(tiny, random_supernet):
             want = random_supernet(images, arch, task)
             assert want.abs().mean() > 0.1  # not washed out by the small weights
             assert torch.allclose(out, want, atol=1e-5), task
+
+
+def test_a_fresh_subnet_has_the_extracted_ones_shapes_and_runs_like_it(tiny, random_supernet):
+    """SubnetViT built from scratch (as a subnet checkpoint is loaded) takes the extracted
+    subnet's state dict key for key, shape for shape, and then computes the same."""
+    from ufo_nas.supernet import SubnetViT
+
+    arch, tasks = tiny.parse(ARCH), ("face", "object")
+    extracted = extract(random_supernet, arch, tasks)
+    fresh = SubnetViT(tiny.spec, arch, tasks).eval()
+    want = {k: v.shape for k, v in extracted.state_dict().items()}
+    assert {k: v.shape for k, v in fresh.state_dict().items()} == want
+    mix = [b for name, b in fresh.named_buffers() if name.rpartition(".")[2].startswith("mix_")]
+    assert mix and all(m.tolist() == [0.5, 0.5] for m in mix)  # before loading
+    fresh.load_state_dict(extracted.state_dict())
+    images = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        for a, b in zip(fresh(images), extracted(images)):
+            torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize(("layer", "options", "option"), UNIMPLEMENTED[:1] + UNIMPLEMENTED[2:3])
+def test_the_refusal_names_the_layer_the_option_and_the_part(layer, options, option):
+    with pytest.raises(SpecError) as info:
+        layer(DIM, HEADS if layer is ElasticAttention else HIDDEN, **options)
+    part, kind = ("q_norm", "LayerNorm") if option == "qk_norm" else ("norm", "LayerNorm")
+    assert str(info.value) == (
+        f"{layer.__name__} does not implement timm's {option} (its {part!r} is a {kind})"
+    )
+
+
+def test_a_part_without_a_known_option_is_named_by_its_attribute():
+    from ufo_nas.supernet.elastic import MLP_PARTS, refuse_unimplemented
+
+    mlp = Mlp(DIM, HIDDEN)
+    mlp.extra = nn.Linear(2, 2)
+    with pytest.raises(SpecError) as info:
+        refuse_unimplemented(mlp, MLP_PARTS, {})
+    assert str(info.value) == (
+        "Mlp does not implement timm's option that adds 'extra' (its 'extra' is a Linear)"
+    )
+
+
+def test_attention_dropout_runs_in_training_only():
+    big = ElasticAttention(
+        DIM, num_heads=HEADS, attn_head_dim=HEAD_DIM, qkv_bias=True, attn_drop=0.5
+    )
+    big = randomise(big)
+    x = tokens()
+    with torch.no_grad():
+        eval_out = big.forward_active(x, 3)
+        torch.testing.assert_close(eval_out, big.forward_active(x, 3), rtol=0, atol=0)
+        reference = reference_attention(big, 3)
+        reference.attn_drop.p = 0.5
+        torch.testing.assert_close(eval_out, reference.eval()(x), rtol=1e-5, atol=1e-6)
+        big.train()
+        torch.manual_seed(0)
+        assert (big.forward_active(x, 3) - eval_out).abs().max() > 1e-2
+
+
+def test_active_subnets_keep_the_dtype_of_the_supernet():
+    big = randomise(ElasticAttention(DIM, num_heads=HEADS, attn_head_dim=HEAD_DIM)).double()
+    assert big.get_active_subnet(2).qkv.weight.dtype == torch.float64
+    mlp = randomise(ElasticMlp(DIM, HIDDEN)).double()
+    assert mlp.get_active_subnet(100).fc1.weight.dtype == torch.float64

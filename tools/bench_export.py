@@ -16,7 +16,7 @@ In one process:
    21 rounds, batch 1, 2 threads), so fp32 engines compare with their table's prediction;
    torch eager and torch.compile (inductor) are timed in a chunk of their own.
 
-    python tools/bench_export.py [--spaces ufo_vit_tiny,ufo_vit_base]
+    python tools/bench_export.py [--spaces ufo_vit_tiny,ufo_vit_base] [--out FILE.md]
 """
 
 from __future__ import annotations
@@ -43,12 +43,13 @@ from ufo_nas.latency.peak import isa_peak_gmacs, measure_gemm_peaks
 from ufo_nas.latency.predictor import LatencyPredictor
 from ufo_nas.latency.table import LatencyTable, table_path
 from ufo_nas.latency.timing import time_interleaved
-from ufo_nas.onnx_io import export_onnx
+from ufo_nas.onnx_io import export_for_backend
 from ufo_nas.search import prepare, search_devices
 from ufo_nas.supernet import SuperViT, extract
 from ufo_nas.verification import verify
 
 ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_OUT = ROOT / "tools" / "results" / "bench_export.md"
 ORL = ROOT.parent / "shared" / "datasets" / "orl_faces"
 THREADS = 2
 ROUNDS = 21
@@ -151,7 +152,8 @@ def bench_space(name: str, work: Path) -> tuple[list[Result], dict]:
         subnet = extract(supernet, arch, ("face",))
         label = f"{name} {pick} (row {index}, {row.macs / 1e9:.2f} GMACs)"
         folder = work / f"{name}-{pick}"
-        onnx_path = export_onnx(subnet, folder / "subnet.onnx")
+        # the graph `ufo export` builds a backend's artefact from (and profiling, its tables)
+        onnx_path = export_for_backend(subnet, folder / "subnet.onnx", 1)
         chunks: dict[str, dict[str, tuple[Runner, np.ndarray]]] = {}
         by_engine, runner = {}, None
         for k, (engine, backend, precision, _) in enumerate(ENGINES):
@@ -229,6 +231,7 @@ def torch_engines(subnet, label: str, macs: int, held_out: np.ndarray) -> list[R
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spaces", default="ufo_vit_tiny,ufo_vit_base")
+    parser.add_argument("--out", type=Path, default=ROOT / "tools" / "results" / "bench_export.md")
     args = parser.parse_args()
     started = time.time()
     host = host_fingerprint()
@@ -242,7 +245,7 @@ def main() -> int:
             rows, notes[name] = bench_space(name, Path(tmp))
             results += rows
     lines = report(results, peaks, host, notes, args, time.time() - started)
-    write_results(lines, ROOT / "tools" / "results" / "bench_export.md")
+    write_results(lines, args.out)
     return 0
 
 
@@ -256,7 +259,9 @@ def report(results: list[Result], peaks: dict, host: dict, notes: dict, args, se
     lines = [
         "# CPU engines against the machine's peak, torch eager and torch.compile (P6)",
         "",
-        f"Command: `python tools/bench_export.py --spaces {args.spaces}`  ",
+        f"Command: `python tools/bench_export.py --spaces {args.spaces}"
+        + (f" --out {args.out}" if args.out != DEFAULT_OUT else "")
+        + "`  ",
         f"Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; {host['cpu']}, {cores} cores, "
         f"ISA {', '.join(isa) or '-'}; torch {torch.__version__}; {seconds:.0f} s in all. "
         f"Batch 1, {THREADS} threads, p25 of {ROUNDS} interleaved rounds. Supernets: "

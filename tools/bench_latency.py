@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 import tempfile
@@ -75,19 +74,20 @@ def measure(space, devices: list[Device], n: int, repeats: int, eager: bool, wor
         onnx_files = []
         for k, module in enumerate(modules):
             onnx_files.append(work / "onnx" / f"subnet-{k}" / "model.onnx")  # its weights
-            # file is named after it: linked elsewhere, it keeps the name
+            # file is named after it: copied elsewhere, it keeps the name
             export_for_backend(module, onnx_files[-1], len(source.images))
         for device in devices:
             models = {}
             for k, (module, onnx) in enumerate(zip(modules, onnx_files)):
                 folder = work / device.name / f"subnet-{k}"
                 folder.mkdir(parents=True, exist_ok=True)
-                linked = folder / "model.onnx"
-                for built, link in ((onnx, linked), (external_data(onnx), external_data(linked))):
+                copied = folder / "model.onnx"
+                for built, copy in ((onnx, copied), (external_data(onnx), external_data(copied))):
                     if built.exists():  # small models keep their weights inline
-                        os.link(built, link)
+                        # a copy: onnx refuses weights with several hard links
+                        shutil.copyfile(built, copy)
                 # built as profiling and `ufo export` build it: the backend's artefact
-                runner = device.profiler.load_artefact(module, linked, folder)
+                runner = device.profiler.load_artefact(module, copied, folder)
                 models[f"subnet-{k}"] = runner, source.images.numpy()
             runs = [device.profiler.time_chunk(models, settings)[:2] for _ in range(repeats)]
             for k in range(len(chunk)):

@@ -74,14 +74,17 @@ class OnnxRuntimeBackend(Backend):
     def export(
         self, onnx_path: Path, out_dir: Path, calibration: np.ndarray | None = None
     ) -> Exported:
-        """`model.ort.onnx`: the graph after ONNX Runtime's portable (extended) optimisations,
-        int8-quantised first where asked; loaded back without optimising it again."""
+        """`model.ort.onnx` and its weights `model.ort.onnx.data`: the graph after ONNX
+        Runtime's portable (extended) optimisations, int8-quantised first where asked; loaded
+        back without optimising it again. It needs no other file (the input graph's weights
+        may live beside the input)."""
         out_dir = Path(out_dir)
         with tempfile.TemporaryDirectory() as tmp:
             out = out_dir / "model.ort.onnx"
             self.session(self.prepared(onnx_path, Path(tmp)), out_dir, optimised_out=out)
         load = self.session(out, out_dir, level=ort.GraphOptimizationLevel.ORT_DISABLE_ALL)
-        return Exported([out], session_runner(load))
+        weights = out.with_name(f"{out.name}.data")
+        return Exported([out, weights] if weights.exists() else [out], session_runner(load))
 
     def prepared(self, onnx_path: Path, work_dir: Path) -> Path:
         """The model to load: int8-quantised or fp16-converted into `work_dir` where asked."""
@@ -105,6 +108,14 @@ class OnnxRuntimeBackend(Backend):
             # ENABLE_ALL adds layout changes tied to this CPU; EXTENDED stays portable
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
             options.optimized_model_filepath = str(optimised_out)
+            # its weights in a file of its own beside it, not references to the input's
+            options.add_session_config_entry(
+                "session.optimized_model_external_initializers_file_name",
+                f"{optimised_out.name}.data",
+            )
+            options.add_session_config_entry(
+                "session.optimized_model_external_initializers_min_size_in_bytes", "1024"
+            )
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.inter_op_num_threads = 1
         # Idle worker threads spin by default; with several sessions alive (interleaved

@@ -10,7 +10,7 @@ LAYERS = [
     {"spec", "space", "cost"},
     {"supernet", "onnx_io", "checkpoint"},
     {"backends", "hardware"},
-    {"data", "accuracy", "cvpr22", "evaluate"},
+    {"data", "accuracy", "cvpr22", "evaluate", "verification"},
     {"latency"},
     {"search", "plot"},
     {"train"},

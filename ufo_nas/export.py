@@ -263,11 +263,18 @@ def retime(
     return out
 
 
-def _graph(subnet: SubnetViT, where: ExportTarget, path: Path, batch: int, opset: int) -> Path:
+def _graph_batch(where: ExportTarget) -> int | None:
+    """The export graph's batch: dynamic (None) for the `onnx` format, shipped as a graph;
+    the target's for a backend, as profiling builds it (so the device's table predicts it)."""
+    return None if where.format == "onnx" else _batch(where.target)
+
+
+def _graph(subnet: SubnetViT, where: ExportTarget, path: Path, opset: int) -> Path:
     """The ONNX graph of the export: for the `onnx` format a dynamic-batch, optimised graph
-    to ship; for a backend the graph profiling builds its artefacts from (fixed batch, see
-    `export_for_backend`), so the device's table predicts the artefact."""
-    if where.format == "onnx":
+    to ship; for a backend the graph profiling builds its artefacts from (see
+    `export_for_backend`)."""
+    batch = _graph_batch(where)
+    if batch is None:
         return export_onnx(subnet, path, opset=opset)
     return export_for_backend(subnet, path, batch, opset)
 
@@ -340,7 +347,7 @@ def export_subnet(
         step("extracting and exporting to ONNX")
         subnet = extract(supernet.eval(), arch, tasks)
         spec, batch = space.spec, _batch(where.target)
-        onnx_path = _graph(subnet, where, work / "subnet.onnx", batch, opset)
+        onnx_path = _graph(subnet, where, work / "subnet.onnx", opset)
         if simplify:
             step("simplifying the ONNX graph")
             _simplify(onnx_path)
@@ -397,7 +404,8 @@ def _manifest(
     simplified: bool,
     calibration: np.ndarray | None,
 ) -> dict[str, Any]:
-    meta = onnx_metadata(subnet, None if where.format == "onnx" else _batch(where.target))
+    graph_batch = _graph_batch(where)
+    meta = onnx_metadata(subnet, graph_batch)
     cost = CostModel(space)
     versions = {
         "ufo_nas": ufo_nas.__version__,
@@ -423,7 +431,7 @@ def _manifest(
                 if external_data(onnx_path).exists()
                 else None,
                 "opset": _opset(onnx_path),
-                "batch": json.loads(meta["input"])["shape"][0],
+                "batch": graph_batch or "batch",
                 "simplified": simplified,
             },
             "calibration_images": None if calibration is None else len(calibration),

@@ -101,6 +101,12 @@ SLOW_TESTS: dict[str, list[str]] = {
 # Run inside a fresh interpreter: mutmut with its config scoped to one module.
 DRIVER = """
 import json, os, sys
+import torch
+# mutmut forks a child per mutant from this process, which ran the tests once; libgomp's
+# worker pool is not fork-safe, so a pool started here (a test profiling at 2 threads) hangs
+# every child's first parallel op. Held at one thread, torch never starts the pool.
+torch.set_num_threads(1)
+torch.set_num_threads = lambda threads: None
 from mutmut.configuration import config
 scope = json.loads(os.environ["UFO_MUTMUT_SCOPE"])
 config().only_mutate = scope["mutate"]

@@ -1,5 +1,8 @@
 import importlib.util
 import logging
+import os
+import signal
+import time
 
 import numpy as np
 import pytest
@@ -25,14 +28,6 @@ def subnet(tiny, tiny_supernet):
 @pytest.fixture(scope="module")
 def onnx_path(subnet, tmp_path_factory):
     return export_onnx(subnet, tmp_path_factory.mktemp("onnx") / "subnet.onnx", opset=18)
-
-
-@pytest.fixture(autouse=True)
-def keep_torch_threads():
-    """The torch backend sets torch's global thread count; give it back to other tests."""
-    threads = torch.get_num_threads()
-    yield
-    torch.set_num_threads(threads)
 
 
 def reference(subnet, images: np.ndarray) -> list[np.ndarray]:
@@ -120,6 +115,54 @@ def test_openvino_int8_needs_calibration_images(tmp_path):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is visible")
+class ThreadProbe(torch.nn.Module):
+    """Records torch's thread count while it runs (in a class list: the backend deep-copies)."""
+
+    seen: list[int] = []
+
+    def forward(self, x):
+        self.seen.append(torch.get_num_threads())
+        return x * 2
+
+
+def test_torch_runs_at_its_threads_and_gives_the_callers_back(tmp_path):
+    caller = torch.get_num_threads()
+    ThreadProbe.seen.clear()
+    run = get_backend("torch")(Target(threads=caller + 1)).compile(ThreadProbe(), None, tmp_path)
+    run(np.ones((1, 3), np.float32))
+    assert ThreadProbe.seen == [caller + 1]
+    assert torch.get_num_threads() == caller
+
+
+class ParallelOp(torch.nn.Module):
+    """A forward large enough for torch to run it in parallel."""
+
+    def forward(self, x):
+        return x + 0 * torch.rand(1_000_000).erfinv_().sum()
+
+
+def test_a_fork_after_a_torch_run_at_more_threads_does_not_deadlock(tmp_path):
+    """libgomp's pool is not fork-safe: a child forked while the parent is left at more
+    threads hangs in its first parallel op (what hung mutmut's children)."""
+    torch.set_num_threads(1)
+    run = get_backend("torch")(Target(threads=2)).compile(ParallelOp(), None, tmp_path)
+    run(np.ones((1, 3), np.float32))  # starts libgomp's pool of 2
+    pid = os.fork()
+    if pid == 0:  # child: a parallel op, then exit without pytest's teardown
+        torch.rand(1_000_000).erfinv_()
+        os._exit(0)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.waitstatus_to_exitcode(status) == 0
+            return
+        time.sleep(0.05)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    pytest.fail("the forked child hung in a parallel torch op")
+
+
 def test_torch_refuses_cuda_without_a_gpu():
     with pytest.raises(BackendError, match="no CUDA GPU"):
         get_backend("torch")(Target(device="cuda"))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -54,9 +56,7 @@ class TorchBackend(Backend):
         cuda = device.type == "cuda"
 
         def run(images: np.ndarray) -> list[np.ndarray]:
-            if threads > 0 and torch.get_num_threads() != threads:
-                torch.set_num_threads(threads)  # global state: reassert each call
-            with torch.inference_mode():
+            with _torch_threads(threads), torch.inference_mode():
                 outputs = model(torch.from_numpy(images).to(device=device, dtype=dtype))
                 if cuda:
                     torch.cuda.synchronize(device)
@@ -64,6 +64,25 @@ class TorchBackend(Backend):
             return [out.float().cpu().numpy() for out in outputs]
 
         return run
+
+
+@contextmanager
+def _torch_threads(threads: int) -> Iterator[None]:
+    """Run with torch's global thread count at `threads` (0: as it is), then give it back.
+
+    Giving it back matters beyond tidiness: libgomp's worker pool is not fork-safe, so a
+    process left at more threads than its caller chose deadlocks in the first parallel
+    torch op of a forked child (pytest-forked, mutmut, multiprocessing's fork start).
+    """
+    previous = torch.get_num_threads()
+    if threads <= 0 or threads == previous:
+        yield
+        return
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 BACKEND = TorchBackend

@@ -1,6 +1,7 @@
 """`ufo profile` on a fake backend with known costs and a fake clock: the table's values,
 the division of chained copies, the anchor scaling and the calibration are checked as
-numbers; the provenance command and the cleaning of killed runs' work folders."""
+numbers; the provenance command, the cleaning of killed runs' work folders, and chunks
+re-timed while other processes load the CPUs."""
 
 import os
 import signal
@@ -13,6 +14,7 @@ import numpy as np
 import pytest
 
 from ufo_nas.backends import BACKEND_MODULES, Backend, get_backend
+from ufo_nas.errors import UfoWarning
 from ufo_nas.hardware import load_profile, profile_from_dict
 from ufo_nas.latency import measure, timing
 from ufo_nas.latency.measure import ProfileSettings, anchor_subnet, profile_command, run_profile
@@ -73,6 +75,8 @@ def fake(tiny, monkeypatch):
             return lambda x: clock.run(ms) or []
 
     monkeypatch.setattr(timing, "time", SimpleNamespace(perf_counter_ns=lambda: clock.ns))
+    # the fake models burn no CPU: the machine's real load says nothing about them
+    monkeypatch.setattr(measure, "cpu_load_ticks", lambda: None)
     monkeypatch.setitem(BACKEND_MODULES, "fake", "ufo_nas.backends.torch_eager")
     monkeypatch.setattr(
         measure, "get_backend", lambda name: FakeBackend if name == "fake" else get_backend(name)
@@ -215,3 +219,75 @@ def test_recalibrate_refuses_an_incomplete_table(tiny, tmp_path, fake):
         run_profile(tiny, fake.profile, out, work, SETTINGS, progress=_stop)
     with pytest.raises(LatencyTableError, match="is incomplete: .* resumes it"):
         measure.recalibrate(tiny, fake.profile, out, work, SETTINGS)
+
+
+def _loads(monkeypatch, shares: list[float]):
+    """cpu_load_ticks for chunks timed while other processes used `shares` percent of the
+    CPUs, one share per attempt (1000 jiffies each, this process idle)."""
+    ticks, busy, total = [], 0, 0
+    for share in shares:
+        ticks.append((busy, total, 0))
+        busy, total = busy + round(10 * share), total + 1000
+        ticks.append((busy, total, 0))
+    feed = iter(ticks)
+    monkeypatch.setattr(measure, "cpu_load_ticks", lambda: next(feed))
+
+
+def _slowed_per_attempt(monkeypatch, clock, slows: list[float]) -> list[int]:
+    """Each time_interleaved call (one attempt) runs with the clock at its `slows` factor;
+    returns the list of calls made."""
+    calls, real = [], measure.time_interleaved
+
+    def attempt(*args, **kwargs):
+        clock.slow = slows[len(calls)]
+        calls.append(len(calls))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(measure, "time_interleaved", attempt)
+    return calls
+
+
+@pytest.mark.parametrize(
+    "shares, slows, limit, attempts, kept",
+    [
+        ([50.0, 2.0], [3.0, 1.0], 10.0, 2, 1),  # disturbed, then quiet: the quiet one
+        ([60.0, 40.0, 50.0], [3.0, 2.0, 4.0], 10.0, 3, 1),  # never quiet: the least disturbed
+        ([60.0], [3.0], None, 1, 0),  # no limit: timed once
+        ([9.0], [3.0], 10.0, 1, 0),  # under the limit: timed once
+    ],
+)
+def test_a_chunk_timed_while_others_load_the_cpus_is_timed_again(
+    tiny, tmp_path, fake, monkeypatch, shares, slows, limit, attempts, kept
+):
+    _loads(monkeypatch, shares)
+    calls = _slowed_per_attempt(monkeypatch, fake.clock, slows)
+    profiler = measure.Profiler(tiny, fake.profile, tmp_path)
+    settings = ProfileSettings(rounds=3, max_others_percent=limit, retries=2)
+    arch, tasks = tiny.smallest(), ("face",)
+    timings, anchor_ms, _ = profiler.time_chunk(
+        {"s": profiler.compile_subnet(arch, tasks)}, settings
+    )
+    assert len(calls) == attempts
+    anchor = A * float(fake.truth.sum_ms([anchor_subnet(tiny)[0]], anchor_subnet(tiny)[1])[0]) + B
+    assert anchor_ms == pytest.approx(slows[kept] * anchor, rel=1e-6)
+    subnet = A * float(fake.truth.sum_ms([arch], tasks)[0]) + B
+    assert timings["s"].ms == pytest.approx(slows[kept] * subnet, rel=1e-6)
+    assert profiler.others_percent == [shares[kept]]
+
+
+def test_a_profile_disturbed_throughout_records_it_and_warns(tiny, tmp_path, fake, monkeypatch):
+    chunks = -(-len(space_operators(tiny.spec)) // SETTINGS.chunk) + -(
+        -SETTINGS.validation_subnets // SETTINGS.chunk
+    )
+    _loads(monkeypatch, [80.0] * chunks * (SETTINGS.retries + 1))
+    out = tmp_path / "t.yaml"
+    with pytest.warns(UfoWarning) as caught:
+        run_profile(tiny, fake.profile, out, tmp_path / "work", SETTINGS)
+    (message,) = [str(w.message) for w in caught]
+    assert message == (
+        f"{out}: {chunks} of {chunks} chunks were timed while other processes used up to 80% "
+        "of the CPUs (limit 10%, each timed 3 times); its times may be off: measure it again "
+        "on a quiet machine"
+    )
+    session = LatencyTable.load(out, tiny).provenance["sessions"][0]
+    assert session["others_percent"] == [80.0] * chunks

@@ -1,8 +1,15 @@
+import os
 import time
 
 import numpy as np
 
-from ufo_nas.latency.timing import cpu_steal_ticks, steal_percent, time_interleaved
+from ufo_nas.latency.timing import (
+    cpu_load_ticks,
+    cpu_steal_ticks,
+    others_percent,
+    steal_percent,
+    time_interleaved,
+)
 
 
 def sleeper(seconds: float):
@@ -30,6 +37,28 @@ def test_steal_percent():
     assert steal_percent(None, (1, 2)) is None
     ticks = cpu_steal_ticks()
     assert ticks is None or ticks[1] >= ticks[0] >= 0
+
+
+def test_others_percent_is_busy_time_less_this_process_own():
+    # 1000 jiffies of all CPUs pass: 600 busy, 200 of them this process's
+    assert others_percent((100, 5000, 20), (700, 6000, 220)) == 40.0
+    assert others_percent((100, 5000, 20), (150, 6000, 220)) == 0.0  # never negative
+    assert others_percent(None, (1, 2, 0)) is None
+    assert others_percent((1, 2, 0), (1, 2, 0)) is None
+
+
+def test_cpu_load_ticks_counts_this_process_cpu_time():
+    before = cpu_load_ticks()
+    if before is None:  # not Linux
+        return
+    start = time.process_time()
+    while time.process_time() - start < 0.3:  # burn 0.3 s of this process's CPU
+        pass
+    after = cpu_load_ticks()
+    own = after[2] - before[2]
+    assert 0.25 * os.sysconf("SC_CLK_TCK") <= own  # at least 0.25 s of own time counted
+    assert after[0] - before[0] >= own - 2  # busy time includes it (to a tick each end)
+    assert after[1] > after[0] and after[1] - before[1] >= after[0] - before[0]
 
 
 def test_budget_cuts_rounds_of_slow_models_only():

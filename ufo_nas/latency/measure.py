@@ -22,6 +22,7 @@ import os
 import shlex
 import shutil
 import sys
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -31,6 +32,7 @@ import numpy as np
 import torch
 
 from ufo_nas.backends import Backend, Runner, get_backend
+from ufo_nas.errors import UfoWarning
 from ufo_nas.fileio import TMP_MARK, remove_stale_temporaries, temporary_name
 from ufo_nas.hardware import HardwareProfile, host_fingerprint
 from ufo_nas.latency.operator_modules import build_operator, chainable
@@ -44,7 +46,13 @@ from ufo_nas.latency.table import (
     ValidationRow,
     fit_calibration,
 )
-from ufo_nas.latency.timing import cpu_steal_ticks, steal_percent, time_interleaved
+from ufo_nas.latency.timing import (
+    cpu_load_ticks,
+    cpu_steal_ticks,
+    others_percent,
+    steal_percent,
+    time_interleaved,
+)
 from ufo_nas.onnx_io import PROFILE_EXPORT, export_for_backend, export_module, external_data
 from ufo_nas.space import Arch, SearchSpace
 from ufo_nas.supernet import SuperViT, extract
@@ -71,6 +79,10 @@ class ProfileSettings:
     min_rounds: int = 7
     copies: int = 4  # chained copies of each attention / FFN operator
     seed: int = 0
+    # a chunk timed while other processes used more than this share of the CPUs (percent
+    # of all cores) is timed again, at most `retries` times; the least disturbed is kept
+    max_others_percent: float | None = 10.0
+    retries: int = 2
 
 
 def default_work_dir(device: str, space: SearchSpace) -> Path:
@@ -174,6 +186,7 @@ def start_session(table: LatencyTable, settings: ProfileSettings) -> int:
             "export": PROFILE_EXPORT,
             "subnets": SUBNETS_BUILT,
             "steal_percent": [],
+            "others_percent": [],
         }
     )
     return len(sessions) - 1
@@ -193,6 +206,9 @@ class Profiler:
         self._anchor: tuple[Runner, np.ndarray] | None = None
         self._anchor_name: str | None = None
         self._temporaries: dict[str, Path] = {}  # subnet folder name -> its temporary
+        # per timed chunk: the CPU share other processes used while it was timed (the
+        # attempt kept)
+        self.others_percent: list[float | None] = []
         remove_stale_temporaries(work_dir, f"subnet-*{TMP_MARK}*")
         for folder in work_dir.glob("subnet-*") if work_dir.is_dir() else ():
             if TMP_MARK not in folder.name and folder.is_dir() and not any(folder.iterdir()):
@@ -275,21 +291,34 @@ class Profiler:
     def time_chunk(
         self, models: dict[str, tuple[Runner, np.ndarray]], settings: ProfileSettings
     ) -> tuple[dict, float, float | None]:
-        """Timings of the chunk's models, the anchor's ms, and the steal percent."""
+        """Timings of the chunk's models, the anchor's ms, and the steal percent. A chunk
+        timed while other processes used more than `settings.max_others_percent` of the
+        CPUs is timed again (at most `settings.retries` times) and the least disturbed
+        attempt kept; its share lands in `self.others_percent`."""
         runners = {name: runner for name, (runner, _) in models.items()}
         inputs = {name: x for name, (_, x) in models.items()}
         runners["__anchor__"], inputs["__anchor__"] = self.anchor()
-        before = cpu_steal_ticks()
-        timings = time_interleaved(
-            runners,
-            inputs,
-            settings.rounds,
-            settings.calls_per_round,
-            seed=settings.seed,
-            budget_s=settings.chunk_seconds,
-            min_rounds=settings.min_rounds,
-        )
-        steal = steal_percent(before, cpu_steal_ticks())
+        limit = settings.max_others_percent
+        kept: tuple[dict, float | None, float | None] | None = None
+        for _ in range(settings.retries + 1):
+            before, load = cpu_steal_ticks(), cpu_load_ticks()
+            timings = time_interleaved(
+                runners,
+                inputs,
+                settings.rounds,
+                settings.calls_per_round,
+                seed=settings.seed,
+                budget_s=settings.chunk_seconds,
+                min_rounds=settings.min_rounds,
+            )
+            steal = steal_percent(before, cpu_steal_ticks())
+            others = others_percent(load, cpu_load_ticks())
+            if kept is None or (others or 0.0) < (kept[2] or 0.0):
+                kept = timings, steal, others
+            if limit is None or others is None or others <= limit:
+                break
+        timings, steal, others = kept
+        self.others_percent.append(None if others is None else round(others, 1))
         return timings, timings.pop("__anchor__").ms, steal
 
 
@@ -335,7 +364,8 @@ def _measure(
         table.save(out_path)
         return table
     session = start_session(table, settings)
-    steal = table.provenance["sessions"][session]["steal_percent"]
+    record = table.provenance["sessions"][session]
+    steal, others = record["steal_percent"], record["others_percent"]
 
     ops = todo.operators
     for start in range(0, len(ops), settings.chunk):
@@ -349,18 +379,39 @@ def _measure(
                 op.key, t.ms / n, t.median_ms / n, t.spread, anchor_ms, session, n
             )
         steal.append(stolen)
+        others.append(profiler.others_percent[-1])
         table.save(out_path)
         step("operators", len(chunk))
 
     for rows, stolen in _time_subnets(profiler, todo.validation, settings, session):
         table.validation += rows
         steal.append(stolen)
+        others.append(profiler.others_percent[-1])
         table.save(out_path)
         step("subnets", len(rows))
 
     calibrate(space, table)
     table.save(out_path)
+    warn_if_disturbed(profiler, settings, out_path)
     return table
+
+
+def warn_if_disturbed(profiler: Profiler, settings: ProfileSettings, path: Path) -> None:
+    """One UfoWarning if chunks were kept although other processes used more of the CPUs
+    than `settings.max_others_percent` while every attempt at them was timed."""
+    limit = settings.max_others_percent
+    shares = [share for share in profiler.others_percent if share is not None]
+    if limit is None or not shares or max(shares) <= limit:
+        return
+    disturbed = sum(share > limit for share in shares)
+    warnings.warn(
+        f"{path}: {disturbed} of {len(shares)} chunks were timed while other processes used "
+        f"up to {max(shares):.0f}% of the CPUs (limit {limit:g}%, each timed "
+        f"{settings.retries + 1} times); its times may be off: measure it again on a quiet "
+        "machine",
+        UfoWarning,
+        stacklevel=2,
+    )
 
 
 def _time_subnets(
@@ -420,6 +471,7 @@ def recalibrate(
         for chunk, stolen in _time_subnets(profiler, pairs, settings, session):
             rows += chunk
             record["steal_percent"].append(stolen)
+            record["others_percent"].append(profiler.others_percent[-1])
             if progress:
                 progress("subnets", len(chunk))
     finally:
@@ -431,6 +483,7 @@ def recalibrate(
     record["before_here"] = error_metrics(predicted, measured)  # the old table, on this host
     calibrate(space, table)
     table.save(path)
+    warn_if_disturbed(profiler, settings, path)
     return table
 
 

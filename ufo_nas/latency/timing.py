@@ -12,6 +12,7 @@ guests) is read from /proc/stat.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -46,6 +47,32 @@ def steal_percent(before: tuple[int, int] | None, after: tuple[int, int] | None)
     if before is None or after is None or after[1] == before[1]:
         return None
     return 100.0 * (after[0] - before[0]) / (after[1] - before[1])
+
+
+def cpu_load_ticks() -> tuple[int, int, int] | None:
+    """(busy, total, own) jiffies since boot: busy is every CPU's user, nice, system, irq
+    and softirq time, total adds idle, iowait and steal, own is this process's CPU time (all
+    its threads); None off Linux."""
+    stat = Path("/proc/stat")
+    if not stat.is_file():
+        return None
+    values = [int(v) for v in stat.read_text().splitlines()[0].split()[1:9]]
+    values += [0] * (8 - len(values))
+    busy = values[0] + values[1] + values[2] + values[5] + values[6]
+    used = os.times()
+    own = round((used.user + used.system) * os.sysconf("SC_CLK_TCK"))
+    return busy, sum(values), own
+
+
+def others_percent(
+    before: tuple[int, int, int] | None, after: tuple[int, int, int] | None
+) -> float | None:
+    """The share of all CPUs' time that other processes used between two `cpu_load_ticks`
+    (100: every core busy with them), or None where unknown."""
+    if before is None or after is None or after[1] == before[1]:
+        return None
+    others = (after[0] - before[0]) - (after[2] - before[2])
+    return 100.0 * max(others, 0) / (after[1] - before[1])
 
 
 def time_interleaved(

@@ -27,10 +27,36 @@ def test_macs_per_cycle_by_isa(isa, precision, expected):
     assert macs_per_cycle(isa, precision) == expected
 
 
+ZEN4 = ["avx2", "avx512f", "avx512_vnni", "avx512_bf16"]
+
+
+@pytest.mark.parametrize(
+    "precision, expected",
+    [("fp32", 16), ("int8", 64), ("bf16", 32)],  # two 256-bit pipes: AVX2's fp32 rate
+)
+def test_a_core_that_splits_512_bit_ops_counts_256_bit_pipes(precision, expected):
+    assert macs_per_cycle(ZEN4, precision, split_512=True) == expected
+
+
+@pytest.mark.parametrize(
+    "vendor, family, split",
+    [("AuthenticAMD", "25", True), ("AuthenticAMD", "26", False), ("GenuineIntel", "6", False)],
+)
+def test_splits_512_reads_the_cpu_family(tmp_path, monkeypatch, vendor, family, split):
+    info = tmp_path / "cpuinfo"
+    info.write_text(f"processor\t: 0\nvendor_id\t: {vendor}\ncpu family\t: {family}\n")
+    real = peak.Path
+    monkeypatch.setattr(peak, "Path", lambda p: info if p == "/proc/cpuinfo" else real(p))
+    assert peak.splits_512() is split
+
+
 def test_isa_peak_is_cores_times_clock_times_macs(monkeypatch):
+    monkeypatch.setattr(peak, "splits_512", lambda: False)
     monkeypatch.setattr(peak, "clock_ghz", lambda: 2.5)
     assert peak.isa_peak_gmacs(["avx2"], 2, "fp32") == pytest.approx(2 * 2.5 * 16)
     assert peak.isa_peak_gmacs(["avx2"], 2, "bf16") is None
+    monkeypatch.setattr(peak, "splits_512", lambda: True)
+    assert peak.isa_peak_gmacs(ZEN4, 2, "int8") == pytest.approx(2 * 2.5 * 64)
     monkeypatch.setattr(peak, "clock_ghz", lambda: None)
     assert peak.isa_peak_gmacs(["avx2"], 2, "fp32") is None
 

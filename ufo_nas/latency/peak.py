@@ -22,12 +22,13 @@ from ufo_nas.latency.timing import time_interleaved
 GEMM_SHAPES = ((197, 768, 3072), (1024, 1024, 1024))
 
 
-def macs_per_cycle(isa: list[str], precision: str) -> int | None:
+def macs_per_cycle(isa: list[str], precision: str, split_512: bool = False) -> int | None:
     """MACs per cycle per core the ISA allows, assuming two full-width vector pipes (an
-    upper bound: a part that splits 512-bit ops in two halves it); None where the ISA has
-    no instructions for the precision. int8 without VNNI needs two instructions per
-    multiply-add (vpmaddubsw, vpmaddwd), so it counts at twice fp32."""
-    wide = 16 if "avx512f" in isa else 8 if "avx2" in isa else 4  # fp32 lanes
+    upper bound), or two 256-bit ones where the core runs 512-bit ops as two halves
+    (`split_512`: AMD Zen 4); None where the ISA has no instructions for the precision.
+    int8 without VNNI needs two instructions per multiply-add (vpmaddubsw, vpmaddwd), so it
+    counts at twice fp32."""
+    wide = 16 if "avx512f" in isa and not split_512 else 8 if "avx2" in isa else 4  # fp32 lanes
     fp32 = 2 * wide
     if precision == "fp32":
         return fp32
@@ -39,20 +40,33 @@ def macs_per_cycle(isa: list[str], precision: str) -> int | None:
     return None
 
 
-def clock_ghz() -> float | None:
-    """The nominal clock from /proc/cpuinfo (a VM reports its host's), else None."""
+def _cpuinfo(key: str) -> str | None:
+    """The first value of `key` in /proc/cpuinfo, else None."""
     info = Path("/proc/cpuinfo")
     if not info.is_file():
         return None
     for line in info.read_text().splitlines():
-        if line.startswith("cpu MHz"):
-            return float(line.split(":", 1)[1]) / 1000
+        name, _, value = line.partition(":")
+        if name.strip() == key:
+            return value.strip()
     return None
+
+
+def clock_ghz() -> float | None:
+    """The nominal clock from /proc/cpuinfo (a VM reports its host's), else None."""
+    mhz = _cpuinfo("cpu MHz")
+    return None if mhz is None else float(mhz) / 1000
+
+
+def splits_512() -> bool:
+    """Whether this CPU runs 512-bit vector ops as two 256-bit halves: AMD Zen 4 (family
+    25, 0x19) does; Intel's AVX-512 parts and Zen 5 have full-width pipes."""
+    return _cpuinfo("vendor_id") == "AuthenticAMD" and _cpuinfo("cpu family") == "25"
 
 
 def isa_peak_gmacs(isa: list[str], cores: int, precision: str) -> float | None:
     """cores x clock x MACs per cycle, in GMAC/s; None where unknown."""
-    per_cycle, ghz = macs_per_cycle(isa, precision), clock_ghz()
+    per_cycle, ghz = macs_per_cycle(isa, precision, splits_512()), clock_ghz()
     return None if per_cycle is None or ghz is None else cores * ghz * per_cycle
 
 

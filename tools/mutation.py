@@ -80,7 +80,12 @@ MODULES: dict[str, tuple[list[str], list[str]]] = {
     "verification": (["ufo_nas/verification.py"], ["tests/test_verification.py"]),
     "latency.measure": (
         ["ufo_nas/latency/measure.py"],
-        ["tests/latency/test_measure.py", "tests/latency/test_measure_values.py"],
+        [
+            "tests/latency/test_measure.py",
+            "tests/latency/test_measure_values.py",
+            "tests/latency/test_measure_functions.py",
+            "tests/latency/test_profiler.py",
+        ],
     ),
 }
 # Tests left out of a module's first run and added on its --retest: each takes seconds and

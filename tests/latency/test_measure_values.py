@@ -223,11 +223,11 @@ def test_recalibrate_refuses_an_incomplete_table(tiny, tmp_path, fake):
 
 def _loads(monkeypatch, shares: list[float]):
     """cpu_load_ticks for chunks timed while other processes used `shares` percent of the
-    CPUs, one share per attempt (1000 jiffies each, this process idle)."""
+    CPUs, one share per attempt (10,000 jiffies each, this process idle)."""
     ticks, busy, total = [], 0, 0
     for share in shares:
         ticks.append((busy, total, 0))
-        busy, total = busy + round(10 * share), total + 1000
+        busy, total = busy + round(100 * share), total + 10_000
         ticks.append((busy, total, 0))
     feed = iter(ticks)
     monkeypatch.setattr(measure, "cpu_load_ticks", lambda: next(feed))
@@ -254,6 +254,9 @@ def _slowed_per_attempt(monkeypatch, clock, slows: list[float]) -> list[int]:
         ([60.0, 40.0, 50.0], [3.0, 2.0, 4.0], 10.0, 3, 1),  # never quiet: the least disturbed
         ([60.0], [3.0], None, 1, 0),  # no limit: timed once
         ([9.0], [3.0], 10.0, 1, 0),  # under the limit: timed once
+        ([10.0], [3.0], 10.0, 1, 0),  # at the limit: timed once
+        ([50.0, 50.0, 50.0], [3.0, 2.0, 4.0], 10.0, 3, 0),  # a tie keeps the earlier
+        ([0.8, 0.0], [3.0, 2.0], 0.5, 2, 1),  # an idle machine is the least disturbed
     ],
 )
 def test_a_chunk_timed_while_others_load_the_cpus_is_timed_again(
@@ -290,4 +293,44 @@ def test_a_profile_disturbed_throughout_records_it_and_warns(tiny, tmp_path, fak
         "on a quiet machine"
     )
     session = LatencyTable.load(out, tiny).provenance["sessions"][0]
+    assert session["others_percent"] == [80.0] * chunks
+
+
+def test_the_share_of_other_processes_is_kept_to_a_tenth_of_a_percent(
+    tiny, tmp_path, fake, monkeypatch
+):
+    _loads(monkeypatch, [12.34])
+    profiler = measure.Profiler(tiny, fake.profile, tmp_path)
+    profiler.time_chunk({}, ProfileSettings(rounds=3, max_others_percent=20.0))
+    assert profiler.others_percent == [12.3]
+
+
+@pytest.mark.parametrize(
+    "shares, warning",
+    [
+        ([10.0, 80.0, None], "1 of 2 chunks were timed while other processes used up to 80%"),
+        ([10.0, 10.0], None),  # at the limit: no warning
+        ([None], None),
+    ],
+)
+def test_the_warning_counts_only_chunks_over_the_limit(shares, warning, recwarn):
+    profiler = SimpleNamespace(others_percent=shares)
+    measure.warn_if_disturbed(profiler, ProfileSettings(), "t.yaml")
+    messages = [str(w.message) for w in recwarn.list if w.category is UfoWarning]
+    assert messages == ([] if warning is None else [messages[0]])
+    if warning:
+        assert messages[0].startswith(f"t.yaml: {warning} of the CPUs (limit 10%, each timed 3")
+
+
+def test_a_disturbed_recalibration_records_it_and_warns_naming_the_table(
+    tiny, tmp_path, fake, monkeypatch
+):
+    out, work = tmp_path / "t.yaml", tmp_path / "work"
+    run_profile(tiny, fake.profile, out, work, SETTINGS)
+    chunks = -(-SETTINGS.validation_subnets // SETTINGS.chunk)
+    _loads(monkeypatch, [80.0] * chunks * (SETTINGS.retries + 1))
+    with pytest.warns(UfoWarning, match=f"^{out}: {chunks} of {chunks} chunks were timed"):
+        measure.recalibrate(tiny, fake.profile, out, work, SETTINGS)
+    session = LatencyTable.load(out, tiny).provenance["sessions"][-1]
+    assert session["kind"] == "recalibration"
     assert session["others_percent"] == [80.0] * chunks

@@ -22,6 +22,14 @@ AVX512_HOST = {
     "isa_checked": ["avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile"],
     "machine": "x86_64",
 }
+# the host the copied table says it was measured on (the shipped one's may be any)
+AVX2_HOST = {
+    "cpu": "AMD EPYC",
+    "cores": 2,
+    "isa": ["avx2"],
+    "isa_checked": ["avx2", "avx512f", "avx512_vnni", "avx512_bf16", "avx_vnni", "amx_tile"],
+    "machine": "x86_64",
+}
 
 
 @pytest.fixture
@@ -31,7 +39,9 @@ def home(tmp_path, monkeypatch):
         (tmp_path / folder).symlink_to(project_root() / folder)
     table = tmp_path / "latency_tables" / "cpu-onnxruntime" / "ufo_vit_tiny.yaml"
     table.parent.mkdir(parents=True)
-    table.write_text(SHIPPED.read_text())
+    data = yaml.safe_load(SHIPPED.read_text())
+    data["provenance"]["host"] = AVX2_HOST
+    table.write_text(yaml.safe_dump(data, sort_keys=False))
     monkeypatch.setenv("UFO_NAS_HOME", str(tmp_path))
     monkeypatch.setattr(predictor_module, "_PREDICTORS", {})
     return table
@@ -49,7 +59,8 @@ def _refused(tiny, match: str) -> None:
     assert "\n" not in str(info.value)
 
 
-def test_the_shipped_table_is_usable(home, tiny):
+def test_the_shipped_table_is_usable(home, tiny, monkeypatch):
+    monkeypatch.setattr(predictor_module, "host_fingerprint", lambda: AVX2_HOST)
     with warnings.catch_warnings():
         warnings.simplefilter("error", UfoWarning)
         assert latency_predictor(tiny, "cpu-onnxruntime").measured
@@ -143,7 +154,7 @@ def test_ufo_latency_prints_the_host_warning_in_one_line(home, monkeypatch, caps
 
 
 def test_remote_devices_and_old_fingerprints_of_this_host_do_not_warn(home, tiny, monkeypatch):
-    old_style = {"cpu": "AMD EPYC", "cores": 2, "isa": ["avx2"], "machine": "x86_64"}
+    old_style = {k: AVX2_HOST[k] for k in ("cpu", "cores", "isa", "machine")}
     monkeypatch.setattr(predictor_module, "host_fingerprint", lambda: old_style | AVX512_HOST)
     with warnings.catch_warnings():
         warnings.simplefilter("error", UfoWarning)

@@ -33,14 +33,20 @@ class Timing:
     calls: int
 
 
-def cpu_steal_ticks() -> tuple[int, int] | None:
-    """(steal, total) jiffies of all CPUs since boot, or None off Linux."""
+def _cpu_jiffies() -> list[int] | None:
+    """The all-CPU line of /proc/stat (user, nice, system, idle, iowait, irq, softirq, steal,
+    guest, guest_nice), padded to 8 fields, or None off Linux."""
     stat = Path("/proc/stat")
     if not stat.is_file():
         return None
-    fields = stat.read_text().splitlines()[0].split()[1:]
-    values = [int(v) for v in fields]
-    return (values[7] if len(values) > 7 else 0), sum(values)
+    values = [int(v) for v in stat.read_text().splitlines()[0].split()[1:]]
+    return values + [0] * (8 - len(values))
+
+
+def cpu_steal_ticks() -> tuple[int, int] | None:
+    """(steal, total) jiffies of all CPUs since boot, or None off Linux."""
+    values = _cpu_jiffies()
+    return None if values is None else (values[7], sum(values))
 
 
 def steal_percent(before: tuple[int, int] | None, after: tuple[int, int] | None) -> float | None:
@@ -53,15 +59,13 @@ def cpu_load_ticks() -> tuple[int, int, int] | None:
     """(busy, total, own) jiffies since boot: busy is every CPU's user, nice, system, irq
     and softirq time, total adds idle, iowait and steal, own is this process's CPU time (all
     its threads); None off Linux."""
-    stat = Path("/proc/stat")
-    if not stat.is_file():
+    values = _cpu_jiffies()
+    if values is None:
         return None
-    values = [int(v) for v in stat.read_text().splitlines()[0].split()[1:9]]
-    values += [0] * (8 - len(values))
     busy = values[0] + values[1] + values[2] + values[5] + values[6]
     used = os.times()
     own = round((used.user + used.system) * os.sysconf("SC_CLK_TCK"))
-    return busy, sum(values), own
+    return busy, sum(values[:8]), own
 
 
 def others_percent(

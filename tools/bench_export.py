@@ -35,6 +35,7 @@ from results_io import write_results
 
 from ufo_nas import load_space
 from ufo_nas.backends import BackendError, Runner, Target, get_backend
+from ufo_nas.backends.onnxruntime import fold_constants
 from ufo_nas.checkpoint import load_supernet, shipped_supernet
 from ufo_nas.data import load_task_data, read_image_folder
 from ufo_nas.hardware import host_fingerprint, load_profile
@@ -59,7 +60,7 @@ ENGINES = (
     ("ONNX Runtime int8 dynamic", "onnxruntime", "int8", "cpu-onnxruntime-int8"),
     ("ONNX Runtime int8 static (QDQ)", "onnxruntime-static", "int8", None),
     ("OpenVINO fp32", "openvino", "fp32", "cpu-openvino"),
-    ("OpenVINO bf16", "openvino", "bf16", None),
+    ("OpenVINO bf16", "openvino", "bf16", "cpu-openvino-bf16"),
     ("OpenVINO int8 (NNCF)", "openvino", "int8", None),
 )
 GEMMS = [("onnxruntime", "fp32"), ("onnxruntime", "int8"), ("openvino", "fp32")]
@@ -80,7 +81,8 @@ class Result:
 
 def static_int8(onnx_path: Path, calibration: np.ndarray, work: Path) -> Runner:
     """ONNX Runtime static int8: QDQ MatMuls (per-channel s8 weights, u8 activations)
-    calibrated on the images, loaded with every CPU optimisation."""
+    calibrated on the images, loaded with every CPU optimisation. The graph's constants are
+    folded first, as for dynamic int8, so each weight is an initializer of its matmul."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
@@ -98,7 +100,7 @@ def static_int8(onnx_path: Path, calibration: np.ndarray, work: Path) -> Runner:
 
     out = work / "model_int8_static.onnx"
     quantize_static(
-        str(onnx_path),
+        str(fold_constants(onnx_path, work)),
         str(out),
         Images(),
         quant_format=QuantFormat.QDQ,

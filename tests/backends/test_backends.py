@@ -3,13 +3,15 @@ import logging
 import os
 import signal
 import time
+from collections import Counter
 
 import numpy as np
+import onnx
 import pytest
 import torch
 
 from ufo_nas.backends import BACKEND_MODULES, BackendError, Target, get_backend
-from ufo_nas.onnx_io import export_onnx
+from ufo_nas.onnx_io import export_for_backend, export_onnx
 from ufo_nas.supernet import extract
 
 TASKS = ("face", "object")
@@ -247,3 +249,34 @@ def test_int8_quantisation_keeps_its_advice_to_itself(onnx_path, tmp_path, caplo
     assert (tmp_path / "model_int8.onnx").is_file()
     assert not [r for r in caplog.records if "pre-processing" in r.getMessage()]
     assert logging.getLogger().filters == []  # the filter is gone afterwards
+
+
+def test_int8_runs_every_linear_of_the_profiled_graph_as_an_int8_matmul(subnet, tmp_path):
+    """The graph profiling and `ufo export` build from feeds each weight through Transpose
+    (and Slice); unless folded first, the quantiser left every Linear in fp32."""
+    from ufo_nas.backends.onnxruntime import quantize_int8
+
+    graph = export_for_backend(subnet, tmp_path / "subnet.onnx", 1)
+    quantised = onnx.load(str(quantize_int8(graph, tmp_path)), load_external_data=False)
+    ops = Counter(node.op_type for node in quantised.graph.node)
+    linears = sum(isinstance(module, torch.nn.Linear) for module in subnet.modules())
+    # 32 Linears; a layer after the tasks' paths part runs once per task: 40 matmuls
+    assert (linears, ops["MatMulInteger"]) == (32, 40)
+    assert ops["Gemm"] == 0
+    assert ops["ConvInteger"] == 0  # the patch embedding stays fp32 (no fast int8 kernel)
+    initializers = {init.name for init in quantised.graph.initializer}
+    float_weights = [
+        node.name
+        for node in quantised.graph.node
+        if node.op_type == "MatMul" and any(name in initializers for name in node.input)
+    ]
+    assert float_weights == []
+
+
+def test_int8_quantisation_of_an_unreadable_graph_names_it(tmp_path):
+    from ufo_nas.backends.onnxruntime import quantize_int8
+
+    broken = tmp_path / "subnet.onnx"
+    broken.write_bytes(b"not a graph")
+    with pytest.raises(BackendError, match=r"onnxruntime could not load .*subnet\.onnx"):
+        quantize_int8(broken, tmp_path)

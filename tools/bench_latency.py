@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import shutil
 import sys
 import tempfile
@@ -205,9 +206,7 @@ def main() -> int:
         rows.append(row)
     default = ROOT / "tools" / "results" / f"bench_latency-{space.name}.md"
     out = Path(args.out) if args.out else default
-    command = f"python tools/bench_latency.py --space {space.name} --subnets {args.subnets}"
-    command += f" --repeats {args.repeats}" * (args.repeats > 1) + " --no-eager" * args.no_eager
-    command += "".join(f" --table {item}" for item in args.table)
+    command = "python " + shlex.join(["tools/bench_latency.py", *sys.argv[1:]])
     write_results(_report(space, rows, args, command, time.time() - started), out)
     out.with_suffix(".json").write_text(json.dumps(rows, indent=1) + "\n")
     return 0

@@ -107,15 +107,7 @@ class OnnxRuntimeBackend(Backend):
         if optimised_out is not None:
             # ENABLE_ALL adds layout changes tied to this CPU; EXTENDED stays portable
             options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-            options.optimized_model_filepath = str(optimised_out)
-            # its weights in a file of its own beside it, not references to the input's
-            options.add_session_config_entry(
-                "session.optimized_model_external_initializers_file_name",
-                f"{optimised_out.name}.data",
-            )
-            options.add_session_config_entry(
-                "session.optimized_model_external_initializers_min_size_in_bytes", "1024"
-            )
+            write_optimised_to(options, optimised_out)
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.inter_op_num_threads = 1
         # Idle worker threads spin by default; with several sessions alive (interleaved
@@ -131,11 +123,7 @@ class OnnxRuntimeBackend(Backend):
                 "trt_engine_cache_path": str(work_dir),
             }
             providers = [(PROVIDERS[device], trt_options), PROVIDERS["cuda"]]
-        try:
-            session = ort.InferenceSession(str(model_path), options, providers=providers)
-        except Exception as exc:  # onnxruntime raises its own Fail, InvalidGraph, ... types
-            first = str(exc).partition("\n")[0]
-            raise BackendError(f"onnxruntime could not load {model_path}: {first}") from None
+        session = load_session(model_path, options, providers)
         if PROVIDERS[device] not in session.get_providers():
             raise BackendError(
                 f"onnxruntime fell back to {', '.join(session.get_providers())} instead of "
@@ -190,19 +178,32 @@ def fold_constants(onnx_path: Path, work_dir: Path) -> Path:
     folded = work_dir / "model_folded.onnx"
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-    options.optimized_model_filepath = str(folded)
+    write_optimised_to(options, folded)
+    load_session(onnx_path, options, [PROVIDERS["cpu"]])
+    return folded
+
+
+def write_optimised_to(options: ort.SessionOptions, out: Path) -> None:
+    """Make a session built with `options` save its optimised graph as `out`, its weights in
+    `<out>.data` beside it (not references to the input's)."""
+    options.optimized_model_filepath = str(out)
     options.add_session_config_entry(
-        "session.optimized_model_external_initializers_file_name", f"{folded.name}.data"
+        "session.optimized_model_external_initializers_file_name", f"{out.name}.data"
     )
     options.add_session_config_entry(
         "session.optimized_model_external_initializers_min_size_in_bytes", "1024"
     )
+
+
+def load_session(
+    model_path: Path, options: ort.SessionOptions, providers: list
+) -> ort.InferenceSession:
+    """An InferenceSession of `model_path`; a one-line BackendError naming it if it fails."""
     try:
-        ort.InferenceSession(str(onnx_path), options, providers=[PROVIDERS["cpu"]])
+        return ort.InferenceSession(str(model_path), options, providers=providers)
     except Exception as exc:  # onnxruntime raises its own Fail, InvalidGraph, ... types
         first = str(exc).partition("\n")[0]
-        raise BackendError(f"onnxruntime could not load {onnx_path}: {first}") from None
-    return folded
+        raise BackendError(f"onnxruntime could not load {model_path}: {first}") from None
 
 
 @contextlib.contextmanager

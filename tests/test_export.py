@@ -11,6 +11,7 @@ import pytest
 
 from tests.conftest import DATASETS
 from ufo_nas.backends import BackendError
+from ufo_nas.backends.onnxruntime import INT8_RECIPE
 from ufo_nas.data import read_image_folder
 from ufo_nas.errors import ArchError, UfoError
 from ufo_nas.export import export_subject, export_subnet, export_target, verify_onnx
@@ -90,6 +91,8 @@ def test_every_format_here_exports_files_that_match_pytorch(
         assert [tuple(o.shape) for o in compiled(zeros).values()] == [(1, 128), (1, 128)]
     meta = read_onnx_metadata(out / "subnet.onnx")
     assert meta["arch"] == manifest["subnet"]["arch"] and meta["tasks"] == ["face", "object"]
+    quantised = (fmt, precision) == ("onnxruntime", "int8")
+    assert manifest["artefact"]["recipe"] == (INT8_RECIPE if quantised else "")
     graph = manifest["artefact"]["onnx"]
     assert graph["opset"] >= 17
     if fmt == "onnx":  # shipped as a graph: any batch

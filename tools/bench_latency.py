@@ -3,7 +3,8 @@ against torch eager.
 
 For every CPU device with a shipped table, in this one process: 50 random subnets (a seed
 the tables' own validation did not use) are exported once and built by each device's backend
-as profiling and `ufo export` build them (its export artefact, loaded back), timed
+as profiling and `ufo export` build them (its export artefact, loaded back; TVM with the
+tuning database its profiling run left, as `ufo export` uses it), timed
 interleaved with the table's anchor subnet in chunks (every round, no time budget), each
 chunk `--repeats` times; each time is scaled by its chunk's anchor to the table's reference
 and compared with the table's prediction. Writes a Markdown table and the
@@ -29,7 +30,7 @@ import shutil
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -41,8 +42,13 @@ from tqdm import tqdm
 from ufo_nas import load_space
 from ufo_nas.backends import get_backend
 from ufo_nas.backends.torch_eager import TorchBackend
-from ufo_nas.hardware import host_fingerprint, load_profile
-from ufo_nas.latency.measure import Profiler, ProfileSettings, validation_subnets
+from ufo_nas.hardware import HardwareProfile, host_fingerprint, load_profile
+from ufo_nas.latency.measure import (
+    Profiler,
+    ProfileSettings,
+    default_work_dir,
+    validation_subnets,
+)
 from ufo_nas.latency.predictor import LatencyPredictor
 from ufo_nas.latency.table import LatencyTable, table_path
 from ufo_nas.latency.timing import time_interleaved
@@ -155,6 +161,16 @@ def evaluate(space, device: Device, table: LatencyTable, subnets) -> dict:
     return out
 
 
+def _as_exported(name: str, space) -> HardwareProfile:
+    """The device's profile, TVM's reading the tuning database its profiling run left, as
+    `ufo export` does: a held-out subnet's kernels are tuned once, then shared."""
+    profile = load_profile(name)
+    if profile.backend != "tvm":
+        return profile
+    tuning_dir = str(default_work_dir(name, space))
+    return replace(profile, options={"tuning_dir": tuning_dir, **profile.options})
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--space", default="ufo_vit_tiny")
@@ -191,7 +207,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         (work / "onnx").mkdir()
-        devices = [Device(n, Profiler(space, load_profile(n), work / n)) for n in names]
+        devices = [Device(n, Profiler(space, _as_exported(n, space), work / n)) for n in names]
         subnets = measure(space, devices, args.subnets, args.repeats, not args.no_eager, work)
         for device in devices:
             device.profiler.close()

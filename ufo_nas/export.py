@@ -412,14 +412,18 @@ def _manifest(
         "torch": str(torch.__version__),
         "onnx": onnx.__version__,
     }
+    recipe = ""
     if where.format in BACKEND_MODULES:
-        versions.update(get_backend(where.format).versions())
+        backend = get_backend(where.format)
+        versions.update(backend.versions())
+        recipe = backend.recipe(where.target)
     return {
         "format": FORMAT,
         "schema": SCHEMA,
         "artefact": {
             "format": where.format,
             "precision": where.target.precision,
+            "recipe": recipe,
             "files": [
                 {"path": f.name, "bytes": f.stat().st_size, "sha256": sha256_file(f)}
                 for f in exported.files

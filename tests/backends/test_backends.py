@@ -280,3 +280,44 @@ def test_int8_quantisation_of_an_unreadable_graph_names_it(tmp_path):
     broken.write_bytes(b"not a graph")
     with pytest.raises(BackendError, match=r"onnxruntime could not load .*subnet\.onnx"):
         quantize_int8(broken, tmp_path)
+
+
+def test_only_onnxruntimes_int8_and_fp16_build_engines_by_a_recipe():
+    """What a table records of how its engines were built: the graph as given ("") except
+    ONNX Runtime's int8 quantisation and CUDA fp16 conversion."""
+    from ufo_nas.backends.onnxruntime import FP16_RECIPE, INT8_RECIPE
+
+    ort = get_backend("onnxruntime")
+    assert ort.recipe(Target("cpu", "int8")) == INT8_RECIPE
+    assert "constants folded first" in INT8_RECIPE  # what the fp32-timing tables lacked
+    assert ort.recipe(Target("cuda", "fp16")) == FP16_RECIPE
+    assert ort.recipe(Target("cpu", "fp32")) == ort.recipe(Target("tensorrt", "fp16")) == ""
+    for name in BACKEND_MODULES:
+        if name != "onnxruntime":
+            assert get_backend(name).recipe(Target("cpu", "fp32")) == ""
+
+
+def test_tvm_reads_every_constant_of_the_profiling_export_as_the_same_tensor(subnet, tmp_path):
+    """TVM's ONNX frontend reads only tensor-valued Constants; the profiling export also
+    writes ints and floats, which must become tensors of the same values and dtypes."""
+    import onnxruntime as ort
+
+    from ufo_nas.backends.tvm import constants_as_tensors
+
+    path = export_for_backend(subnet, tmp_path / "model.onnx", 1)
+    model = onnx.load(str(path))
+    kinds = Counter(n.attribute[0].name for n in model.graph.node if n.op_type == "Constant")
+    assert kinds["value_ints"] and kinds["value_float"]  # what the frontend would reject
+    fixed = constants_as_tensors(onnx.load(str(path)))
+    constants = [n for n in fixed.graph.node if n.op_type == "Constant"]
+    assert len(constants) == sum(kinds.values())
+    assert {n.attribute[0].name for n in constants} == {"value"}
+    images = np.random.default_rng(0).standard_normal((1, 3, 64, 64), dtype=np.float32)
+    outputs = []
+    for graph in (model, fixed):
+        session = ort.InferenceSession(
+            graph.SerializeToString(), providers=["CPUExecutionProvider"]
+        )
+        outputs.append(session.run(None, {session.get_inputs()[0].name: images}))
+    for before, after in zip(*outputs):
+        assert np.array_equal(before, after)

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 from tests.latency.test_measure_values import SETTINGS, A, B, Interrupt, fake
+from ufo_nas.backends.torch_eager import TorchBackend
 from ufo_nas.hardware import profile_from_dict
 from ufo_nas.latency import measure
 from ufo_nas.latency.measure import (
@@ -158,6 +159,7 @@ def test_a_new_table_records_its_setup_anchor_and_session(tiny, tmp_path, quick)
         "versions": {"fake": "1"},
         "device": profile.device,
         "precision": profile.precision,
+        "recipe": "",  # the graph as given
         "threads": profile.threads,
         "batch": profile.batch,
         "host": measure.host_fingerprint(),
@@ -253,7 +255,7 @@ def test_calibrate_fits_a_per_block_overhead_and_reports_the_uncalibrated_error(
         row.measured_ms = float(ms)
     calibrate(tiny, table)
     cal = table.calibration
-    assert cal["model"] == "a*sum+b+c*blocks"
+    assert cal["model"] == "a*sum+b+c*blocks relative"
     assert (cal["a"], cal["b"], cal["c"]) == pytest.approx((1.1, 0.4, 0.3), abs=1e-6)
     assert table.metrics["validation_subnets"] == 12
     assert table.metrics["mean_abs_pct_error"] == pytest.approx(0.0, abs=1e-3)
@@ -316,6 +318,31 @@ def test_refusals_name_the_file(tiny, tmp_path, quick):
     with pytest.raises(LatencyTableError) as error:
         recalibrate(tiny, quick.profile, out, work, SETTINGS)
     assert _message(error) == f"{out} is a roofline estimate; nothing to recalibrate"
+
+
+def test_resuming_or_recalibrating_a_table_of_another_engine_recipe_is_refused(
+    tiny, tmp_path, quick, monkeypatch
+):
+    out, work = tmp_path / "t.yaml", tmp_path / "work"
+    run_profile(tiny, quick.profile, out, work, SETTINGS)
+    before = out.read_bytes()
+    name = quick.profile.name
+    monkeypatch.setattr(TorchBackend, "recipe", classmethod(lambda cls, target: "int8 v9"))
+    for call in (run_profile, recalibrate):
+        with pytest.raises(LatencyTableError) as error:
+            call(tiny, quick.profile, out, work, SETTINGS)
+        assert _message(error) == (
+            f"{out} timed the graph as given, but fake now builds 'int8 v9' for '{name}'; its "
+            "operators cannot be reused: move the table aside to re-measure"
+        )
+    assert out.read_bytes() == before
+    table = LatencyTable.load(out, tiny)
+    del table.provenance["recipe"]  # a table from before tables recorded it
+    table.save(out)
+    with pytest.raises(LatencyTableError, match=f"^{out} records no engine recipe \\(tables"):
+        run_profile(tiny, quick.profile, out, work, SETTINGS)
+    monkeypatch.setattr(TorchBackend, "recipe", classmethod(lambda cls, target: ""))
+    run_profile(tiny, quick.profile, out, work, SETTINGS)  # no record: the graph as given
 
 
 # --- recalibration ----------------------------------------------------------------------------

@@ -10,7 +10,13 @@ from ufo_nas.cli import main
 from ufo_nas.errors import UfoWarning
 from ufo_nas.latency import predictor as predictor_module
 from ufo_nas.latency.predictor import latency_predictor
-from ufo_nas.latency.table import LatencyTable, LatencyTableError
+from ufo_nas.latency.table import (
+    ABSOLUTE_FORMS,
+    RELATIVE_FORMS,
+    LatencyTable,
+    LatencyTableError,
+    fit_calibration,
+)
 from ufo_nas.paths import project_root
 
 SHIPPED = project_root() / "latency_tables" / "cpu-onnxruntime" / "ufo_vit_tiny.yaml"
@@ -209,3 +215,79 @@ def test_a_measured_table_without_host_does_not_warn(home, tiny, monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error", UfoWarning)
         assert latency_predictor(tiny, "cpu-onnxruntime").measured
+
+
+@pytest.mark.filterwarnings("ignore::ufo_nas.errors.UfoWarning")  # home's other host
+def test_a_table_calibrated_in_ms_before_relative_fits_is_still_used_as_fitted(home, tiny):
+    """Tables fitted by least squares in ms (before 2026-12-04) stay consistent: checked
+    against a refit of their own form, and they predict with their own coefficients."""
+    table = LatencyTable.load(home, tiny)
+    sums, blocks, measured = latency_predictor(tiny, "cpu-onnxruntime").calibration_data()
+    assert table.calibration["model"] in RELATIVE_FORMS  # the shipped tables: refitted
+    old = fit_calibration(sums, blocks, measured, ABSOLUTE_FORMS)
+    assert old["model"] in ABSOLUTE_FORMS and old["a"] != table.calibration["a"]
+    _edit(home, lambda d: d.update(calibration=old))
+    predictor_module._PREDICTORS.clear()
+    arch = tiny.largest()
+    expected = old["a"] * latency_predictor(tiny, "cpu-onnxruntime").sum_ms([arch], "face")[0]
+    expected += old["b"] + old["c"] * arch.depth
+    assert latency_predictor(tiny, "cpu-onnxruntime").latency_ms([arch], "face")[0] == (
+        pytest.approx(expected)
+    )
+    _edit(home, lambda d: d["calibration"].update(model="a*sum+b relative"))
+    predictor_module._PREDICTORS.clear()
+    _refused(tiny, "is inconsistent: its calibration")  # a relative form's numbers differ
+
+
+# --- how the engines were built ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("space", ["ufo_vit_tiny", "ufo_vit_base"])
+def test_the_shipped_int8_tables_timed_the_engines_onnxruntime_builds_now(space):
+    from ufo_nas.backends.onnxruntime import INT8_RECIPE
+
+    path = project_root() / "latency_tables" / "cpu-onnxruntime-int8" / f"{space}.yaml"
+    assert LatencyTable.load(path).provenance["recipe"] == INT8_RECIPE
+
+
+def test_an_int8_table_of_another_or_no_recipe_warns_naming_both(tmp_path, tiny, monkeypatch):
+    """An ONNX Runtime int8 table profiled before the quantiser folded constants timed fp32
+    graphs and records no recipe: using it says so, once, in one line."""
+    from ufo_nas.backends.onnxruntime import INT8_RECIPE
+
+    for folder in ("search_spaces", "hardware_profiles"):
+        (tmp_path / folder).symlink_to(project_root() / folder)
+    name = "cpu-onnxruntime-int8"
+    shipped = project_root() / "latency_tables" / name / "ufo_vit_tiny.yaml"
+    table = tmp_path / "latency_tables" / name / "ufo_vit_tiny.yaml"
+    table.parent.mkdir(parents=True)
+    table.write_text(shipped.read_text())
+    monkeypatch.setenv("UFO_NAS_HOME", str(tmp_path))
+    host = LatencyTable.load(table).provenance["host"]
+    monkeypatch.setattr(predictor_module, "host_fingerprint", lambda: host)
+    monkeypatch.setattr(predictor_module, "_PREDICTORS", {})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UfoWarning)
+        latency_predictor(tiny, name)  # the recipe of today: silent
+
+    remedy = f"move it aside and re-measure it: `ufo-profile --device {name} --space ufo_vit_tiny`"
+    for recorded, said in [
+        (None, "records no engine recipe (tables profiled before 2026-12-04 do not)"),
+        ("int8 of old", "timed engines built by 'int8 of old'"),
+    ]:
+
+        def record(data: dict, recorded: str | None = recorded) -> None:
+            data["provenance"].pop("recipe", None)
+            if recorded is not None:
+                data["provenance"]["recipe"] = recorded
+
+        _edit(table, record)
+        monkeypatch.setattr(predictor_module, "_PREDICTORS", {})
+        with pytest.warns(UfoWarning) as caught:
+            latency_predictor(tiny, name)
+            latency_predictor(tiny, name)
+        assert len(caught) == 1
+        assert str(caught[0].message) == (
+            f"{table} {said}, but onnxruntime now builds '{INT8_RECIPE}' for '{name}'; its "
+            f"times may not describe the engines built now; {remedy}"
+        )

@@ -79,6 +79,14 @@ class Backend(ABC):
     def versions(cls) -> dict[str, str]:
         """Library versions for a table's provenance."""
 
+    @classmethod
+    def recipe(cls, target: Target) -> str:
+        """How the backend turns the ONNX graph into the engine it runs for `target`, where
+        that is more than compiling the graph as given (a quantisation, a conversion): a
+        table records it, and one timed under another recipe does not predict this
+        backend's engines. "" when the graph runs as given."""
+        return ""
+
     def export(
         self, onnx_path: Path, out_dir: Path, calibration: np.ndarray | None = None
     ) -> Exported:

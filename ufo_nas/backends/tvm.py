@@ -187,12 +187,39 @@ def input_shape(model: onnx.ModelProto, batch: int) -> tuple[str, list[int]]:
     return inputs[0].name, shape
 
 
+# Constant attributes TVM's ONNX frontend cannot read, and the dtype of the tensor each holds.
+_LIST_CONSTANTS = {
+    "value_float": np.float32,
+    "value_floats": np.float32,
+    "value_int": np.int64,
+    "value_ints": np.int64,
+}
+
+
+def constants_as_tensors(model: onnx.ModelProto) -> onnx.ModelProto:
+    """`model` with every Constant holding a tensor `value`: torch's unoptimised export (what
+    profiling and `ufo export` build from) writes scalars and shapes as `value_int(s)` and
+    `value_float(s)`, which TVM's frontend rejects ("no value in Constant")."""
+    for node in model.graph.node:
+        if node.op_type != "Constant" or node.attribute[0].name not in _LIST_CONSTANTS:
+            continue
+        attribute = node.attribute[0]
+        value = np.array(
+            onnx.helper.get_attribute_value(attribute), dtype=_LIST_CONSTANTS[attribute.name]
+        )
+        node.ClearField("attribute")
+        node.attribute.append(
+            onnx.helper.make_attribute("value", onnx.numpy_helper.from_array(value))
+        )
+    return model
+
+
 def import_onnx(model: onnx.ModelProto, name: str, shape: list[int]) -> Any:
     """The ONNX model as a Relax IRModule with its input fixed to `shape`."""
     from tvm.relax.frontend.onnx import from_onnx
 
     try:
-        return from_onnx(model, shape_dict={name: shape})
+        return from_onnx(constants_as_tensors(model), shape_dict={name: shape})
     except Exception as exc:  # the frontend raises ValueError, OpNotImplemented, TVMError
         raise BackendError(f"tvm cannot import the ONNX model: {first_line(exc)}") from None
 

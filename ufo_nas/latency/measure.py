@@ -37,7 +37,7 @@ from ufo_nas.fileio import TMP_MARK, remove_stale_temporaries, temporary_name
 from ufo_nas.hardware import HardwareProfile, host_fingerprint
 from ufo_nas.latency.operator_modules import build_operator, chainable
 from ufo_nas.latency.operator_set import Operator, space_operators
-from ufo_nas.latency.predictor import LatencyPredictor, check_usable
+from ufo_nas.latency.predictor import LatencyPredictor, check_usable, recipe_difference
 from ufo_nas.latency.table import (
     SCHEMA,
     LatencyTable,
@@ -133,6 +133,7 @@ def new_table(space: SearchSpace, profile: HardwareProfile) -> LatencyTable:
             "versions": backend.versions(),
             "device": profile.device,
             "precision": profile.precision,
+            "recipe": backend.recipe(profile.target()),
             "threads": profile.threads,
             "batch": profile.batch,
             "host": host_fingerprint(),
@@ -144,7 +145,13 @@ def new_table(space: SearchSpace, profile: HardwareProfile) -> LatencyTable:
 
 
 def check_same_setup(table: LatencyTable, profile: HardwareProfile, path: Path) -> None:
-    """Refuse to resume a table measured with another backend, precision, threads or batch."""
+    """Refuse to resume (or recalibrate) a table measured with another backend, precision,
+    threads or batch, or whose engines were built by another recipe (`recipe_difference`)."""
+    differs = recipe_difference(table, profile)
+    if differs:
+        raise LatencyTableError(
+            f"{path} {differs}; its operators cannot be reused: move the table aside to re-measure"
+        )
     wanted = {
         "backend": profile.backend,
         "device": profile.device,

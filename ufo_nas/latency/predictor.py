@@ -8,11 +8,25 @@ from pathlib import Path
 
 import numpy as np
 
+from ufo_nas.backends import get_backend
 from ufo_nas.cost import CostModel, LayerStructure
 from ufo_nas.errors import UfoError, UfoWarning
-from ufo_nas.hardware import host_difference, host_fingerprint, load_profile, runs_here
+from ufo_nas.hardware import (
+    HardwareProfile,
+    host_difference,
+    host_fingerprint,
+    load_profile,
+    runs_here,
+)
 from ufo_nas.latency.operator_set import space_operators
-from ufo_nas.latency.table import LatencyTable, LatencyTableError, fit_calibration, table_path
+from ufo_nas.latency.table import (
+    ABSOLUTE_FORMS,
+    RELATIVE_FORMS,
+    LatencyTable,
+    LatencyTableError,
+    fit_calibration,
+    table_path,
+)
 from ufo_nas.space import Arch, SearchSpace
 
 
@@ -123,6 +137,7 @@ def _table(space: SearchSpace, device: str) -> LatencyTable:
         table = LatencyTable.load(path, space)
         check_usable(space, table, path)
         warn_other_host(table, path)
+        warn_other_recipe(table, path)
         return table
     return roofline_table(space, load_profile(device))
 
@@ -157,7 +172,8 @@ def check_usable(space: SearchSpace, table: LatencyTable, path: Path) -> None:
             f"subnets but it holds {len(rows)}; {_resume(table, space)}"
         )
     sums, blocks, measured = LatencyPredictor(space, table).calibration_data()
-    refit = fit_calibration(sums, blocks, measured)
+    forms = ABSOLUTE_FORMS if cal["model"] in ABSOLUTE_FORMS else RELATIVE_FORMS
+    refit = fit_calibration(sums, blocks, measured, forms)
     scale = float(np.mean(measured))
     if refit["model"] != cal["model"] or not all(
         np.isclose(cal[k], refit[k], rtol=1e-6, atol=1e-9 * scale) for k in ("a", "b", "c")
@@ -188,6 +204,42 @@ def warn_other_host(table: LatencyTable, path: Path) -> None:
             f"{path} was measured on another host: {differs}; its times may be far off "
             f"here; move it to this host in minutes: `ufo-profile --device {table.device} "
             f"--space {table.space} --recalibrate` (or re-measure it without --recalibrate)",
+            UfoWarning,
+            stacklevel=3,
+        )
+
+
+def recipe_difference(table: LatencyTable, profile: HardwareProfile) -> str | None:
+    """None when the table's engines were built by the recipe its profile's backend builds
+    now (`Backend.recipe`; a table without a record was built from the graph as given),
+    else what differs, in words."""
+    wanted = get_backend(profile.backend).recipe(profile.target())
+    recorded = table.provenance.get("recipe")
+    if (recorded or "") == wanted:
+        return None
+    now = f"'{wanted}'" if wanted else "the graph as given"
+    if recorded is None:
+        then = "records no engine recipe (tables profiled before 2026-12-04 do not)"
+    else:
+        then = f"timed engines built by '{recorded}'" if recorded else "timed the graph as given"
+    return f"{then}, but {profile.backend} now builds {now} for '{profile.name}'"
+
+
+def warn_other_recipe(table: LatencyTable, path: Path) -> None:
+    """Warn (UfoWarning) when a measured table's engines were built by another recipe than
+    its profile's backend builds now: its times may not describe what `ufo export` builds."""
+    if not table.measured:
+        return
+    try:
+        profile = load_profile(table.device)
+        differs = recipe_difference(table, profile)
+    except (UfoError, ImportError):  # no profile, or its backend's runtime is not installed
+        return
+    if differs:
+        warnings.warn(
+            f"{path} {differs}; its times may not describe the engines built now; move it "
+            f"aside and re-measure it: `ufo-profile --device {table.device} --space "
+            f"{table.space}`",
             UfoWarning,
             stacklevel=3,
         )

@@ -283,26 +283,42 @@ def table_path(device: str, space: SearchSpace) -> Path:
     return project_root() / "latency_tables" / device / f"{space.name}.yaml"
 
 
-def fit_calibration(sum_ms: np.ndarray, blocks: np.ndarray, measured_ms: np.ndarray) -> dict:
-    """measured ~ a * sum + b, or + c * blocks (per-block overhead) if that predicts better
-    in leave-one-out cross-validation."""
-    candidates = {
-        "a*sum+b": np.column_stack([sum_ms, np.ones_like(sum_ms)]),
-        "a*sum+b+c*blocks": np.column_stack([sum_ms, np.ones_like(sum_ms), blocks]),
-    }
+# Calibration forms: measured ~ a * sum + b (+ c * blocks). The "relative" forms are fitted
+# by least squares on relative errors (what a table reports and P1 scores: in ms, the
+# largest subnets outweigh the small ones); tables fitted in ms (ABSOLUTE_FORMS, before
+# 2026-12-04) keep their forms when checked.
+RELATIVE_FORMS = ("a*sum+b relative", "a*sum+b+c*blocks relative")
+ABSOLUTE_FORMS = ("a*sum+b", "a*sum+b+c*blocks")
+
+
+def fit_calibration(
+    sum_ms: np.ndarray,
+    blocks: np.ndarray,
+    measured_ms: np.ndarray,
+    forms: tuple[str, ...] = RELATIVE_FORMS,
+) -> dict:
+    """The form of `forms` (without, then with a per-block overhead) that predicts best in
+    leave-one-out cross-validation (mean relative error), fitted on every row; "sum" when
+    there are too few rows for any."""
     best = None
-    for name, x in candidates.items():
+    for name in forms:
+        x = np.column_stack([sum_ms, np.ones_like(sum_ms), blocks][: 3 if "blocks" in name else 2])
         if len(measured_ms) <= x.shape[1] + 1:
             continue
-        errors = []
-        for k in range(len(measured_ms)):
-            keep = np.arange(len(measured_ms)) != k
-            coef, *_ = np.linalg.lstsq(x[keep], measured_ms[keep], rcond=None)
-            errors.append(abs(x[k] @ coef - measured_ms[k]) / measured_ms[k])
+        weight = 1 / measured_ms if name.endswith(" relative") else np.ones_like(measured_ms)
+
+        def fit(rows: np.ndarray, x: np.ndarray = x, weight: np.ndarray = weight) -> np.ndarray:
+            w = weight[rows]
+            coef, *_ = np.linalg.lstsq(x[rows] * w[:, None], measured_ms[rows] * w, rcond=None)
+            return coef
+
+        everyone = np.arange(len(measured_ms))
+        errors = [
+            abs(x[k] @ fit(everyone != k) - measured_ms[k]) / measured_ms[k] for k in everyone
+        ]
         score = float(np.mean(errors))
         if best is None or score < best[0]:
-            coef, *_ = np.linalg.lstsq(x, measured_ms, rcond=None)
-            best = (score, name, coef)
+            best = (score, name, fit(np.full(len(measured_ms), True)))
     if best is None:
         return {"model": "sum", "a": 1.0, "b": 0.0, "c": 0.0}
     _, name, coef = best

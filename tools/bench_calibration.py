@@ -1,0 +1,197 @@
+"""Calibration forms scored on held-out times already measured: which form, fitted on a
+table's own validation subnets, best predicts the held-out subnets of a P1 run
+(`tools/bench_latency.py`'s JSON)?
+
+No timing: each shipped table's validation rows are refitted with every form, and the
+held-out subnets' committed times (scaled by their chunk's anchor, median of repeats) are
+predicted. An entry whose table changed since its P1 run is left out: the least-squares-in-ms
+fit it then used (in ms before 2026-12-04, relative since) must reproduce the predictions the
+run recorded.
+
+    python tools/bench_calibration.py [RESULTS.json ...]
+        (default: every tools/results/bench_latency-*.json)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+import numpy as np
+from results_io import write_results
+
+from ufo_nas import load_space
+from ufo_nas.latency.predictor import LatencyPredictor
+from ufo_nas.latency.table import (
+    ABSOLUTE_FORMS,
+    RELATIVE_FORMS,
+    LatencyTable,
+    fit_calibration,
+    table_path,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+CHOICES = {  # row label: the forms leave-one-out chooses among
+    "ms, chosen (before 2026-12-04)": ABSOLUTE_FORMS,
+    "relative, chosen (shipped)": RELATIVE_FORMS,
+    **{form: (form,) for form in (*ABSOLUTE_FORMS, *RELATIVE_FORMS)},
+}
+
+
+def _predict(cal: dict, sums: np.ndarray, blocks: np.ndarray) -> np.ndarray:
+    return cal["a"] * sums + cal["b"] + cal["c"] * blocks
+
+
+def _loo(sums: np.ndarray, blocks: np.ndarray, measured: np.ndarray, forms) -> float:
+    """Mean relative error (%) of each validation subnet predicted by a fit of the others."""
+    keep = np.ones(len(measured), bool)
+    errors = []
+    for k in range(len(measured)):
+        keep[:] = True
+        keep[k] = False
+        cal = fit_calibration(sums[keep], blocks[keep], measured[keep], forms)
+        errors.append(abs(_predict(cal, sums[k : k + 1], blocks[k : k + 1])[0] / measured[k] - 1))
+    return 100 * float(np.mean(errors))
+
+
+def score(space, entry: dict) -> list[dict] | str:
+    """A row per form for one P1 entry, or why it is left out."""
+    table = LatencyTable.load(table_path(entry["device"], space), space)
+    predictor = LatencyPredictor(space, table)
+    sums_v, blocks_v, measured_v = predictor.calibration_data()
+    rows = entry["per_subnet"]
+    archs = [space.parse(r["arch"]) for r in rows]
+    sums = np.array([predictor.sum_ms([a], r["tasks"])[0] for a, r in zip(archs, rows)])
+    blocks = np.array([a.depth for a in archs], float)
+    reference = table.reference_anchor_ms
+    measured = np.array(
+        [np.median(np.array(r["ms"]) * reference / np.array(r["anchor_ms"])) for r in rows]
+    )
+    recorded = np.array([r["predicted_ms"] for r in rows])
+    if not any(
+        np.allclose(
+            _predict(fit_calibration(sums_v, blocks_v, measured_v, forms), sums, blocks),
+            recorded,
+            rtol=1e-6,
+        )
+        for forms in (ABSOLUTE_FORMS, RELATIVE_FORMS)
+    ):
+        return "its table changed since this P1 run"
+    out = []
+    for label, forms in CHOICES.items():
+        cal = fit_calibration(sums_v, blocks_v, measured_v, forms)
+        if cal["model"] == "sum":
+            continue
+        signed = _predict(cal, sums, blocks) / measured - 1
+        error = np.abs(signed)
+        out.append(
+            {
+                "form": label,
+                "fitted": cal["model"],
+                "loo": _loo(sums_v, blocks_v, measured_v, forms),
+                "mape": 100 * float(error.mean()),
+                "within_5": float((error <= 0.05).mean()),
+                "within_10": float((error <= 0.10).mean()),
+                "bias": 100 * float(np.median(signed)),
+                "debiased": 100 * float(np.abs(signed - np.median(signed)).mean()),
+            }
+        )
+    return out
+
+
+def by_kind(space, entry: dict) -> list[dict]:
+    """The shipped fit's held-out error split by what a subnet serves: one task, or every
+    task on one trunk (a multi-task deployment)."""
+    table = LatencyTable.load(table_path(entry["device"], space), space)
+    predictor = LatencyPredictor(space, table)
+    rows = entry["per_subnet"]
+    archs = [space.parse(r["arch"]) for r in rows]
+    tasks = [tuple(r["tasks"]) for r in rows]
+    predicted = np.array([predictor.latency_ms([a], t)[0] for a, t in zip(archs, tasks)])
+    reference = table.reference_anchor_ms
+    measured = np.array(
+        [np.median(np.array(r["ms"]) * reference / np.array(r["anchor_ms"])) for r in rows]
+    )
+    signed = predicted / measured - 1
+    every = np.array([len(t) == len(space.tasks) for t in tasks])
+    out = []
+    for kind, mask in (("one task", ~every), ("every task", every)):
+        if mask.any():
+            out.append(
+                {
+                    "kind": kind,
+                    "n": int(mask.sum()),
+                    "mape": 100 * float(np.abs(signed[mask]).mean()),
+                    "bias": 100 * float(np.median(signed[mask])),
+                    "within_5": float((np.abs(signed[mask]) <= 0.05).mean()),
+                }
+            )
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("results", nargs="*", help="bench_latency JSON files")
+    parser.add_argument("--out", default=str(ROOT / "tools/results/bench_calibration.md"))
+    args = parser.parse_args()
+    files = [Path(f) for f in args.results] or sorted(
+        (ROOT / "tools/results").glob("bench_latency-*.json")
+    )
+    command = "python " + shlex.join(["tools/bench_calibration.py", *sys.argv[1:]])
+    lines = [
+        "# Calibration forms on held-out subnets",
+        "",
+        f"Command: `{command}`  ",
+        "Each form is fitted on the shipped table's validation subnets (40) and scored on the "
+        "held-out subnets of a committed P1 run (50, timed in a later process). `loo` is the "
+        "leave-one-out error on the validation subnets, what chooses the form; `chosen` rows "
+        "let it choose between the form without and with a per-block term. Errors in %.",
+        "",
+        "| P1 run | device | form | fitted | loo | held-out mean | within 5% | within 10% | "
+        "bias | debiased |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    left_out, kinds = [], []
+    for path in files:
+        results = json.loads(path.read_text())
+        space = load_space(path.stem.removeprefix("bench_latency-").split("-")[0])
+        for entry in results:
+            if not entry.get("shipped"):
+                continue
+            rows = score(space, entry)
+            if isinstance(rows, str):
+                left_out.append(f"- {path.name}, {entry['device']}: {rows}")
+                continue
+            kinds += [
+                f"| {path.name} | {entry['device']} | {k['kind']} | {k['n']} | "
+                f"{k['mape']:.2f} | {k['bias']:+.2f} | {100 * k['within_5']:.0f}% |"
+                for k in by_kind(space, entry)
+            ]
+            for r in rows:
+                lines.append(
+                    f"| {path.name} | {entry['device']} | {r['form']} | {r['fitted']} | "
+                    f"{r['loo']:.2f} | {r['mape']:.2f} | {100 * r['within_5']:.0f}% | "
+                    f"{100 * r['within_10']:.0f}% | {r['bias']:+.2f} | {r['debiased']:.2f} |"
+                )
+    lines += [
+        "",
+        "## The shipped fit's held-out error by what a subnet serves",
+        "",
+        "Every 4th held-out subnet serves every task on one trunk; the rest serve one task. "
+        "Bias is the median signed error (prediction minus measurement), in %.",
+        "",
+        "| P1 run | device | subnets serving | n | mean error | bias | within 5% |",
+        "|---|---|---|---|---|---|---|",
+        *kinds,
+    ]
+    if left_out:
+        lines += ["", "Left out:", *left_out]
+    write_results(lines, Path(args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

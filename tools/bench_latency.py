@@ -15,10 +15,12 @@ The error is decomposed on the same measurements:
 - bias: the median signed error, a whole-process offset the anchor did not remove;
 - anchor scaling: the error when each chunk is scaled by the median anchor of the run
   instead of its own (does one anchor per chunk add noise or remove drift?);
-- calibration: the error of the uncalibrated operator sum.
+- calibration: the error of the uncalibrated operator sum;
+- drift (`--own-subnets`): the tables' own validation subnets re-timed here against the
+  times their tables recorded, i.e. how much a time moves between processes by itself.
 
     python tools/bench_latency.py --space ufo_vit_tiny [--subnets 50] [--repeats 2]
-        [--devices DEV,...] [--table DEV=PATH ...] [--no-eager]
+        [--devices DEV,...] [--table DEV=PATH ...] [--no-eager] [--own-subnets]
 """
 
 from __future__ import annotations
@@ -69,10 +71,10 @@ class Device:
     eager_ratio: list[float] = field(default_factory=list)
 
 
-def measure(space, devices: list[Device], n: int, repeats: int, eager: bool, work: Path):
-    """Time the held-out subnets on every device, exported once per subnet."""
+def measure(space, devices: list[Device], n: int, seed: int, repeats: int, eager: bool, work: Path):
+    """Time n subnets drawn with `seed` on every device, exported once per subnet."""
     settings = ProfileSettings(chunk_seconds=None)  # every round: this is the ground truth
-    subnets = validation_subnets(space, n, HELD_OUT_SEED)
+    subnets = validation_subnets(space, n, seed)
     eager_backend = TorchBackend(load_profile("cpu-torch").target()) if eager else None
     source = devices[0].profiler
     for start in tqdm(range(0, n, settings.chunk), desc="held-out chunks", unit="chunk"):
@@ -154,6 +156,28 @@ def evaluate(space, device: Device, table: LatencyTable, subnets) -> dict:
         out["repeat_noise_pct"] = float(100 * np.abs(scaled[:, 0] / measured - 1).mean())
     if device.eager_ratio:
         out["speedup_vs_torch"] = float(np.median(device.eager_ratio))
+    own = {
+        (r.arch, tuple(r.tasks)): table.scaled_ms(r.measured_ms, r.anchor_ms)
+        for r in table.validation
+    }
+    recorded = [own.get((a.to_string(), tuple(t))) for a, t in subnets]
+    if None not in recorded:  # the table's own subnets, re-timed: how far they moved
+        every = np.array([len(t) == len(space.tasks) for _, t in subnets])
+        drift = measured / np.array(recorded) - 1
+        out["drift"] = {
+            kind: {
+                "n": int(mask.sum()),
+                "median_pct": float(100 * np.median(drift[mask])),
+                "mean_abs_pct": float(100 * np.abs(drift[mask]).mean()),
+                "within_5": float((np.abs(drift[mask]) <= 0.05).mean()),
+            }
+            for kind, mask in (
+                ("all", np.ones_like(every)),
+                ("one task", ~every),
+                ("every task", every),
+            )
+            if mask.any()
+        }
     out["per_subnet"] = [
         {"arch": a.to_string(), "tasks": list(t), "predicted_ms": float(p), "ms": m, "anchor_ms": x}
         for (a, t), p, m, x in zip(subnets, predicted, ms.tolist(), anchors.tolist())
@@ -185,6 +209,12 @@ def main() -> int:
         help="also score this table of DEV on the same measurements (repeatable)",
     )
     parser.add_argument("--no-eager", action="store_true", help="skip the torch eager timings")
+    parser.add_argument(
+        "--own-subnets",
+        action="store_true",
+        help="time the tables' own validation subnets instead of held-out ones, and report "
+        "how far each moved from the time its table recorded (the drift between processes)",
+    )
     parser.add_argument("--out", help="default tools/results/bench_latency-<space>.md")
     args = parser.parse_args()
     space = load_space(args.space)
@@ -208,7 +238,8 @@ def main() -> int:
         work = Path(tmp)
         (work / "onnx").mkdir()
         devices = [Device(n, Profiler(space, _as_exported(n, space), work / n)) for n in names]
-        subnets = measure(space, devices, args.subnets, args.repeats, not args.no_eager, work)
+        seed = ProfileSettings().seed if args.own_subnets else HELD_OUT_SEED
+        subnets = measure(space, devices, args.subnets, seed, args.repeats, not args.no_eager, work)
         for device in devices:
             device.profiler.close()
     by_name = {device.name: device for device in devices}
@@ -230,13 +261,17 @@ def main() -> int:
 
 def _report(space, rows: list[dict], args, command: str, seconds: float) -> list[str]:
     host = host_fingerprint()
+    what = (
+        "of the tables' own validation subnets" if args.own_subnets else "held-out random subnets"
+    )
+    seed = ProfileSettings().seed if args.own_subnets else HELD_OUT_SEED
     lines = [
         f"# Latency tables vs end-to-end measurement: {space.name}",
         "",
         f"Command: `{command}`  ",
         f"Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; {host['cpu']}, {host['cores']} "
         f"cores, ISA {','.join(host['isa'])}; torch {torch.__version__}; {seconds:.0f} s in all  ",
-        f"{args.subnets} held-out random subnets (seed {HELD_OUT_SEED}; every 4th serves all "
+        f"{args.subnets} {what} (seed {seed}; every 4th serves all "
         "tasks on one trunk), each exported once, compiled per device and measured end to end "
         f"in this one process, interleaved in chunks of 8 with the anchor subnet, 21 rounds, "
         f"{args.repeats} timing(s) per chunk (median). Error: |predicted - measured| / measured.",
@@ -273,6 +308,23 @@ def _report(space, rows: list[dict], args, command: str, seconds: float) -> list
             f"{r['debiased_mape']:.2f} | {r['one_anchor_mape']:.2f} | "
             f"{r['uncalibrated_mape']:.2f} | {r['anchor_spread_pct']:.1f} |"
         )
+    drifting = [r for r in rows if "drift" in r]
+    if drifting:
+        lines += [
+            "",
+            "Drift between processes: each subnet's time here (anchor-scaled, median of repeats) "
+            "against the time its table recorded when it was profiled; median signed and mean "
+            "absolute, %.",
+            "",
+            "| device | table | subnets serving | n | median drift | mean abs drift | within 5% |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in drifting:
+            for kind, d in r["drift"].items():
+                lines.append(
+                    f"| {r['device']} | {r['table']} | {kind} | {d['n']} | {d['median_pct']:+.2f} "
+                    f"| {d['mean_abs_pct']:.2f} | {100 * d['within_5']:.0f}% |"
+                )
     return lines
 
 

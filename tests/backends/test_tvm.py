@@ -134,3 +134,20 @@ def test_tunes_and_runs_through_an_rpc_tracker(subnet, onnx_path, tmp_path):
     finally:
         server.terminate()
         tracker.terminate()
+
+
+def test_a_model_exported_where_another_was_runs_itself(tiny, tiny_supernet, tmp_path):
+    """The loader caches libraries by path: held-out chunks and re-exports write a new
+    `model.so` where an earlier one was loaded, and must run the new one."""
+    import shutil
+
+    folder = tmp_path / "subnet-0"
+    backend = tvm_backend(**UNTUNED)
+    for k, arch in enumerate((tiny.smallest(), tiny.largest())):
+        subnet = extract(tiny_supernet, arch, "face")
+        onnx_file = export_onnx(subnet, tmp_path / f"model-{k}.onnx", opset=18)
+        folder.mkdir()
+        exported = backend.export(onnx_file, folder)
+        assert_reproduces(exported.runner, subnet)
+        del exported
+        shutil.rmtree(folder)

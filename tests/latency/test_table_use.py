@@ -3,6 +3,7 @@
 import warnings
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -240,6 +241,30 @@ def test_a_table_calibrated_in_ms_before_relative_fits_is_still_used_as_fitted(h
 
 
 # --- how the engines were built ----------------------------------------------------------------
+
+
+SHIPPED_CPU_TABLES = sorted((project_root() / "latency_tables").glob("cpu-*/*.yaml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED_CPU_TABLES, ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_every_shipped_cpu_table_is_complete_self_consistent_and_of_todays_engines(path):
+    """What `ufo-search` would refuse or warn about, checked for every shipped CPU table:
+    every operator of its space, a calibration refitted from its own rows, the engines its
+    backend builds now, and an in-sample fit that holds."""
+    from ufo_nas import load_space
+    from ufo_nas.hardware import load_profile
+    from ufo_nas.latency.predictor import LatencyPredictor, check_usable, recipe_difference
+
+    space = load_space(path.stem)
+    table = LatencyTable.load(path, space)
+    assert table.measured and table.device == path.parent.name
+    check_usable(space, table, path)
+    assert recipe_difference(table, load_profile(table.device)) is None
+    measured, predicted = LatencyPredictor(space, table).validation()
+    error = np.abs(predicted / measured - 1)
+    assert table.metrics["validation_subnets"] == len(error) >= 40
+    assert table.metrics["mean_abs_pct_error"] == pytest.approx(100 * error.mean(), abs=1e-3)
+    assert table.metrics["within_10pct"] == pytest.approx((error <= 0.10).mean())
 
 
 @pytest.mark.parametrize("space", ["ufo_vit_tiny", "ufo_vit_base"])

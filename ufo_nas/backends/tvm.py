@@ -33,6 +33,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -105,7 +106,6 @@ class TvmBackend(Backend):
     ) -> Exported:
         """`model.so` (the tuned Relax VM library, cross-compiled with options.cc for a
         board) and `model.json` (its input); run here unless the profile names a board."""
-        import tvm
 
         out_dir = Path(out_dir)
         executable, shape = self.executable(onnx_path, out_dir)
@@ -121,7 +121,7 @@ class TvmBackend(Backend):
                 executable, self.tvm_target, self.rpc, fcompile, out_dir, shape, self.threads()
             )
         else:
-            loaded = tvm.runtime.load_module(str(library))
+            loaded = load_library(library)
             runner = local_runner(loaded, shape, self.threads() or os.cpu_count() or 1)
         return Exported([library, sidecar], runner)
 
@@ -405,6 +405,18 @@ def set_threads(threads: int) -> None:
     import tvm
 
     tvm.get_global_func("runtime.config_threadpool")(1, threads)  # 1: use the big cores
+
+
+def load_library(library: Path) -> Any:
+    """The exported library loaded through a copy of its own name: the dynamic loader hands
+    back the library already loaded from a path, so a model exported later to the same
+    folder (a held-out chunk's `subnet-3/model.so`) would run the earlier one."""
+    import tvm
+
+    with tempfile.TemporaryDirectory(dir=library.parent) as folder:
+        copy = Path(folder) / library.name
+        shutil.copyfile(library, copy)
+        return tvm.runtime.load_module(str(copy))  # mapped: the copy may go
 
 
 def local_runner(executable: Any, shape: list[int], threads: int) -> Runner:

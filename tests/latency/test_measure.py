@@ -81,6 +81,21 @@ def test_cli_dry_run_lists_the_work(tmp_path, capsys):
             ["--device", "cpu-onnxruntime", "--space", "ufo_vit_tiny", "--recalibrate"],
             "--recalibrate: no table at",
         ),
+        (
+            ["--device", "cpu-onnxruntime", "--space", "ufo_vit_tiny", "--add-session"],
+            "--add-session: no table at",
+        ),
+        (
+            [
+                "--device",
+                "cpu-onnxruntime",
+                "--space",
+                "ufo_vit_tiny",
+                "--recalibrate",
+                "--add-session",
+            ],
+            "pass one of them",
+        ),
     ],
 )
 def test_cli_errors_are_one_line(argv, message, tmp_path, capsys):

@@ -213,6 +213,51 @@ def test_recalibrate_moves_a_table_to_a_new_host_keeping_its_operators(
         assert predictor.latency_ms([arch], "face")[0] == pytest.approx(host_b, rel=1e-4)
 
 
+def test_added_sessions_fit_each_subnet_at_its_median_over_processes(
+    tiny, tmp_path, fake, monkeypatch
+):
+    """A later process where each whole subnet costs 1.5 ms more (the anchor too, so scaled
+    times shrink), then one where it costs 0.3 ms less: after the first the fit sees the
+    mean of two times, after the second the median of three: the first process's again."""
+    out, work = tmp_path / "t.yaml", tmp_path / "work"
+    built = run_profile(tiny, fake.profile, out, work, SETTINGS)
+    first = LatencyPredictor(tiny, built).calibration_data()[2]
+    module, n = sys.modules[__name__], SETTINGS.validation_subnets
+    monkeypatch.setattr(module, "B", 2.0)
+    saved = out.read_bytes()
+    with pytest.raises(Interrupt):  # a kill mid-way leaves the file as it was
+        measure.recalibrate(tiny, fake.profile, out, work, SETTINGS, _stop, add_session=True)
+    assert out.read_bytes() == saved
+    table = measure.recalibrate(tiny, fake.profile, out, work, SETTINGS, add_session=True)
+    assert len(table.validation) == 2 * n and table.metrics["validation_subnets"] == n
+    assert table.reference_anchor_ms == built.reference_anchor_ms  # the same scale
+    assert table.operators == built.operators
+    assert table.provenance["sessions"][-1]["kind"] == "added session"
+    second = np.array([table.scaled_ms(r.measured_ms, r.anchor_ms) for r in table.validation[n:]])
+    assert np.all(second / first < 0.97)  # the later process really drifted
+    both = LatencyPredictor(tiny, table).calibration_data()[2]
+    assert both == pytest.approx((first + second) / 2, rel=1e-9)
+    measure.check_usable(tiny, LatencyTable.load(out, tiny), out)  # fitted on the medians
+
+    monkeypatch.setattr(module, "B", 0.2)
+    table = measure.recalibrate(tiny, fake.profile, out, work, SETTINGS, add_session=True)
+    assert len(table.validation) == 3 * n and table.metrics["validation_subnets"] == n
+    assert LatencyPredictor(tiny, table).calibration_data()[2] == pytest.approx(first, rel=1e-9)
+    for key in ("a", "b", "c"):
+        assert table.calibration[key] == pytest.approx(built.calibration[key], rel=1e-6, abs=1e-9)
+
+
+def test_a_session_is_added_only_on_the_host_the_table_describes(tiny, tmp_path, fake):
+    out, work = tmp_path / "t.yaml", tmp_path / "work"
+    built = run_profile(tiny, fake.profile, out, work, SETTINGS)
+    built.provenance["host"] = {"cpu": "other", "isa": [], "isa_checked": []}
+    built.save(out)
+    saved = out.read_bytes()
+    with pytest.raises(LatencyTableError, match=r"t\.yaml describes another host .*--recalibrate"):
+        measure.recalibrate(tiny, fake.profile, out, work, SETTINGS, add_session=True)
+    assert out.read_bytes() == saved
+
+
 def test_recalibrate_refuses_an_incomplete_table(tiny, tmp_path, fake):
     out, work = tmp_path / "t.yaml", tmp_path / "work"
     with pytest.raises(Interrupt):

@@ -206,7 +206,7 @@ def test_a_calibration_off_by_a_few_millionths_is_refused_with_both_fits(home, t
     _refused(
         tiny,
         rf"its calibration \(a={a:.6g}, b={stored['b']:.6g}, c={stored['c']:.6g}\) is not the "
-        rf"fit of its 40 validation rows \(a={stored['a']:.6g}, b=",
+        rf"fit of its 40 validation subnets \(a={stored['a']:.6g}, b=",
     )
 
 

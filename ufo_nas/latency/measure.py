@@ -34,7 +34,7 @@ import torch
 from ufo_nas.backends import Backend, Runner, get_backend
 from ufo_nas.errors import UfoWarning
 from ufo_nas.fileio import TMP_MARK, remove_stale_temporaries, temporary_name
-from ufo_nas.hardware import HardwareProfile, host_fingerprint
+from ufo_nas.hardware import HardwareProfile, host_difference, host_fingerprint
 from ufo_nas.latency.operator_modules import build_operator, chainable
 from ufo_nas.latency.operator_set import Operator, space_operators
 from ufo_nas.latency.predictor import LatencyPredictor, check_usable, recipe_difference
@@ -452,20 +452,32 @@ def recalibrate(
     work_dir: Path,
     settings: ProfileSettings,
     progress: Progress | None = None,
+    add_session: bool = False,
 ) -> LatencyTable:
     """Move a complete table to this host without re-measuring its operators: time its
     validation subnets (the first `settings.validation_subnets` of them) again here (a new
     session, which becomes the reference scale, so the
     operators follow by the anchor's ratio between the hosts), refit the calibration on
-    them and record this host. The file is replaced only at the end (a kill leaves it as
-    it was). Returns the table; its last session records the replaced host and metrics."""
+    them and record this host. With `add_session` the table must describe this host
+    already: the new times join those of earlier sessions and each subnet is fitted at its
+    median over them, so one process's drift weighs less. The file is replaced only at the
+    end (a kill leaves it as it was). Returns the table; its last session records the
+    replaced host and metrics."""
     table = LatencyTable.load(path, space)
+    what = "add a session to" if add_session else "recalibrate"
     if not table.measured:
-        raise LatencyTableError(f"{path} is a roofline estimate; nothing to recalibrate")
+        raise LatencyTableError(f"{path} is a roofline estimate; nothing to {what}")
     check_usable(space, table, path)
     check_same_setup(table, profile, path)
-    kept = table.validation[: settings.validation_subnets]  # fewer: faster, a looser fit
-    pairs = [(space.parse(row.arch), tuple(row.tasks)) for row in kept]
+    if add_session:
+        differs = host_difference(table.provenance.get("host") or {}, host_fingerprint())
+        if differs:
+            raise LatencyTableError(
+                f"{path} describes another host ({differs}); --add-session only joins times "
+                "of the host a table describes: run --recalibrate first"
+            )
+    kept = table.validation_times()[: settings.validation_subnets]  # fewer: faster, looser
+    pairs = [(space.parse(arch), tasks) for arch, tasks, _ in kept]
     old = LatencyPredictor(space, table)
     predicted = np.array([old.latency_ms([arch], tasks)[0] for arch, tasks in pairs])
     before = {"host": table.provenance.get("host"), "metrics": dict(table.metrics)}
@@ -473,7 +485,8 @@ def recalibrate(
     try:
         session = start_session(table, settings)
         record = table.provenance["sessions"][session]
-        record.update(kind="recalibration", host=host_fingerprint(), replaced=before)
+        kind = "added session" if add_session else "recalibration"
+        record.update(kind=kind, host=host_fingerprint(), replaced=before)
         rows: list[ValidationRow] = []
         for chunk, stolen in _time_subnets(profiler, pairs, settings, session):
             rows += chunk
@@ -483,9 +496,16 @@ def recalibrate(
                 progress("subnets", len(chunk))
     finally:
         profiler.close()
-    table.validation = rows
-    table.provenance["reference_session"] = session
-    table.provenance["host"] = record["host"]
+    if add_session:  # the reference scale stays the session that timed the operators here
+        keep = {(arch.to_string(), tasks) for arch, tasks in pairs}
+        table.validation = [
+            *(r for r in table.validation if (r.arch, tuple(r.tasks)) in keep),
+            *rows,
+        ]
+    else:
+        table.validation = rows
+        table.provenance["reference_session"] = session
+        table.provenance["host"] = record["host"]
     measured = LatencyPredictor(space, table).calibration_data()[2]
     record["before_here"] = error_metrics(predicted, measured)  # the old table, on this host
     calibrate(space, table)
@@ -503,7 +523,7 @@ def calibrate(space: SearchSpace, table: LatencyTable) -> None:
     cal = table.calibration
     predicted = cal["a"] * sums + cal["b"] + cal["c"] * blocks
     table.metrics = {
-        "validation_subnets": len(table.validation),
+        "validation_subnets": len(measured),
         **error_metrics(predicted, measured),
         "uncalibrated_mean_abs_pct_error": round(
             100 * float((np.abs(sums - measured) / measured).mean()), 3

@@ -108,20 +108,20 @@ class LatencyPredictor:
     def calibration_data(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(uncalibrated sum, blocks, measured ms on the reference scale) of each of the
         table's validation subnets: what the calibration is fitted on."""
-        rows = self.table.validation
-        archs = [self.space.parse(r.arch) for r in rows]
-        sums = np.array([self.sum_ms([a], r.tasks)[0] for a, r in zip(archs, rows)])
+        times = self.table.validation_times()
+        archs = [self.space.parse(arch) for arch, _, _ in times]
+        sums = np.array([self.sum_ms([a], tasks)[0] for a, (_, tasks, _) in zip(archs, times)])
         blocks = np.array([a.depth for a in archs], float)
-        measured = np.array([self.table.scaled_ms(r.measured_ms, r.anchor_ms) for r in rows])
+        measured = np.array([ms for _, _, ms in times])
         return sums, blocks, measured
 
     def validation(self) -> tuple[np.ndarray, np.ndarray]:
         """(measured, predicted) ms of the table's validation subnets (in-sample: the
         calibration is fitted on them); measured times on the table's reference scale."""
-        rows = self.table.validation
-        measured = np.array([self.table.scaled_ms(r.measured_ms, r.anchor_ms) for r in rows])
+        times = self.table.validation_times()
+        measured = np.array([ms for _, _, ms in times])
         predicted = np.array(
-            [self.latency_ms([self.space.parse(r.arch)], r.tasks)[0] for r in rows]
+            [self.latency_ms([self.space.parse(arch)], tasks)[0] for arch, tasks, _ in times]
         )
         return measured, predicted
 
@@ -165,11 +165,11 @@ def check_usable(space: SearchSpace, table: LatencyTable, path: Path) -> None:
             f"{path} is incomplete: no calibration yet ({len(rows)} validation subnets "
             f"measured); {_resume(table, space)}"
         )
-    fitted_on = table.metrics.get("validation_subnets")
-    if fitted_on != len(rows):
+    fitted_on, held = table.metrics.get("validation_subnets"), len(table.validation_times())
+    if fitted_on != held:
         raise LatencyTableError(
             f"{path} is inconsistent: its calibration was fitted on {fitted_on} validation "
-            f"subnets but it holds {len(rows)}; {_resume(table, space)}"
+            f"subnets but it holds {held}; {_resume(table, space)}"
         )
     sums, blocks, measured = LatencyPredictor(space, table).calibration_data()
     forms = ABSOLUTE_FORMS if cal["model"] in ABSOLUTE_FORMS else RELATIVE_FORMS
@@ -183,7 +183,7 @@ def check_usable(space: SearchSpace, table: LatencyTable, path: Path) -> None:
         )
         raise LatencyTableError(
             f"{path} is inconsistent: its calibration ({stored}) is not the fit of its "
-            f"{len(rows)} validation rows ({again}); {_resume(table, space)}"
+            f"{held} validation subnets ({again}); {_resume(table, space)}"
         )
 
 

@@ -97,6 +97,16 @@ class LatencyTable:
         """A time measured in a chunk whose anchor took `anchor_ms`, on the reference scale."""
         return ms * self.reference_anchor_ms / anchor_ms
 
+    def validation_times(self) -> list[tuple[str, tuple[str, ...], float]]:
+        """(arch, tasks, ms on the reference scale) of each distinct validation subnet, in
+        first-timed order: the median over its rows where sessions timed it again
+        (`ufo profile --add-session`; a time moves 3-9% between processes here)."""
+        scaled: dict[tuple[str, tuple[str, ...]], list[float]] = {}
+        for row in self.validation:
+            key = (row.arch, tuple(row.tasks))
+            scaled.setdefault(key, []).append(self.scaled_ms(row.measured_ms, row.anchor_ms))
+        return [(arch, tasks, float(np.median(ms))) for (arch, tasks), ms in scaled.items()]
+
     def op_ms(self, key: str) -> float:
         if key not in self.operators:
             raise LatencyTableError(

@@ -57,6 +57,19 @@ def _loo(sums: np.ndarray, blocks: np.ndarray, measured: np.ndarray, forms) -> f
     return 100 * float(np.mean(errors))
 
 
+def measured_ms(rows: list[dict], reference: float) -> np.ndarray:
+    """Each held-out subnet's measured time at the table's reference anchor: as its P1 run
+    recorded it (the median over processes where it ran in several), else the median of its
+    anchor-scaled timings."""
+
+    def scaled(row: dict) -> float:
+        if "measured_ms" in row:
+            return row["measured_ms"]
+        return float(np.median(np.array(row["ms"]) * reference / np.array(row["anchor_ms"])))
+
+    return np.array([scaled(r) for r in rows])
+
+
 def score(space, entry: dict) -> list[dict] | str:
     """A row per form for one P1 entry, or why it is left out."""
     table = LatencyTable.load(table_path(entry["device"], space), space)
@@ -66,10 +79,7 @@ def score(space, entry: dict) -> list[dict] | str:
     archs = [space.parse(r["arch"]) for r in rows]
     sums = np.array([predictor.sum_ms([a], r["tasks"])[0] for a, r in zip(archs, rows)])
     blocks = np.array([a.depth for a in archs], float)
-    reference = table.reference_anchor_ms
-    measured = np.array(
-        [np.median(np.array(r["ms"]) * reference / np.array(r["anchor_ms"])) for r in rows]
-    )
+    measured = measured_ms(rows, table.reference_anchor_ms)
     recorded = np.array([r["predicted_ms"] for r in rows])
     if not any(
         np.allclose(
@@ -111,10 +121,7 @@ def by_kind(space, entry: dict) -> list[dict]:
     archs = [space.parse(r["arch"]) for r in rows]
     tasks = [tuple(r["tasks"]) for r in rows]
     predicted = np.array([predictor.latency_ms([a], t)[0] for a, t in zip(archs, tasks)])
-    reference = table.reference_anchor_ms
-    measured = np.array(
-        [np.median(np.array(r["ms"]) * reference / np.array(r["anchor_ms"])) for r in rows]
-    )
+    measured = measured_ms(rows, table.reference_anchor_ms)
     signed = predicted / measured - 1
     every = np.array([len(t) == len(space.tasks) for t in tasks])
     out = []

@@ -1,7 +1,7 @@
 """P1: latency-table accuracy on held-out subnets, its error decomposed, and each backend
 against torch eager.
 
-For every CPU device with a shipped table, in this one process: 50 random subnets (a seed
+For every CPU device with a shipped table, in one process (or several): 50 random subnets (a seed
 the tables' own validation did not use) are exported once and built by each device's backend
 as profiling and `ufo export` build them (its export artefact, loaded back; TVM with the
 tuning database its profiling run left, as `ufo export` uses it), timed
@@ -17,10 +17,14 @@ The error is decomposed on the same measurements:
   instead of its own (does one anchor per chunk add noise or remove drift?);
 - calibration: the error of the uncalibrated operator sum;
 - drift (`--own-subnets`): the tables' own validation subnets re-timed here against the
-  times their tables recorded, i.e. how much a time moves between processes by itself.
+  times their tables recorded, i.e. how much a time moves between processes by itself;
+- process noise (`--processes N`): the same subnets measured in N processes one after
+  another, each table scored against the median over processes, and each process alone
+  against that median (how reproducible the ground truth itself is).
 
     python tools/bench_latency.py --space ufo_vit_tiny [--subnets 50] [--repeats 2]
         [--devices DEV,...] [--table DEV=PATH ...] [--no-eager] [--own-subnets]
+        [--processes N]
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import argparse
 import json
 import shlex
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -69,6 +74,23 @@ class Device:
     ms: list[list[float]] = field(default_factory=list)  # per subnet, per repeat (raw p25)
     anchor_ms: list[list[float]] = field(default_factory=list)
     eager_ratio: list[float] = field(default_factory=list)
+    processes: int = 1  # ms and anchor_ms hold each process's repeats, one process after another
+
+    def times(self) -> dict:
+        return {"ms": self.ms, "anchor_ms": self.anchor_ms, "eager_ratio": self.eager_ratio}
+
+    def add_process(self, times: dict) -> None:
+        """Append another process's times of the same subnets."""
+        if not self.ms:
+            self.ms, self.anchor_ms = times["ms"], times["anchor_ms"]
+            self.eager_ratio = times["eager_ratio"]
+            return
+        self.ms = [a + b for a, b in zip(self.ms, times["ms"])]
+        self.anchor_ms = [a + b for a, b in zip(self.anchor_ms, times["anchor_ms"])]
+        if times["eager_ratio"]:
+            ratios = np.array([self.eager_ratio, times["eager_ratio"]])
+            self.eager_ratio = np.median(ratios, axis=0).tolist()
+        self.processes += 1
 
 
 def measure(space, devices: list[Device], n: int, seed: int, repeats: int, eager: bool, work: Path):
@@ -135,8 +157,9 @@ def evaluate(space, device: Device, table: LatencyTable, subnets) -> dict:
     uncalibrated = np.array([predictor.sum_ms([a], t)[0] for a, t in subnets])
     ms, anchors = np.asarray(device.ms), np.asarray(device.anchor_ms)
     reference = table.reference_anchor_ms
-    scaled = ms * reference / anchors  # per subnet, per repeat
-    measured = np.median(scaled, axis=1)
+    scaled = ms * reference / anchors  # per subnet, per (process, repeat)
+    by_process = np.median(scaled.reshape(len(scaled), device.processes, -1), axis=2)
+    measured = np.median(by_process, axis=1)
     error = np.abs(_errors(predicted, measured))
     signed = _errors(predicted, measured)
     one_anchor = np.median(ms, axis=1) * reference / np.median(anchors)
@@ -152,8 +175,19 @@ def evaluate(space, device: Device, table: LatencyTable, subnets) -> dict:
         "anchor_spread_pct": float(100 * (anchors.max() - anchors.min()) / np.median(anchors)),
         "median_ms": float(np.median(measured)),
     }
-    if scaled.shape[1] > 1:  # the noise floor: repeats of one chunk against their median
-        out["repeat_noise_pct"] = float(100 * np.abs(scaled[:, 0] / measured - 1).mean())
+    repeats = scaled.shape[1] // device.processes
+    if repeats > 1:  # the noise floor: repeats of one chunk against their median
+        first = np.median(scaled[:, :repeats], axis=1)
+        out["repeat_noise_pct"] = float(100 * np.abs(scaled[:, 0] / first - 1).mean())
+    if device.processes > 1:  # each process alone: its distance from the median, its score
+        alone = [np.abs(_errors(predicted, m)) for m in by_process.T]
+        out["processes"] = {
+            "n": device.processes,
+            "noise_pct": [float(100 * np.abs(m / measured - 1).mean()) for m in by_process.T],
+            "within_5": [float((e <= 0.05).mean()) for e in alone],
+            "within_10": [float((e <= 0.10).mean()) for e in alone],
+            "mape": [float(100 * e.mean()) for e in alone],
+        }
     if device.eager_ratio:
         out["speedup_vs_torch"] = float(np.median(device.eager_ratio))
     own = {(arch, tasks): ms for arch, tasks, ms in table.validation_times()}
@@ -176,8 +210,15 @@ def evaluate(space, device: Device, table: LatencyTable, subnets) -> dict:
             if mask.any()
         }
     out["per_subnet"] = [
-        {"arch": a.to_string(), "tasks": list(t), "predicted_ms": float(p), "ms": m, "anchor_ms": x}
-        for (a, t), p, m, x in zip(subnets, predicted, ms.tolist(), anchors.tolist())
+        {
+            "arch": a.to_string(),
+            "tasks": list(t),
+            "predicted_ms": float(p),
+            "measured_ms": float(y),  # anchor-scaled to the table's reference: the truth
+            "ms": m,
+            "anchor_ms": x,
+        }
+        for (a, t), p, y, m, x in zip(subnets, predicted, measured, ms.tolist(), anchors.tolist())
     ]
     return out
 
@@ -212,8 +253,18 @@ def main() -> int:
         help="time the tables' own validation subnets instead of held-out ones, and report "
         "how far each moved from the time its table recorded (the drift between processes)",
     )
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        help="measure in this many processes, one after another, and score against the median "
+        "over them (each process alone is scored too)",
+    )
     parser.add_argument("--out", help="default tools/results/bench_latency-<space>.md")
+    parser.add_argument("--times-out", help=argparse.SUPPRESS)  # a child: write times, no report
     args = parser.parse_args()
+    if args.processes < 1:
+        parser.error(f"--processes {args.processes}: give 1 or more")
     space = load_space(args.space)
     names = (
         args.devices.split(",")
@@ -231,15 +282,28 @@ def main() -> int:
             parser.error(f"--table {item}: device '{name}' is not among {names}")
         tables.append((name, Path(path)))
     started = time.time()
-    with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        (work / "onnx").mkdir()
-        devices = [Device(n, Profiler(space, _as_exported(n, space), work / n)) for n in names]
-        seed = ProfileSettings().seed if args.own_subnets else HELD_OUT_SEED
-        subnets = measure(space, devices, args.subnets, seed, args.repeats, not args.no_eager, work)
-        for device in devices:
-            device.profiler.close()
-    by_name = {device.name: device for device in devices}
+    seed = ProfileSettings().seed if args.own_subnets else HELD_OUT_SEED
+    if args.processes > 1:
+        subnets = validation_subnets(space, args.subnets, seed)
+        by_name = {name: Device(name, None) for name in names}  # type: ignore[arg-type]
+        for times in _in_processes(args, names):
+            for name, device in by_name.items():
+                device.add_process(times[name])
+    else:
+        with tempfile.TemporaryDirectory() as tmp:
+            work = Path(tmp)
+            (work / "onnx").mkdir()
+            devices = [Device(n, Profiler(space, _as_exported(n, space), work / n)) for n in names]
+            subnets = measure(
+                space, devices, args.subnets, seed, args.repeats, not args.no_eager, work
+            )
+            for device in devices:
+                device.profiler.close()
+        by_name = {device.name: device for device in devices}
+        if args.times_out:
+            times = {name: device.times() for name, device in by_name.items()}
+            Path(args.times_out).write_text(json.dumps(times) + "\n")
+            return 0
     rows = []
     for name, path in tables:
         table = LatencyTable.load(path, space)
@@ -256,12 +320,29 @@ def main() -> int:
     return 0
 
 
+def _in_processes(args, names: list[str]) -> list[dict]:
+    """This command's measurement run in child processes, one after another: each one's
+    times per device."""
+    child = [sys.executable, __file__, "--space", args.space, "--subnets", str(args.subnets)]
+    child += ["--repeats", str(args.repeats), "--devices", ",".join(names)]
+    child += ["--no-eager"] * args.no_eager + ["--own-subnets"] * args.own_subnets
+    out = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for k in range(args.processes):
+            path = Path(tmp) / f"process-{k}.json"
+            subprocess.run([*child, "--times-out", str(path)], check=True)
+            out.append(json.loads(path.read_text()))
+    return out
+
+
 def _report(space, rows: list[dict], args, command: str, seconds: float) -> list[str]:
     host = host_fingerprint()
     what = (
         "of the tables' own validation subnets" if args.own_subnets else "held-out random subnets"
     )
     seed = ProfileSettings().seed if args.own_subnets else HELD_OUT_SEED
+    where = "this one process" if args.processes == 1 else f"{args.processes} processes in turn"
+    over = "" if args.processes == 1 else ", then the median over processes"
     lines = [
         f"# Latency tables vs end-to-end measurement: {space.name}",
         "",
@@ -270,8 +351,9 @@ def _report(space, rows: list[dict], args, command: str, seconds: float) -> list
         f"cores, ISA {','.join(host['isa'])}; torch {torch.__version__}; {seconds:.0f} s in all  ",
         f"{args.subnets} {what} (seed {seed}; every 4th serves all "
         "tasks on one trunk), each exported once, compiled per device and measured end to end "
-        f"in this one process, interleaved in chunks of 8 with the anchor subnet, 21 rounds, "
-        f"{args.repeats} timing(s) per chunk (median). Error: |predicted - measured| / measured.",
+        f"in {where}, interleaved in chunks of 8 with the anchor subnet, 21 rounds, "
+        f"{args.repeats} timing(s) per chunk (median{over}). Error: |predicted - measured| / "
+        "measured.",
         "",
         "| device | table | backend | within 5% | within 10% | mean error | max error | "
         "median ms | speed-up vs torch eager |",
@@ -321,6 +403,25 @@ def _report(space, rows: list[dict], args, command: str, seconds: float) -> list
                 lines.append(
                     f"| {r['device']} | {r['table']} | {kind} | {d['n']} | {d['median_pct']:+.2f} "
                     f"| {d['mean_abs_pct']:.2f} | {100 * d['within_5']:.0f}% |"
+                )
+    several = [r for r in rows if "processes" in r]
+    if several:
+        lines += [
+            "",
+            "Each process alone: its anchor-scaled times (median of its repeats) against the "
+            "median over all processes (process noise, mean absolute %), and the table scored "
+            "against that one process as the ground truth, as a one-process run would score it.",
+            "",
+            "| device | table | process | process noise | within 5% | within 10% | mean error |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in several:
+            p = r["processes"]
+            for k in range(p["n"]):
+                lines.append(
+                    f"| {r['device']} | {r['table']} | {k + 1} of {p['n']} | "
+                    f"{p['noise_pct'][k]:.2f} | {100 * p['within_5'][k]:.0f}% | "
+                    f"{100 * p['within_10'][k]:.0f}% | {p['mape'][k]:.2f}% |"
                 )
     return lines
 

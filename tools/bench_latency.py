@@ -70,7 +70,7 @@ class Device:
     """One device's profiler, and the times of the held-out subnets on it."""
 
     name: str
-    profiler: Profiler
+    profiler: Profiler | None  # None where this process merges its children's times
     ms: list[list[float]] = field(default_factory=list)  # per subnet, per repeat (raw p25)
     anchor_ms: list[list[float]] = field(default_factory=list)
     eager_ratio: list[float] = field(default_factory=list)
@@ -285,7 +285,7 @@ def main() -> int:
     seed = ProfileSettings().seed if args.own_subnets else HELD_OUT_SEED
     if args.processes > 1:
         subnets = validation_subnets(space, args.subnets, seed)
-        by_name = {name: Device(name, None) for name in names}  # type: ignore[arg-type]
+        by_name = {name: Device(name, None) for name in names}
         for times in _in_processes(args, names):
             for name, device in by_name.items():
                 device.add_process(times[name])

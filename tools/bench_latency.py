@@ -387,43 +387,42 @@ def _report(space, rows: list[dict], args, command: str, seconds: float) -> list
             f"{r['debiased_mape']:.2f} | {r['one_anchor_mape']:.2f} | "
             f"{r['uncalibrated_mape']:.2f} | {r['anchor_spread_pct']:.1f} |"
         )
-    drifting = [r for r in rows if "drift" in r]
-    if drifting:
-        lines += [
-            "",
+    drift_rows = [
+        f"| {r['device']} | {r['table']} | {kind} | {d['n']} | {d['median_pct']:+.2f} "
+        f"| {d['mean_abs_pct']:.2f} | {100 * d['within_5']:.0f}% |"
+        for r in rows
+        for kind, d in r.get("drift", {}).items()
+    ]
+    if drift_rows:
+        lines += _section(
             "Drift between processes: each subnet's time here (anchor-scaled, median of repeats) "
             "against the time its table recorded when it was profiled; median signed and mean "
             "absolute, %.",
-            "",
-            "| device | table | subnets serving | n | median drift | mean abs drift | within 5% |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for r in drifting:
-            for kind, d in r["drift"].items():
-                lines.append(
-                    f"| {r['device']} | {r['table']} | {kind} | {d['n']} | {d['median_pct']:+.2f} "
-                    f"| {d['mean_abs_pct']:.2f} | {100 * d['within_5']:.0f}% |"
-                )
-    several = [r for r in rows if "processes" in r]
-    if several:
-        lines += [
-            "",
+            "device | table | subnets serving | n | median drift | mean abs drift | within 5%",
+            drift_rows,
+        )
+    process_rows = [
+        f"| {r['device']} | {r['table']} | {k + 1} of {p['n']} | {p['noise_pct'][k]:.2f} | "
+        f"{100 * p['within_5'][k]:.0f}% | {100 * p['within_10'][k]:.0f}% | {p['mape'][k]:.2f}% |"
+        for r in rows
+        if (p := r.get("processes"))
+        for k in range(p["n"])
+    ]
+    if process_rows:
+        lines += _section(
             "Each process alone: its anchor-scaled times (median of its repeats) against the "
             "median over all processes (process noise, mean absolute %), and the table scored "
             "against that one process as the ground truth, as a one-process run would score it.",
-            "",
-            "| device | table | process | process noise | within 5% | within 10% | mean error |",
-            "|---|---|---|---|---|---|---|",
-        ]
-        for r in several:
-            p = r["processes"]
-            for k in range(p["n"]):
-                lines.append(
-                    f"| {r['device']} | {r['table']} | {k + 1} of {p['n']} | "
-                    f"{p['noise_pct'][k]:.2f} | {100 * p['within_5'][k]:.0f}% | "
-                    f"{100 * p['within_10'][k]:.0f}% | {p['mape'][k]:.2f}% |"
-                )
+            "device | table | process | process noise | within 5% | within 10% | mean error",
+            process_rows,
+        )
     return lines
+
+
+def _section(intro: str, columns: str, rows: list[str]) -> list[str]:
+    """A Markdown table with its introduction, columns given as "a | b | c"."""
+    header = f"| {columns} |"
+    return ["", intro, "", header, "|" + "---|" * (columns.count("|") + 1), *rows]
 
 
 if __name__ == "__main__":

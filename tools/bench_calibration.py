@@ -8,6 +8,10 @@ predicted. An entry whose table changed since its P1 run is left out: the least-
 fit it then used (in ms before 2026-12-04, relative since) must reproduce the predictions the
 run recorded.
 
+A second section scores forms that scale each kind of operator apart (attention, FFN; the
+stem and heads folded into the constant), as nn-Meter fits one predictor per kernel: are
+the operators' standalone times off by different factors in their real context?
+
     python tools/bench_calibration.py [RESULTS.json ...]
         (default: every tools/results/bench_latency-*.json)
 """
@@ -68,6 +72,79 @@ def measured_ms(rows: list[dict], reference: float) -> np.ndarray:
         return float(np.median(np.array(row["ms"]) * reference / np.array(row["anchor_ms"])))
 
     return np.array([scaled(r) for r in rows])
+
+
+# forms over the sum's parts (attention, FFN, stem + heads), blocks and a constant: the
+# columns of each design, from `_design`
+KIND_FORMS = {
+    "a*sum+b+c*blocks relative": ("sum", "one", "blocks"),
+    "a1*attn+a2*ffn+b+c*blocks relative": ("attn", "ffn", "one", "blocks"),
+    "a1*attn+a2*ffn+a3*fixed+b+c*blocks relative": ("attn", "ffn", "fixed", "one", "blocks"),
+}
+
+
+def _design(parts: np.ndarray, blocks: np.ndarray, columns: tuple[str, ...]) -> np.ndarray:
+    named = {
+        "sum": parts.sum(axis=1),
+        "attn": parts[:, 0],
+        "ffn": parts[:, 1],
+        "fixed": parts[:, 2],
+        "one": np.ones(len(parts)),
+        "blocks": blocks,
+    }
+    return np.stack([named[c] for c in columns], axis=1)
+
+
+def _fit_relative(design: np.ndarray, measured: np.ndarray) -> np.ndarray:
+    """Least squares in relative error: each row weighted by 1 / its measured time."""
+    weights = 1 / measured
+    coef, *_ = np.linalg.lstsq(design * weights[:, None], measured * weights, rcond=None)
+    return coef
+
+
+def _loo_relative(design: np.ndarray, measured: np.ndarray) -> float:
+    """Leave-one-out mean relative error (%) of a design's relative fit."""
+    errors = []
+    for k in range(len(measured)):
+        keep = np.arange(len(measured)) != k
+        coef = _fit_relative(design[keep], measured[keep])
+        errors.append(abs(design[k] @ coef / measured[k] - 1))
+    return 100 * float(np.mean(errors))
+
+
+def by_operator_kind(space, entry: dict) -> list[dict]:
+    """Each form of KIND_FORMS, and the one leave-one-out chooses among them, fitted on the
+    shipped table's validation subnets and scored on the entry's held-out subnets."""
+    table = LatencyTable.load(table_path(entry["device"], space), space)
+    predictor = LatencyPredictor(space, table)
+    times = table.validation_times()
+    val_archs = [space.parse(arch) for arch, _, _ in times]
+    val_parts = np.concatenate(
+        [predictor.sum_parts([a], t) for a, (_, t, _) in zip(val_archs, times)]
+    )
+    val_blocks = np.array([a.depth for a in val_archs], float)
+    val_ms = np.array([ms for _, _, ms in times])
+    rows = entry["per_subnet"]
+    archs = [space.parse(r["arch"]) for r in rows]
+    parts = np.concatenate([predictor.sum_parts([a], r["tasks"]) for a, r in zip(archs, rows)])
+    blocks = np.array([a.depth for a in archs], float)
+    measured = measured_ms(rows, table.reference_anchor_ms)
+    out = []
+    for form, columns in KIND_FORMS.items():
+        design = _design(val_parts, val_blocks, columns)
+        coef = _fit_relative(design, val_ms)
+        error = np.abs(_design(parts, blocks, columns) @ coef / measured - 1)
+        out.append(
+            {
+                "form": form,
+                "loo": _loo_relative(design, val_ms),
+                "mape": 100 * float(error.mean()),
+                "within_5": float((error <= 0.05).mean()),
+                "within_10": float((error <= 0.10).mean()),
+            }
+        )
+    chosen = min(out, key=lambda r: r["loo"])
+    return [*out, {**chosen, "form": f"chosen by leave-one-out: {chosen['form']}"}]
 
 
 def score(space, entry: dict) -> list[dict] | str:
@@ -161,7 +238,7 @@ def main() -> int:
         "bias | debiased |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    left_out, kinds = [], []
+    left_out, kinds, operator_kinds = [], [], []
     for path in files:
         results = json.loads(path.read_text())
         space = load_space(path.stem.removeprefix("bench_latency-").split("-")[0])
@@ -172,6 +249,11 @@ def main() -> int:
             if isinstance(rows, str):
                 left_out.append(f"- {path.name}, {entry['device']}: {rows}")
                 continue
+            operator_kinds += [
+                f"| {path.name} | {entry['device']} | {r['form']} | {r['loo']:.2f} | "
+                f"{r['mape']:.2f} | {100 * r['within_5']:.0f}% | {100 * r['within_10']:.0f}% |"
+                for r in by_operator_kind(space, entry)
+            ]
             kinds += [
                 f"| {path.name} | {entry['device']} | {k['kind']} | {k['n']} | "
                 f"{k['mape']:.2f} | {k['bias']:+.2f} | {100 * k['within_5']:.0f}% |"
@@ -193,6 +275,16 @@ def main() -> int:
         "| P1 run | device | subnets serving | n | mean error | bias | within 5% |",
         "|---|---|---|---|---|---|---|",
         *kinds,
+        "",
+        "## Operator kinds scaled apart",
+        "",
+        "Relative least squares on the shipped table's validation subnets, each kind of "
+        "operator's summed time its own column; `loo` as above. The last row per run is the "
+        "form leave-one-out picks among the three.",
+        "",
+        "| P1 run | device | form | loo | held-out mean | within 5% | within 10% |",
+        "|---|---|---|---|---|---|---|",
+        *operator_kinds,
     ]
     if left_out:
         lines += ["", "Left out:", *left_out]

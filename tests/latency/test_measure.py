@@ -1,9 +1,12 @@
 """`ufo profile` end to end on ufo_vit_tiny with the torch backend and few rounds."""
 
+import subprocess
+import sys
+
 import pytest
 import yaml
 
-from ufo_nas.cli import main
+from ufo_nas.cli import build_parser, main
 from ufo_nas.hardware import load_profile, profile_from_dict
 from ufo_nas.latency.measure import ProfileSettings, plan, run_profile
 from ufo_nas.latency.predictor import LatencyPredictor
@@ -96,6 +99,11 @@ def test_cli_dry_run_lists_the_work(tmp_path, capsys):
             ],
             "pass one of them",
         ),
+        (
+            ["--device", "cpu-onnxruntime", "--space", "ufo_vit_tiny", "--add-session"]
+            + ["--sessions", "2"],
+            "--sessions 2 applies to a build; --add-session times one session",
+        ),
     ],
 )
 def test_cli_errors_are_one_line(argv, message, tmp_path, capsys):
@@ -113,3 +121,44 @@ def test_new_profile_describes_this_machine(tmp_path, monkeypatch, capsys):
     assert data["backend"] == "onnxruntime" and data["peak"]["tflops"] > 0
     assert main(["profile", "--new-profile", "my-cpu", "--backend", "onnxruntime"]) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+def sessions_run(monkeypatch, tmp_path, returncodes: list[int]) -> tuple[int, list[list[str]]]:
+    """`ufo profile --sessions 3` with the build stubbed out and each child process replaced
+    by one that exits with the next of `returncodes`; (exit status, the children's argv)."""
+    import ufo_nas.cli.latency as cli
+
+    monkeypatch.setattr(cli, "_measure", lambda *args: None)
+    commands: list[list[str]] = []
+
+    def run(command, check):
+        commands.append(command)
+        return subprocess.CompletedProcess(command, returncodes[len(commands) - 1])
+
+    monkeypatch.setattr(cli.subprocess, "run", run)
+    argv = ["profile", "--device", "cpu-onnxruntime", "--space", "ufo_vit_tiny", "--seed", "5"]
+    status = main([*argv, "--rounds", "9", "--out", str(tmp_path / "t.yaml"), "--sessions", "3"])
+    return status, commands
+
+
+def test_each_further_session_re_times_the_table_in_a_new_process(monkeypatch, tmp_path):
+    status, commands = sessions_run(monkeypatch, tmp_path, [0, 0])
+    assert status == 0 and len(commands) == 2
+    for command in commands:
+        assert command[:4] == [sys.executable, "-m", "ufo_nas", "profile"]
+        child = build_parser().parse_args(command[3:])  # a command `ufo profile` accepts
+        assert child.add_session and not child.recalibrate and child.sessions == 1
+        assert (child.device, child.space, child.out) == (
+            "cpu-onnxruntime",
+            "ufo_vit_tiny",
+            str(tmp_path / "t.yaml"),
+        )
+        assert (child.seed, child.rounds, child.validation) == (5, 9, 40)
+
+
+def test_a_failed_session_stops_the_rest_in_one_line(monkeypatch, tmp_path, capsys):
+    status, commands = sessions_run(monkeypatch, tmp_path, [3, 0])
+    assert status == 2 and len(commands) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert "session 2 of 3 failed (exit 3)" in err and "keeps the sessions before it" in err

@@ -50,6 +50,22 @@ def test_multi_task_trunk_counts_split_streams(tiny, table):
     assert both - one == pytest.approx(table.op_ms("head.object") + ffn + 3 * (attn + ffn))
 
 
+def test_the_sum_splits_into_attention_ffn_and_stem_with_heads(tiny, table):
+    predictor = LatencyPredictor(tiny, table)
+    ms = {key: table.op_ms(key) for key in table.operators}
+    arch = tiny.parse("d4-h2,3,4,2-m2,3,4,2-face:stms-object:ssss")
+    hidden = [tiny.spec.hidden_dim(r) for r in (2, 3, 4, 2)]
+    attn, ffn, fixed = predictor.sum_parts([arch], "face")[0]
+    assert attn == pytest.approx(2 * ms["attn.h2"] + ms["attn.h3"] + ms["attn.h4"])
+    assert ffn == pytest.approx(
+        sum(ms[f"ffn.m{h}.x{2 if p == 'm' else 1}"] for h, p in zip(hidden, "stms"))
+    )
+    assert fixed == pytest.approx(ms["stem"] + ms["head.face"])
+    archs = [tiny.sample(np.random.default_rng(k)) for k in range(20)]
+    parts = predictor.sum_parts(archs, ("face", "object"))
+    np.testing.assert_allclose(parts.sum(axis=1), predictor.sum_ms(archs, ("face", "object")))
+
+
 def test_vectorised_matches_one_by_one(tiny, table):
     predictor = LatencyPredictor(tiny, table)
     archs = [tiny.sample(np.random.default_rng(k)) for k in range(50)]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -64,6 +66,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "describes) and refit each at its median over sessions: a time drifts 3-9%% between "
         "processes on a shared 2-vCPU host; each run adds one",
     )
+    shared.add_number(
+        p,
+        "--sessions",
+        1,
+        "processes the validation subnets are timed in: after the build, each further session "
+        "re-times them in a new process (as --add-session does, about 90 s on ufo_vit_tiny) and "
+        "each subnet is fitted at its median",
+        shared.positive_int,
+    )
     new_help = "first write hardware_profiles/NAME.yaml for this machine (peaks measured here)"
     p.add_argument("--new-profile", metavar="NAME", help=new_help)
     p.add_argument("--backend", help="backend of the new profile")
@@ -120,6 +131,12 @@ def cmd_profile(args: argparse.Namespace) -> None:
             "--recalibrate moves a table to this host, --add-session adds a "
             "session on the host it describes: pass one of them"
         )
+    if args.sessions > 1 and (args.recalibrate or args.add_session):
+        flag = "--recalibrate" if args.recalibrate else "--add-session"
+        raise UfoError(
+            f"--sessions {args.sessions} applies to a build; {flag} times one session: run it "
+            "again for another"
+        )
     if args.recalibrate or args.add_session:
         _recalibrate(space, profile, out, args, settings)
         return
@@ -143,10 +160,32 @@ def cmd_profile(args: argparse.Namespace) -> None:
             print(f"  operator {op.key}")
         for arch, tasks in todo.validation:
             print(f"  subnet   {','.join(tasks)}  {arch}")
+        if args.sessions > 1:
+            print(f"then {args.sessions - 1} more session(s), each in a new process")
         return
     work_dir = Path(args.work_dir) if args.work_dir else None
     _measure(space, profile, out, work_dir, settings, len(todo.operators) + len(todo.validation))
     print(f"wrote {out}")
+    for k in range(2, args.sessions + 1):
+        print(f"session {k} of {args.sessions}: re-timing the validation subnets in a new process")
+        _add_session_in_a_new_process(args, out, k)
+
+
+def _add_session_in_a_new_process(args: argparse.Namespace, out: Path, k: int) -> None:
+    """`ufo profile --add-session` on `out` in a child process, with this run's settings."""
+    command = [sys.executable, "-m", "ufo_nas", "profile", "--device", args.device]
+    command += ["--space", args.space] if args.space else []
+    command += ["--out", str(out), "--add-session", "--seed", str(args.seed)]
+    command += ["--validation", str(args.validation), "--rounds", str(args.rounds)]
+    command += ["--chunk-seconds", str(args.chunk_seconds), "--calls", str(args.calls)]
+    command += ["--chunk", str(args.chunk), "--copies", str(args.copies)]
+    command += ["--work-dir", args.work_dir] if args.work_dir else []
+    child = subprocess.run(command, check=False)
+    if child.returncode != 0:
+        raise UfoError(
+            f"session {k} of {args.sessions} failed (exit {child.returncode}); {out} keeps the "
+            f"sessions before it: add more with `ufo profile --device {args.device} --add-session`"
+        )
 
 
 def _recalibrate(space, profile, out: Path, args: argparse.Namespace, settings) -> None:

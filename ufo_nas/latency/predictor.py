@@ -81,19 +81,31 @@ class LatencyPredictor:
         tasks = (tasks,) if isinstance(tasks, str) else tuple(tasks)
         return self._sum(self.cost.structure(archs, tasks), tasks)
 
-    def _sum(self, layers: LayerStructure, tasks: tuple[str, ...]) -> np.ndarray:
-        attn = self._attn[np.searchsorted(self._heads, layers.heads)]
+    def sum_parts(
+        self, archs: Sequence[Arch] | np.ndarray, tasks: str | Sequence[str]
+    ) -> np.ndarray:
+        """The uncalibrated sum of each subnet split by operator kind: (n, 3) columns of
+        attention, FFN, and stem plus heads; each row sums to `sum_ms`."""
+        tasks = (tasks,) if isinstance(tasks, str) else tuple(tasks)
+        return self._parts(self.cost.structure(archs, tasks), tasks)
+
+    def _parts(self, layers: LayerStructure, tasks: tuple[str, ...]) -> np.ndarray:
+        attn = self._attn[np.searchsorted(self._heads, layers.heads)] * layers.streams_in
         hidden = np.searchsorted(self._hidden, layers.hidden)
-        total = layers.streams_in * attn + layers.single * self._ffn[1][hidden]
+        ffn = layers.single * self._ffn[1][hidden]
         if layers.mixed.any():
             if 2 not in self._ffn:
                 raise LatencyTableError(f"the {self.table.device} table has no mixed-FFN operators")
-            total = total + layers.mixed * self._ffn[2][hidden]
+            ffn = ffn + layers.mixed * self._ffn[2][hidden]
         missing = [t for t in tasks if t not in self._head]
         if missing:
             raise LatencyTableError(f"the {self.table.device} table has no head for '{missing[0]}'")
-        heads = sum(self._head[t] for t in tasks)
-        return self._stem + heads + (total * layers.active).sum(axis=1)
+        fixed = self._stem + sum(self._head[t] for t in tasks)
+        attn_ms, ffn_ms = (attn * layers.active).sum(axis=1), (ffn * layers.active).sum(axis=1)
+        return np.stack([attn_ms, ffn_ms, np.full_like(attn_ms, fixed)], axis=1)
+
+    def _sum(self, layers: LayerStructure, tasks: tuple[str, ...]) -> np.ndarray:
+        return self._parts(layers, tasks).sum(axis=1)
 
     def latency_ms(
         self, archs: Sequence[Arch] | np.ndarray, tasks: str | Sequence[str]

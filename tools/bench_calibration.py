@@ -112,11 +112,10 @@ def _loo_relative(design: np.ndarray, measured: np.ndarray) -> float:
     return 100 * float(np.mean(errors))
 
 
-def by_operator_kind(space, entry: dict) -> list[dict]:
+def by_operator_kind(space, predictor: LatencyPredictor, entry: dict) -> list[dict]:
     """Each form of KIND_FORMS, and the one leave-one-out chooses among them, fitted on the
     shipped table's validation subnets and scored on the entry's held-out subnets."""
-    table = LatencyTable.load(table_path(entry["device"], space), space)
-    predictor = LatencyPredictor(space, table)
+    table = predictor.table
     times = table.validation_times()
     val_archs = [space.parse(arch) for arch, _, _ in times]
     val_parts = np.concatenate(
@@ -147,10 +146,9 @@ def by_operator_kind(space, entry: dict) -> list[dict]:
     return [*out, {**chosen, "form": f"chosen by leave-one-out: {chosen['form']}"}]
 
 
-def score(space, entry: dict) -> list[dict] | str:
+def score(space, predictor: LatencyPredictor, entry: dict) -> list[dict] | str:
     """A row per form for one P1 entry, or why it is left out."""
-    table = LatencyTable.load(table_path(entry["device"], space), space)
-    predictor = LatencyPredictor(space, table)
+    table = predictor.table
     sums_v, blocks_v, measured_v = predictor.calibration_data()
     rows = entry["per_subnet"]
     archs = [space.parse(r["arch"]) for r in rows]
@@ -189,11 +187,10 @@ def score(space, entry: dict) -> list[dict] | str:
     return out
 
 
-def by_kind(space, entry: dict) -> list[dict]:
+def by_kind(space, predictor: LatencyPredictor, entry: dict) -> list[dict]:
     """The shipped fit's held-out error split by what a subnet serves: one task, or every
     task on one trunk (a multi-task deployment)."""
-    table = LatencyTable.load(table_path(entry["device"], space), space)
-    predictor = LatencyPredictor(space, table)
+    table = predictor.table
     rows = entry["per_subnet"]
     archs = [space.parse(r["arch"]) for r in rows]
     tasks = [tuple(r["tasks"]) for r in rows]
@@ -245,19 +242,21 @@ def main() -> int:
         for entry in results:
             if not entry.get("shipped") or "drift" in entry:  # drift: the table's own subnets
                 continue
-            rows = score(space, entry)
+            table = LatencyTable.load(table_path(entry["device"], space), space)
+            predictor = LatencyPredictor(space, table)  # the shipped table, read once
+            rows = score(space, predictor, entry)
             if isinstance(rows, str):
                 left_out.append(f"- {path.name}, {entry['device']}: {rows}")
                 continue
             operator_kinds += [
                 f"| {path.name} | {entry['device']} | {r['form']} | {r['loo']:.2f} | "
                 f"{r['mape']:.2f} | {100 * r['within_5']:.0f}% | {100 * r['within_10']:.0f}% |"
-                for r in by_operator_kind(space, entry)
+                for r in by_operator_kind(space, predictor, entry)
             ]
             kinds += [
                 f"| {path.name} | {entry['device']} | {k['kind']} | {k['n']} | "
                 f"{k['mape']:.2f} | {k['bias']:+.2f} | {100 * k['within_5']:.0f}% |"
-                for k in by_kind(space, entry)
+                for k in by_kind(space, predictor, entry)
             ]
             for r in rows:
                 lines.append(

@@ -78,8 +78,7 @@ class LatencyPredictor:
 
     def sum_ms(self, archs: Sequence[Arch] | np.ndarray, tasks: str | Sequence[str]) -> np.ndarray:
         """Uncalibrated sum of operator times of each subnet."""
-        tasks = (tasks,) if isinstance(tasks, str) else tuple(tasks)
-        return self._sum(self.cost.structure(archs, tasks), tasks)
+        return self.sum_parts(archs, tasks).sum(axis=1)
 
     def sum_parts(
         self, archs: Sequence[Arch] | np.ndarray, tasks: str | Sequence[str]

@@ -76,12 +76,17 @@ def evaluate_archs(
     data: ImageSet,
     batch_size: int = 64,
 ) -> Iterator[EvalResult]:
-    """Run each arch of the supernet on `data` and score it with the task's metric."""
+    """Run each arch of the supernet on `data`, on the supernet's device (CPU or a GPU
+    while training there), and score it with the task's metric."""
     supernet.eval()
     kind = supernet.spec.task(task).kind
+    device = next(supernet.parameters()).device
     for arch in archs:
         outputs = torch.cat(
-            [supernet(chunk, arch, task) for chunk in data.images.split(batch_size)]
+            [
+                supernet(chunk.to(device), arch, task).float().cpu()
+                for chunk in data.images.split(batch_size)
+            ]
         )
         yield EvalResult(arch, evaluate_embeddings(kind, outputs.numpy(), data))
 

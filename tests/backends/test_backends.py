@@ -15,6 +15,7 @@ from ufo_nas.onnx_io import export_for_backend, export_onnx
 from ufo_nas.supernet import extract
 
 TASKS = ("face", "object")
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 needs_openvino = pytest.mark.skipif(
     importlib.util.find_spec("openvino") is None,
     reason='openvino is not installed: pip install -e ".[openvino]"',
@@ -63,6 +64,21 @@ def test_backend_reproduces_pytorch(subnet, onnx_path, tmp_path, name, precision
         else:
             assert cosine(g, w) >= 0.99
     assert run(images)[0] is not got[0]  # every call returns fresh arrays
+
+
+@needs_cuda
+@pytest.mark.parametrize("precision, least_cosine", [("fp32", 0.999999), ("fp16", 0.999)])
+def test_torch_on_cuda_reproduces_the_cpu_module(subnet, tmp_path, precision, least_cosine):
+    run = get_backend("torch")(Target(device="cuda", precision=precision)).compile(
+        subnet, None, tmp_path
+    )
+    images = np.random.default_rng(1).standard_normal((2, 3, 64, 64), dtype=np.float32)
+    got, want = run(images), reference(subnet, images)
+    assert len(got) == len(TASKS)
+    for g, w in zip(got, want):
+        assert g.shape == w.shape and g.dtype == np.float32
+        assert cosine(g, w) >= least_cosine
+    assert next(subnet.parameters()).device.type == "cpu"  # the caller's module stays put
 
 
 @needs_openvino
@@ -116,7 +132,6 @@ def test_openvino_int8_needs_calibration_images(tmp_path):
         backend.export(tmp_path / "m.onnx", tmp_path)
 
 
-@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is visible")
 class ThreadProbe(torch.nn.Module):
     """Records torch's thread count while it runs (in a class list: the backend deep-copies)."""
 
@@ -165,6 +180,7 @@ def test_a_fork_after_a_torch_run_at_more_threads_does_not_deadlock(tmp_path):
     pytest.fail("the forked child hung in a parallel torch op")
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA GPU is visible")
 def test_torch_refuses_cuda_without_a_gpu():
     with pytest.raises(BackendError, match="no CUDA GPU"):
         get_backend("torch")(Target(device="cuda"))

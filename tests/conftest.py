@@ -18,7 +18,9 @@ DATASETS = Path(
 )
 
 
-SHIPPED_TABLE = Path(__file__).resolve().parents[1] / "latency_tables/cpu-onnxruntime/ufo_vit_tiny.yaml"
+SHIPPED_TABLE = (
+    Path(__file__).resolve().parents[1] / "latency_tables" / "cpu-onnxruntime" / "ufo_vit_tiny.yaml"
+)
 
 
 @pytest.fixture(scope="session")

@@ -8,6 +8,10 @@ predicted. An entry whose table changed since its P1 run is left out: the least-
 fit it then used (in ms before 2026-12-04, relative since) must reproduce the predictions the
 run recorded.
 
+A third section asks whether each held-out time is best scaled by its own chunk's anchor
+(what profiling and P1 do) or by a steadier estimate of the machine's speed, on the P1 runs
+measured in several processes: the better estimate is the one the processes agree on.
+
 A second section scores forms that scale each kind of operator apart (attention, FFN; the
 stem and heads folded into the constant), as nn-Meter fits one predictor per kernel: are
 the operators' standalone times off by different factors in their real context?
@@ -28,6 +32,7 @@ import numpy as np
 from results_io import write_results
 
 from ufo_nas import load_space
+from ufo_nas.hardware import host_difference
 from ufo_nas.latency.predictor import LatencyPredictor
 from ufo_nas.latency.table import (
     ABSOLUTE_FORMS,
@@ -146,6 +151,53 @@ def by_operator_kind(space, predictor: LatencyPredictor, entry: dict) -> list[di
     return [*out, {**chosen, "form": f"chosen by leave-one-out: {chosen['form']}"}]
 
 
+ANCHOR_ESTIMATES = {  # how a chunk's times are scaled: (anchors of chunks either side, power)
+    "its chunk's anchor (shipped)": (0, 1.0),
+    "median anchor of its chunk and the chunks either side": (1, 1.0),
+    "median anchor of 5 chunks": (2, 1.0),
+    "its chunk's anchor, power 0.75": (0, 0.75),
+    "its chunk's anchor, power 0.5": (0, 0.5),
+    "the process's median anchor": (None, 1.0),
+}
+
+
+def anchor_estimates(entry: dict) -> list[dict]:
+    """Per way of scaling (ANCHOR_ESTIMATES), the process noise (each process's scaled
+    times against their median over processes) and the debiased held-out error of the
+    prediction the run recorded; on a P1 entry measured in several processes."""
+    rows = entry["per_subnet"]
+    processes = entry["processes"]["n"]
+    ms = np.array([r["ms"] for r in rows])  # (subnets, processes x repeats)
+    anchors = np.array([r["anchor_ms"] for r in rows])
+    chunk = np.cumsum([0] + [a["anchor_ms"] != b["anchor_ms"] for a, b in zip(rows, rows[1:])])
+    per_chunk = np.array([anchors[chunk == c][0] for c in range(chunk[-1] + 1)])
+    predicted = np.array([r["predicted_ms"] for r in rows])
+    out = []
+    for name, (either_side, power) in ANCHOR_ESTIMATES.items():
+        if either_side is None:
+            estimate = np.broadcast_to(np.median(per_chunk, axis=0), per_chunk.shape)
+        else:
+            estimate = np.array(
+                [
+                    np.median(per_chunk[max(0, c - either_side) : c + either_side + 1], axis=0)
+                    for c in range(len(per_chunk))
+                ]
+            )
+        scale = (np.median(per_chunk) / estimate[chunk]) ** power
+        by_process = np.median((ms * scale).reshape(len(ms), processes, -1), axis=2)
+        truth = np.median(by_process, axis=1)
+        signed = predicted / truth - 1
+        out.append(
+            {
+                "estimate": name,
+                "noise": 100 * float(np.abs(by_process / truth[:, None] - 1).mean()),
+                "debiased": 100 * float(np.abs(signed - np.median(signed)).mean()),
+                "within_5": float((np.abs(signed - np.median(signed)) <= 0.05).mean()),
+            }
+        )
+    return out
+
+
 def score(space, predictor: LatencyPredictor, entry: dict) -> list[dict] | str:
     """A row per form for one P1 entry, or why it is left out."""
     table = predictor.table
@@ -235,14 +287,25 @@ def main() -> int:
         "bias | debiased |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    left_out, kinds, operator_kinds = [], [], []
+    left_out, kinds, operator_kinds, anchor_rows = [], [], [], []
     for path in files:
         results = json.loads(path.read_text())
         space = load_space(path.stem.removeprefix("bench_latency-").split("-")[0])
         for entry in results:
+            if "processes" in entry and entry.get("shipped"):
+                anchor_rows += [
+                    f"| {path.name} | {entry['device']} | {r['estimate']} | {r['noise']:.2f} | "
+                    f"{r['debiased']:.2f} | {100 * r['within_5']:.0f}% |"
+                    for r in anchor_estimates(entry)
+                ]
             if not entry.get("shipped") or "drift" in entry:  # drift: the table's own subnets
                 continue
             table = LatencyTable.load(table_path(entry["device"], space), space)
+            if "host" in entry and host_difference(table.provenance["host"], entry["host"]):
+                left_out.append(
+                    f"- {path.name}, {entry['device']}: timed on another host than its table"
+                )
+                continue
             predictor = LatencyPredictor(space, table)  # the shipped table, read once
             rows = score(space, predictor, entry)
             if isinstance(rows, str):
@@ -284,6 +347,20 @@ def main() -> int:
         "| P1 run | device | form | loo | held-out mean | within 5% | within 10% |",
         "|---|---|---|---|---|---|---|",
         *operator_kinds,
+    ]
+    lines += [
+        "",
+        "## Scaling each chunk's times: its own anchor or a steadier one",
+        "",
+        "P1 runs measured in several processes, each subnet's times scaled to a common "
+        "speed by an estimate of the machine's speed while its chunk ran. Process noise: each "
+        "process's scaled times against their median over processes (lower: a truer ground "
+        "truth); debiased: the shipped prediction's error against that median, its median "
+        "removed. Errors in %.",
+        "",
+        "| P1 run | device | speed estimate | process noise | debiased | within 5% |",
+        "|---|---|---|---|---|---|",
+        *anchor_rows,
     ]
     if left_out:
         lines += ["", "Left out:", *left_out]

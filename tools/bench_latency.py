@@ -311,6 +311,7 @@ def main() -> int:
         shipped = path == table_path(name, space)
         row.update(device=name, table=path.name if shipped else str(path), shipped=shipped)
         row["versions"] = get_backend(load_profile(name).backend).versions()
+        row["host"] = host_fingerprint()  # where the held-out subnets were timed
         rows.append(row)
     default = ROOT / "tools" / "results" / f"bench_latency-{space.name}.md"
     out = Path(args.out) if args.out else default

@@ -8,7 +8,7 @@ import yaml
 
 from ufo_nas.cli import build_parser, main
 from ufo_nas.hardware import load_profile, profile_from_dict
-from ufo_nas.latency.measure import ProfileSettings, plan, run_profile
+from ufo_nas.latency.measure import NO_EXPORT, ProfileSettings, plan, run_profile
 from ufo_nas.latency.predictor import LatencyPredictor
 from ufo_nas.latency.table import RELATIVE_FORMS, LatencyTable, LatencyTableError
 
@@ -40,6 +40,7 @@ def test_profile_resumes_and_calibrates(tiny, tmp_path):
     for key, row in first.operators.items():  # nothing measured before is lost
         assert table.operators[key] == row
     assert len(table.provenance["sessions"]) == 2
+    assert {s["export"] for s in table.provenance["sessions"]} == {NO_EXPORT}  # torch: no ONNX
     assert {row.session for row in table.validation} == {1}
     assert table.calibration["model"] in RELATIVE_FORMS
     assert table.metrics["validation_subnets"] == 6

@@ -61,6 +61,7 @@ Progress = Callable[[str, int], None]  # (what finished, how many units)
 # How the anchor and validation subnets are built (recorded in each session): the artefact
 # `ufo export` ships, not a plain compile (on ufo_vit_tiny the two were 6-15% apart).
 SUBNETS_BUILT = "as ufo export builds them: the backend's export artefact, loaded back"
+NO_EXPORT = "none: the PyTorch module itself"  # the export of a backend that needs no ONNX
 
 
 @dataclass(frozen=True)
@@ -178,8 +179,9 @@ def profile_command() -> str:
     return shlex.join(["ufo", *args])
 
 
-def start_session(table: LatencyTable, settings: ProfileSettings) -> int:
-    """Record a new measuring session (this process) in the table; its index."""
+def start_session(table: LatencyTable, settings: ProfileSettings, needs_onnx: bool = True) -> int:
+    """Record a new measuring session (this process) in the table; its index. `needs_onnx`:
+    whether the backend times an ONNX export (else it times the PyTorch module itself)."""
     sessions = table.provenance.setdefault("sessions", [])
     sessions.append(
         {
@@ -190,7 +192,7 @@ def start_session(table: LatencyTable, settings: ProfileSettings) -> int:
             "chunk_seconds": settings.chunk_seconds,
             "calls_per_round": settings.calls_per_round,
             "copies": settings.copies,
-            "export": PROFILE_EXPORT,
+            "export": PROFILE_EXPORT if needs_onnx else NO_EXPORT,
             "subnets": SUBNETS_BUILT,
             "steal_percent": [],
             "others_percent": [],
@@ -370,7 +372,7 @@ def _measure(
         calibrate(space, table)
         table.save(out_path)
         return table
-    session = start_session(table, settings)
+    session = start_session(table, settings, profiler.backend.needs_onnx)
     record = table.provenance["sessions"][session]
     steal, others = record["steal_percent"], record["others_percent"]
 
@@ -483,7 +485,7 @@ def recalibrate(
     before = {"host": table.provenance.get("host"), "metrics": dict(table.metrics)}
     profiler = Profiler(space, profile, work_dir)  # fails first if the backend cannot run
     try:
-        session = start_session(table, settings)
+        session = start_session(table, settings, profiler.backend.needs_onnx)
         record = table.provenance["sessions"][session]
         kind = "added session" if add_session else "recalibration"
         record.update(kind=kind, host=host_fingerprint(), replaced=before)

@@ -14,6 +14,9 @@ from ufo_nas.latency.peak import gemm_input, gemm_model, macs_per_cycle, measure
     "isa, precision, expected",
     [
         (["avx2"], "fp32", 16),  # two 256-bit FMA pipes x 8 lanes
+        (["avx2", "avx512f", "avx512_bf16", "amx_tile", "amx_bf16"], "bf16", 512),  # AMX tiles
+        (["avx2", "avx512f", "avx512_vnni", "amx_tile", "amx_int8"], "int8", 1024),
+        (["avx2", "avx512f", "avx512_vnni", "amx_tile", "amx_bf16"], "int8", 128),  # no amx_int8
         (["avx2", "avx512f"], "fp32", 32),
         (["avx2"], "int8", 32),  # no VNNI: twice fp32
         (["avx2", "avx_vnni"], "int8", 64),

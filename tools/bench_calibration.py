@@ -6,15 +6,15 @@ No timing: each shipped table's validation rows are refitted with every form, an
 held-out subnets' committed times (scaled by their chunk's anchor, median of repeats) are
 predicted. An entry whose table changed since its P1 run is left out: the least-squares-in-ms
 fit it then used (in ms before 2026-12-04, relative since) must reproduce the predictions the
-run recorded.
+run recorded. So is an entry timed on another host than its table.
 
-A third section asks whether each held-out time is best scaled by its own chunk's anchor
-(what profiling and P1 do) or by a steadier estimate of the machine's speed, on the P1 runs
-measured in several processes: the better estimate is the one the processes agree on.
-
-A second section scores forms that scale each kind of operator apart (attention, FFN; the
-stem and heads folded into the constant), as nn-Meter fits one predictor per kernel: are
-the operators' standalone times off by different factors in their real context?
+Further sections: the shipped fit's error by what a subnet serves; forms that scale each kind
+of operator apart (attention, FFN; the stem and heads folded into the constant), as nn-Meter
+fits one predictor per kernel: are the operators' standalone times off by different factors
+in their real context?; and, on the P1 runs measured in several processes, whether each
+held-out time is best scaled by its own chunk's anchor (what profiling and P1 do) or by a
+steadier estimate of the machine's speed: the better estimate is the one the processes
+agree on.
 
     python tools/bench_calibration.py [RESULTS.json ...]
         (default: every tools/results/bench_latency-*.json)

@@ -5,7 +5,6 @@ import copy
 import numpy as np
 import pytest
 import torch
-import yaml
 from safetensors.torch import load_file
 
 from tests.train import micro
@@ -39,7 +38,7 @@ def test_cuda_training_follows_the_cpu_run(tmp_path, data_root, monkeypatch):
     stages = {"task": {"steps": 4}, "chip": {"steps": 3, "random_subnets": 1}}
     cpu = train(tmp_path, "cpu", "cpu", stages=stages)
     gpu = train(tmp_path, "cuda", "cuda", stages=stages)
-    assert "mix" not in yaml.safe_dump(yaml.safe_load((tmp_path / "micro.yaml").read_text()))
+    assert "mix" not in (tmp_path / "micro.yaml").read_text()
     a, b = losses(tmp_path / "cpu"), losses(tmp_path / "cuda")
     assert len(a) == len(b) > 0
     np.testing.assert_allclose(b, a, rtol=1e-3, atol=1e-4)

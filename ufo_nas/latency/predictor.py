@@ -103,9 +103,6 @@ class LatencyPredictor:
         attn_ms, ffn_ms = (attn * layers.active).sum(axis=1), (ffn * layers.active).sum(axis=1)
         return np.stack([attn_ms, ffn_ms, np.full_like(attn_ms, fixed)], axis=1)
 
-    def _sum(self, layers: LayerStructure, tasks: tuple[str, ...]) -> np.ndarray:
-        return self._parts(layers, tasks).sum(axis=1)
-
     def latency_ms(
         self, archs: Sequence[Arch] | np.ndarray, tasks: str | Sequence[str]
     ) -> np.ndarray:
@@ -114,7 +111,7 @@ class LatencyPredictor:
         layers = self.cost.structure(archs, tasks)
         cal = self.table.calibration
         blocks = layers.active.sum(axis=1)
-        return cal["a"] * self._sum(layers, tasks) + cal["b"] + cal["c"] * blocks
+        return cal["a"] * self._parts(layers, tasks).sum(axis=1) + cal["b"] + cal["c"] * blocks
 
     def calibration_data(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(uncalibrated sum, blocks, measured ms on the reference scale) of each of the

@@ -7,6 +7,8 @@ from conftest import put
 from ufo_nas import hardware
 from ufo_nas.errors import SpecError, UfoError
 from ufo_nas.hardware import (
+    host_difference,
+    host_id,
     load_profile,
     profile_from_dict,
     shipped_profiles,
@@ -127,3 +129,19 @@ def test_unreadable_profile_files_get_one_line(tmp_path, content, message):
     with pytest.raises(SpecError, match=f"^{path}: {message}") as info:
         load_profile(path)
     assert "\n" not in str(info.value)
+
+
+def test_a_host_id_names_the_cpu_and_changes_exactly_when_the_host_differs():
+    host = {
+        "cpu": "Intel(R) Xeon(R) Platinum 8480+ CPU @ 2.00GHz",
+        "cores": 2,
+        "isa": ["avx2", "avx512f", "amx_tile"],
+        "machine": "x86_64",
+        "python": "3.11.7",
+    }
+    assert host_id(host).startswith("intel-xeon-platinum-8480-")
+    same = host | {"cores": 64, "python": "3.12.1", "isa": ["amx_tile", "avx2", "avx512f"]}
+    assert host_difference(host, same) is None and host_id(same) == host_id(host)
+    for other in ({"isa": ["avx2", "avx512f"]}, {"cpu": "AMD EPYC 9R14"}, {"machine": "aarch64"}):
+        assert host_difference(host, host | other) and host_id(host | other) != host_id(host)
+    assert len(host_id(host).rpartition("-")[2]) == 8

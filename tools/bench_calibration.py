@@ -300,7 +300,8 @@ def main() -> int:
                 ]
             if not entry.get("shipped") or "drift" in entry:  # drift: the table's own subnets
                 continue
-            table = LatencyTable.load(table_path(entry["device"], space), space)
+            folder = table_path(entry["device"], space).parent
+            table = LatencyTable.load(folder / entry["table"], space)
             if "host" in entry and host_difference(table.provenance["host"], entry["host"]):
                 left_out.append(
                     f"- {path.name}, {entry['device']}: timed on another host than its table"

@@ -56,8 +56,8 @@ from ufo_nas.latency.measure import (
     default_work_dir,
     validation_subnets,
 )
-from ufo_nas.latency.predictor import LatencyPredictor
-from ufo_nas.latency.table import LatencyTable, table_path
+from ufo_nas.latency.predictor import LatencyPredictor, table_for_this_host
+from ufo_nas.latency.table import LatencyTable, host_table_paths, table_path
 from ufo_nas.latency.timing import time_interleaved
 from ufo_nas.onnx_io import export_for_backend, external_data
 
@@ -275,7 +275,7 @@ def main() -> int:
             if p.parent.name != "cpu-torch"
         )
     )
-    tables = [(name, table_path(name, space)) for name in names]
+    tables = [(name, table_for_this_host(space, name)) for name in names]
     for item in args.table:
         name, _, path = item.partition("=")
         if name not in names:
@@ -308,8 +308,10 @@ def main() -> int:
     for name, path in tables:
         table = LatencyTable.load(path, space)
         row = evaluate(space, by_name[name], table, subnets)
-        shipped = path == table_path(name, space)
-        row.update(device=name, table=path.name if shipped else str(path), shipped=shipped)
+        folder = table_path(name, space).parent
+        shipped = path.resolve() in {p.resolve() for p in host_table_paths(name, space)}
+        mark = str(path.resolve().relative_to(folder.resolve())) if shipped else str(path)
+        row.update(device=name, table=mark, shipped=shipped)
         row["versions"] = get_backend(load_profile(name).backend).versions()
         row["host"] = host_fingerprint()  # where the held-out subnets were timed
         rows.append(row)

@@ -259,6 +259,20 @@ def host_difference(recorded: dict[str, Any], here: dict[str, Any]) -> str | Non
     )
 
 
+def host_id(host: dict[str, Any]) -> str:
+    """A folder name for a host fingerprint: its CPU model in short, then a hash of model,
+    architecture and ISA flags (what `host_difference` compares), e.g.
+    `intel-xeon-2f9c41d0`."""
+    import hashlib
+    import re
+
+    model = re.sub(r"\((r|tm)\)|\bcpu\b|\bprocessor\b|@.*$", " ", str(host.get("cpu", "")).lower())
+    words = re.findall(r"[a-z0-9]+", model)
+    key = "|".join([str(host.get("cpu")), str(host.get("machine")), *sorted(host.get("isa", []))])
+    digest = hashlib.sha1(key.encode()).hexdigest()[:8]
+    return "-".join([*words[:4], digest])
+
+
 def runs_here(profile: HardwareProfile) -> bool:
     """Whether the profile's device is this machine's CPU (not a GPU, nor over RPC)."""
     return profile.device == "cpu" and not profile.remote

@@ -379,3 +379,22 @@ def test_a_disturbed_recalibration_records_it_and_warns_naming_the_table(
     session = LatencyTable.load(out, tiny).provenance["sessions"][-1]
     assert session["kind"] == "recalibration"
     assert session["others_percent"] == [80.0] * chunks
+
+
+def test_recalibrating_into_another_file_leaves_the_table_it_moved_as_it_was(
+    tiny, tmp_path, fake, monkeypatch
+):
+    source, work = tmp_path / "t.yaml", tmp_path / "work"
+    built = run_profile(tiny, fake.profile, source, work, SETTINGS)
+    built.provenance["host"] = {"cpu": "other", "isa": [], "isa_checked": []}
+    built.save(source)
+    saved = source.read_bytes()
+    monkeypatch.setattr(sys.modules[__name__], "B", 2.0)
+    out = tmp_path / "hosts" / "here" / "t.yaml"
+    table = measure.recalibrate(tiny, fake.profile, out, work, SETTINGS, source=source)
+    assert source.read_bytes() == saved
+    assert LatencyTable.load(out, tiny).to_dict() == table.to_dict()
+    assert table.provenance["host"] == measure.host_fingerprint()
+    assert table.operators == built.operators
+    assert table.provenance["sessions"][-1]["replaced"]["host"]["cpu"] == "other"
+    assert table.metrics["mean_abs_pct_error"] == pytest.approx(0.0, abs=1e-3)

@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from ufo_nas.cli import main
+from ufo_nas.hardware import host_id
 from ufo_nas.latency.operator_set import space_operators
 from ufo_nas.latency.predictor import LatencyPredictor, latency_predictor
 from ufo_nas.latency.table import LatencyTable, LatencyTableError, OperatorRow
@@ -163,7 +164,7 @@ def test_the_module_function_and_the_in_sample_validation(tiny):
     assert error == pytest.approx(table.metrics["mean_abs_pct_error"], abs=1e-3)
     assert predictor.source == (
         f"measured table ({table.provenance['backend']}, {error:.1f}% mean error on "
-        f"{len(subnets)} subnets)"
+        f"{len(subnets)} subnets, host {host_id(table.provenance['host'])})"
     )
 
 

@@ -46,7 +46,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         p, "--copies", 4, "chained copies of each attention/FFN operator timed as one"
     )
     shared.add_seed(p, "seed of the validation subnets")
-    shared.add_out(p, "table path", default="latency_tables/<device>/<space>.yaml")
+    shared.add_out(
+        p,
+        "table path",
+        default="the device's table that describes this host, else latency_tables/<device>/"
+        "<space>.yaml where none exists, else (a table of another host exists) "
+        "latency_tables/<device>/hosts/<this host>/<space>.yaml",
+    )
     p.add_argument(
         "--work-dir",
         help="exported models and tuning databases "
@@ -57,7 +63,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--recalibrate",
         action="store_true",
         help="move a complete table to this host: re-time only its validation subnets here "
-        "(the first --validation of them) and refit the calibration",
+        "(the first --validation of them) and refit the calibration; without --out, a table "
+        "of another host is left as it is and the moved one written for this host",
     )
     p.add_argument(
         "--add-session",
@@ -101,12 +108,14 @@ def cmd_latency(args: argparse.Namespace) -> None:
 def cmd_profile(args: argparse.Namespace) -> None:
     """Measure every distinct operator of a space on a device through its hardware profile's
     backend, then whole random subnets end to end, and fit a calibration; writes
-    latency_tables/<device>/<space>.yaml. Timing interleaves rounds in one process and keeps a
-    low quartile. An interrupted run resumes where it stopped. --recalibrate moves a table
-    measured on another host to this one: only its validation subnets are re-timed here."""
+    latency_tables/<device>/<space>.yaml (for a CPU whose table describes another host:
+    latency_tables/<device>/hosts/<this host>/<space>.yaml). Timing interleaves rounds in one
+    process and keeps a low quartile. An interrupted run resumes where it stopped.
+    --recalibrate moves a table measured on another host to this one: only its validation
+    subnets are re-timed here."""
     from ufo_nas.hardware import load_profile
     from ufo_nas.latency.measure import ProfileSettings, plan
-    from ufo_nas.latency.table import LatencyTable, table_path
+    from ufo_nas.latency.table import LatencyTable
 
     if args.new_profile:
         _write_new_profile(args.new_profile, args.backend, args.threads)
@@ -116,7 +125,7 @@ def cmd_profile(args: argparse.Namespace) -> None:
         raise UfoError("--device is required (a hardware profile name or YAML path)")
     profile = load_profile(args.device)
     space = load_space(args.space)
-    out = Path(args.out) if args.out else table_path(profile.name, space)
+    out, source = (Path(args.out), None) if args.out else _default_out(space, profile, args)
     settings = ProfileSettings(
         validation_subnets=args.validation,
         chunk=args.chunk,
@@ -138,7 +147,7 @@ def cmd_profile(args: argparse.Namespace) -> None:
             "again for another"
         )
     if args.recalibrate or args.add_session:
-        _recalibrate(space, profile, out, args, settings)
+        _recalibrate(space, profile, out, args, settings, source)
         return
     existing = LatencyTable.load(out, space) if out.exists() else None
     todo = plan(space, existing, settings)
@@ -171,6 +180,29 @@ def cmd_profile(args: argparse.Namespace) -> None:
         _add_session_in_a_new_process(args, out, k)
 
 
+def _default_out(
+    space: SearchSpace, profile: HardwareProfile, args: argparse.Namespace
+) -> tuple[Path, Path | None]:
+    """(where `ufo profile` writes without --out, the table --recalibrate starts from when
+    that is another file). A CPU table is built, resumed or moved for the host it runs on:
+    the device's table that describes this host; where only tables of other hosts exist, a
+    new one in `hosts/<this host>/` (the others stay as they are)."""
+    from ufo_nas.hardware import runs_here
+    from ufo_nas.latency.predictor import (
+        describes_this_host,
+        new_table_path_for_this_host,
+        table_for_this_host,
+    )
+    from ufo_nas.latency.table import LatencyTable
+
+    chosen = table_for_this_host(space, profile.name)
+    if not chosen.is_file() or not runs_here(profile) or args.add_session:
+        return chosen, None
+    if describes_this_host(LatencyTable.load(chosen, space)):
+        return chosen, None
+    return new_table_path_for_this_host(space, profile.name), chosen if args.recalibrate else None
+
+
 def _add_session_in_a_new_process(args: argparse.Namespace, out: Path, k: int) -> None:
     """`ufo profile --add-session` on `out` in a child process, with this run's settings."""
     command = [sys.executable, "-m", "ufo_nas", "profile", "--device", args.device]
@@ -188,9 +220,12 @@ def _add_session_in_a_new_process(args: argparse.Namespace, out: Path, k: int) -
         )
 
 
-def _recalibrate(space, profile, out: Path, args: argparse.Namespace, settings) -> None:
-    """`ufo profile --recalibrate` / `--add-session`: re-time the table's validation
-    subnets on this host, refit, and print the fit before and after."""
+def _recalibrate(
+    space, profile, out: Path, args: argparse.Namespace, settings, source: Path | None
+) -> None:
+    """`ufo profile --recalibrate` / `--add-session`: re-time the validation subnets of
+    the table at `source` (else `out`) on this host, refit, write `out`, and print the fit
+    before and after."""
     import time
 
     from tqdm import tqdm
@@ -200,12 +235,14 @@ def _recalibrate(space, profile, out: Path, args: argparse.Namespace, settings) 
     from ufo_nas.latency.table import LatencyTable
 
     flag = "--add-session" if args.add_session else "--recalibrate"
-    if not out.is_file():
-        raise UfoError(f"{flag}: no table at {out}; run `ufo profile` without it first")
-    held = len(LatencyTable.load(out, space).validation_times())
+    source = source or out
+    if not source.is_file():
+        raise UfoError(f"{flag}: no table at {source}; run `ufo profile` without it first")
+    held = len(LatencyTable.load(source, space).validation_times())
     total = min(held, settings.validation_subnets)
+    into = "" if source == out else f" into {out}"
     if args.dry_run:
-        print(f"would re-time {total} of the {held} validation subnets of {out} here")
+        print(f"would re-time {total} of the {held} validation subnets of {source} here{into}")
         return
     get_backend(profile.backend)(profile.target())  # fails here, in one line, if it cannot run
     work_dir = Path(args.work_dir) if args.work_dir else default_work_dir(profile.name, space)
@@ -220,11 +257,12 @@ def _recalibrate(space, profile, out: Path, args: argparse.Namespace, settings) 
             settings,
             progress=lambda what, n: bar.update(n),
             add_session=args.add_session,
+            source=source,
         )
     old, new = table.provenance["sessions"][-1]["before_here"], table.metrics
     done = "added a session to" if args.add_session else "recalibrated"
     print(
-        f"{done} {out} on this host in {time.perf_counter() - began:.0f} s; on its "
+        f"{done} {source}{into} on this host in {time.perf_counter() - began:.0f} s; on its "
         f"{new['validation_subnets']} validation subnets timed here, before -> after: mean "
         f"error {old['mean_abs_pct_error']:.2f}% -> {new['mean_abs_pct_error']:.2f}%, within "
         f"5% {100 * old['within_5pct']:.0f}% -> {100 * new['within_5pct']:.0f}%, within 10% "

@@ -455,27 +455,29 @@ def recalibrate(
     settings: ProfileSettings,
     progress: Progress | None = None,
     add_session: bool = False,
+    source: Path | None = None,
 ) -> LatencyTable:
-    """Move a complete table to this host without re-measuring its operators: time its
-    validation subnets (the first `settings.validation_subnets` of them) again here (a new
-    session, which becomes the reference scale, so the
-    operators follow by the anchor's ratio between the hosts), refit the calibration on
-    them and record this host. With `add_session` the table must describe this host
-    already: the new times join those of earlier sessions and each subnet is fitted at its
-    median over them, so one process's drift weighs less. The file is replaced only at the
-    end (a kill leaves it as it was). Returns the table; its last session records the
-    replaced host and metrics."""
-    table = LatencyTable.load(path, space)
+    """Move a complete table (at `source`, else at `path`) to this host, written to `path`,
+    without re-measuring its operators: time its validation subnets (the first
+    `settings.validation_subnets` of them) again here (a new session, which becomes the
+    reference scale, so the operators follow by the anchor's ratio between the hosts), refit
+    the calibration on them and record this host. With `add_session` the table must describe
+    this host already: the new times join those of earlier sessions and each subnet is
+    fitted at its median over them, so one process's drift weighs less. `path` is replaced
+    only at the end (a kill leaves it as it was). Returns the table; its last session
+    records the replaced host and metrics."""
+    source = source or path
+    table = LatencyTable.load(source, space)
     what = "add a session to" if add_session else "recalibrate"
     if not table.measured:
-        raise LatencyTableError(f"{path} is a roofline estimate; nothing to {what}")
-    check_usable(space, table, path)
-    check_same_setup(table, profile, path)
+        raise LatencyTableError(f"{source} is a roofline estimate; nothing to {what}")
+    check_usable(space, table, source)
+    check_same_setup(table, profile, source)
     if add_session:
         differs = host_difference(table.provenance.get("host") or {}, host_fingerprint())
         if differs:
             raise LatencyTableError(
-                f"{path} describes another host ({differs}); --add-session only joins times "
+                f"{source} describes another host ({differs}); --add-session only joins times "
                 "of the host a table describes: run --recalibrate first"
             )
     kept = table.validation_times()[: settings.validation_subnets]  # fewer: faster, looser

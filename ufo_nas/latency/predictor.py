@@ -15,6 +15,7 @@ from ufo_nas.hardware import (
     HardwareProfile,
     host_difference,
     host_fingerprint,
+    host_id,
     load_profile,
     runs_here,
 )
@@ -25,6 +26,8 @@ from ufo_nas.latency.table import (
     LatencyTable,
     LatencyTableError,
     fit_calibration,
+    host_table_path,
+    host_table_paths,
     table_path,
 )
 from ufo_nas.space import Arch, SearchSpace
@@ -69,11 +72,13 @@ class LatencyPredictor:
                 "ESTIMATE: roofline from published peaks, a LOWER BOUND (the device's full "
                 "peak compute and bandwidth); no measured table"
             )
-        m = table.metrics
+        m, host = table.metrics, table.provenance.get("host")
         return (
             f"measured table ({table.provenance.get('backend')}, "
             f"{m.get('mean_abs_pct_error', float('nan')):.1f}% mean error on "
-            f"{m.get('validation_subnets', 0)} subnets)"
+            f"{m.get('validation_subnets', 0)} subnets"
+            + (f", host {host_id(host)}" if host else "")
+            + ")"
         )
 
     def sum_ms(self, archs: Sequence[Arch] | np.ndarray, tasks: str | Sequence[str]) -> np.ndarray:
@@ -137,10 +142,40 @@ class LatencyPredictor:
 _PREDICTORS: dict[tuple[str, str], LatencyPredictor] = {}  # by (space fingerprint, device)
 
 
+def _runs_here(device: str) -> bool:
+    try:
+        return runs_here(load_profile(device))
+    except UfoError:  # a table without its profile: nothing says where it runs
+        return False
+
+
+def table_for_this_host(space: SearchSpace, device: str) -> Path:
+    """The table a prediction for `device` reads: where the device is this machine's CPU,
+    the first of its tables (`host_table_paths`) measured on this host; else (none is, or
+    the device runs elsewhere) the reference table, which may not exist."""
+    if not _runs_here(device):
+        return table_path(device, space)
+    paths = host_table_paths(device, space)
+    if len(paths) < 2:
+        return paths[0] if paths else table_path(device, space)
+    return next((p for p in paths if describes_this_host(LatencyTable.load(p, space))), paths[0])
+
+
+def describes_this_host(table: LatencyTable) -> bool:
+    """Whether the table was measured on this host (or records no host)."""
+    recorded = table.provenance.get("host")
+    return not recorded or host_difference(recorded, host_fingerprint()) is None
+
+
+def new_table_path_for_this_host(space: SearchSpace, device: str) -> Path:
+    """Where a table of the device measured on this host goes beside one of another host."""
+    return host_table_path(device, space, host_id(host_fingerprint()))
+
+
 def _table(space: SearchSpace, device: str) -> LatencyTable:
     from ufo_nas.latency.roofline import roofline_table
 
-    path = table_path(device, space)
+    path = table_for_this_host(space, device)
     if path.is_file():
         table = LatencyTable.load(path, space)
         check_usable(space, table, path)
@@ -198,20 +233,15 @@ def check_usable(space: SearchSpace, table: LatencyTable, path: Path) -> None:
 def warn_other_host(table: LatencyTable, path: Path) -> None:
     """Warn (UfoWarning) when a measured table of a device that is this machine's CPU was
     measured on another host: its times do not describe this one."""
-    if not table.measured or "host" not in table.provenance:
-        return
-    try:
-        profile = load_profile(table.device)
-    except UfoError:  # a table without its profile: nothing says where it runs
-        return
-    if not runs_here(profile):
+    if not table.measured or "host" not in table.provenance or not _runs_here(table.device):
         return
     differs = host_difference(table.provenance["host"], host_fingerprint())
     if differs:
         warnings.warn(
             f"{path} was measured on another host: {differs}; its times may be far off "
             f"here; move it to this host in minutes: `ufo-profile --device {table.device} "
-            f"--space {table.space} --recalibrate` (or re-measure it without --recalibrate)",
+            f"--space {table.space} --recalibrate` (writes a table for this host beside it; "
+            "or re-measure one without --recalibrate)",
             UfoWarning,
             stacklevel=3,
         )

@@ -1,4 +1,6 @@
-"""Latency lookup tables: `latency_tables/<device>/<space>.yaml`, one line per row.
+"""Latency lookup tables: `latency_tables/<device>/<space>.yaml`, one line per row; a
+device whose times depend on the host it runs on (a CPU) may also hold tables for other
+hosts, in `latency_tables/<device>/hosts/<host id>/<space>.yaml`.
 
 A table holds each operator's time, the end-to-end times of whole validation subnets, the
 calibration fitted from them, and its provenance (device fingerprint, backend and library
@@ -290,7 +292,22 @@ def _strings(value: Any) -> bool:
 
 
 def table_path(device: str, space: SearchSpace) -> Path:
+    """The device's reference table of the space."""
     return project_root() / "latency_tables" / device / f"{space.name}.yaml"
+
+
+def host_table_path(device: str, space: SearchSpace, host_id: str) -> Path:
+    """The device's table of the space for another host than the reference table's
+    (`ufo_nas.hardware.host_id` names the folder)."""
+    return project_root() / "latency_tables" / device / "hosts" / host_id / f"{space.name}.yaml"
+
+
+def host_table_paths(device: str, space: SearchSpace) -> list[Path]:
+    """Every table of the device for the space: the reference one first (where it exists),
+    then those for other hosts, by folder name."""
+    folder = project_root() / "latency_tables" / device
+    hosts = sorted(folder.glob(f"hosts/*/{space.name}.yaml"))
+    return [p for p in [table_path(device, space)] if p.is_file()] + hosts
 
 
 # Calibration forms: measured ~ a * sum + b (+ c * blocks). The "relative" forms are fitted

@@ -30,8 +30,8 @@ from ufo_nas.hardware import (
     shipped_profiles,
 )
 from ufo_nas.latency.measure import Profiler, ProfileSettings, check_same_setup, default_work_dir
-from ufo_nas.latency.predictor import latency_predictor
-from ufo_nas.latency.table import LatencyTable, LatencyTableError, table_path
+from ufo_nas.latency.predictor import latency_predictor, table_for_this_host
+from ufo_nas.latency.table import LatencyTable, LatencyTableError
 from ufo_nas.search.pareto import non_dominated
 from ufo_nas.search.report import DeviceFront, ParetoRow, SearchReport
 from ufo_nas.space import SearchSpace
@@ -58,7 +58,7 @@ def verifiable_devices(space: SearchSpace) -> list[str]:
     out = []
     for name in shipped_profiles():
         try:
-            if table_path(name, space).is_file() and _cannot_verify(space, name) is None:
+            if table_for_this_host(space, name).is_file() and _cannot_verify(space, name) is None:
                 out.append(name)
         except UfoError:  # a table being profiled, a broken profile: not verifiable
             continue
@@ -79,7 +79,8 @@ def check_verifiable(space: SearchSpace, devices: Sequence[str]) -> dict[str, Ha
                 f"--verify cannot measure {device} on this machine: {why}; devices it can "
                 f"verify for {space.name} here: {able}"
             )
-        check_same_setup(latency_predictor(space, device).table, profile, table_path(device, space))
+        table = latency_predictor(space, device).table
+        check_same_setup(table, profile, table_for_this_host(space, device))
         profiles[device] = profile
     return profiles
 

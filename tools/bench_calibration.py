@@ -6,7 +6,9 @@ No timing: each shipped table's validation rows are refitted with every form, an
 held-out subnets' committed times (scaled by their chunk's anchor, median of repeats) are
 predicted. An entry whose table changed since its P1 run is left out: the least-squares-in-ms
 fit it then used (in ms before 2026-12-04, relative since) must reproduce the predictions the
-run recorded. So is an entry timed on another host than its table.
+run recorded. Each entry is scored with the shipped table of its device (the reference one or
+one under `hosts/`) that was measured on the host the entry was timed on and reproduces its
+predictions, whichever table the run named.
 
 Further sections: the shipped fit's error by what a subnet serves; forms that scale each kind
 of operator apart (attention, FFN; the stem and heads folded into the constant), as nn-Meter
@@ -39,6 +41,7 @@ from ufo_nas.latency.table import (
     RELATIVE_FORMS,
     LatencyTable,
     fit_calibration,
+    host_table_paths,
     table_path,
 )
 
@@ -198,6 +201,27 @@ def anchor_estimates(entry: dict) -> list[dict]:
     return out
 
 
+def shipped_table_of(space, entry: dict) -> tuple[LatencyPredictor, list[dict], str] | str:
+    """(predictor, `score` rows, where: "" for the reference table, else its `hosts/<id>`
+    folder) of the shipped table of the entry's device, measured on the host the entry was
+    timed on, whose fit reproduces the predictions the entry recorded; else why none is
+    (for a run that timed a shipped table)."""
+    folder = table_path(entry["device"], space).parent
+    for path in host_table_paths(entry["device"], space):
+        table = LatencyTable.load(path, space)
+        if "host" in entry and host_difference(table.provenance["host"], entry["host"]):
+            continue
+        predictor = LatencyPredictor(space, table)
+        rows = score(space, predictor, entry)
+        if not isinstance(rows, str):
+            return predictor, rows, "" if path.parent == folder else str(path.parent.name)
+    named = folder / str(entry.get("table"))
+    if named.is_file() and "host" in entry:
+        if host_difference(LatencyTable.load(named, space).provenance["host"], entry["host"]):
+            return "timed on another host than its table"
+    return "its table changed since this P1 run"
+
+
 def score(space, predictor: LatencyPredictor, entry: dict) -> list[dict] | str:
     """A row per form for one P1 entry, or why it is left out."""
     table = predictor.table
@@ -279,7 +303,9 @@ def main() -> int:
         "",
         f"Command: `{command}`  ",
         "Each form is fitted on the shipped table's validation subnets (40) and scored on the "
-        "held-out subnets of a committed P1 run (50, timed in a later process). `loo` is the "
+        "held-out subnets of a committed P1 run (50, timed in a later process); the table is "
+        "the device's reference one, or the one for the host in brackets (`hosts/<id>/`) "
+        "where the run was timed on that host. `loo` is the "
         "leave-one-out error on the validation subnets, what chooses the form; `chosen` rows "
         "let it choose between the form without and with a per-block term. Errors in %.",
         "",
@@ -298,33 +324,28 @@ def main() -> int:
                     f"{r['debiased']:.2f} | {100 * r['within_5']:.0f}% |"
                     for r in anchor_estimates(entry)
                 ]
-            if not entry.get("shipped") or "drift" in entry:  # drift: the table's own subnets
+            if "drift" in entry:  # the table's own validation subnets
                 continue
-            folder = table_path(entry["device"], space).parent
-            table = LatencyTable.load(folder / entry["table"], space)
-            if "host" in entry and host_difference(table.provenance["host"], entry["host"]):
-                left_out.append(
-                    f"- {path.name}, {entry['device']}: timed on another host than its table"
-                )
+            found = shipped_table_of(space, entry)
+            if isinstance(found, str):
+                if entry.get("shipped"):  # a copy no table shipped now reproduces: not news
+                    left_out.append(f"- {path.name}, {entry['device']}: {found}")
                 continue
-            predictor = LatencyPredictor(space, table)  # the shipped table, read once
-            rows = score(space, predictor, entry)
-            if isinstance(rows, str):
-                left_out.append(f"- {path.name}, {entry['device']}: {rows}")
-                continue
+            predictor, rows, where = found
+            device = entry["device"] + (f" ({where})" if where else "")
             operator_kinds += [
-                f"| {path.name} | {entry['device']} | {r['form']} | {r['loo']:.2f} | "
+                f"| {path.name} | {device} | {r['form']} | {r['loo']:.2f} | "
                 f"{r['mape']:.2f} | {100 * r['within_5']:.0f}% | {100 * r['within_10']:.0f}% |"
                 for r in by_operator_kind(space, predictor, entry)
             ]
             kinds += [
-                f"| {path.name} | {entry['device']} | {k['kind']} | {k['n']} | "
+                f"| {path.name} | {device} | {k['kind']} | {k['n']} | "
                 f"{k['mape']:.2f} | {k['bias']:+.2f} | {100 * k['within_5']:.0f}% |"
                 for k in by_kind(space, predictor, entry)
             ]
             for r in rows:
                 lines.append(
-                    f"| {path.name} | {entry['device']} | {r['form']} | {r['fitted']} | "
+                    f"| {path.name} | {device} | {r['form']} | {r['fitted']} | "
                     f"{r['loo']:.2f} | {r['mape']:.2f} | {100 * r['within_5']:.0f}% | "
                     f"{100 * r['within_10']:.0f}% | {r['bias']:+.2f} | {r['debiased']:.2f} |"
                 )

@@ -41,8 +41,7 @@ from ufo_nas.data import load_task_data, read_image_folder
 from ufo_nas.hardware import host_fingerprint, load_profile
 from ufo_nas.latency.measure import Profiler
 from ufo_nas.latency.peak import isa_peak_gmacs, measure_gemm_peaks
-from ufo_nas.latency.predictor import LatencyPredictor, table_for_this_host
-from ufo_nas.latency.table import LatencyTable
+from ufo_nas.latency.predictor import LatencyPredictor, load_table_for_this_host
 from ufo_nas.latency.timing import time_interleaved
 from ufo_nas.onnx_io import export_for_backend
 from ufo_nas.search import prepare, search_devices
@@ -144,8 +143,8 @@ def bench_space(name: str, work: Path) -> tuple[list[Result], dict]:
         calibration, held_out = images_of(spec, range(1, 31))[:128], images_of(spec, range(31, 35))
     predictors = {}
     for _, _, _, device in ENGINES:
-        if device and table_for_this_host(space, device).is_file():
-            table = LatencyTable.load(table_for_this_host(space, device), space)
+        table = load_table_for_this_host(space, device)[1] if device else None
+        if table is not None:
             predictors[device] = LatencyPredictor(space, table)
     results = []
     for pick, index in picks.items():

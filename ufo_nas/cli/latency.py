@@ -190,15 +190,14 @@ def _default_out(
     from ufo_nas.hardware import runs_here
     from ufo_nas.latency.predictor import (
         describes_this_host,
+        load_table_for_this_host,
         new_table_path_for_this_host,
-        table_for_this_host,
     )
-    from ufo_nas.latency.table import LatencyTable
 
-    chosen = table_for_this_host(space, profile.name)
-    if not chosen.is_file() or not runs_here(profile) or args.add_session:
+    chosen, table = load_table_for_this_host(space, profile.name)
+    if table is None or not runs_here(profile) or args.add_session:
         return chosen, None
-    if describes_this_host(LatencyTable.load(chosen, space)):
+    if describes_this_host(table):
         return chosen, None
     return new_table_path_for_this_host(space, profile.name), chosen if args.recalibrate else None
 

@@ -153,12 +153,27 @@ def table_for_this_host(space: SearchSpace, device: str) -> Path:
     """The table a prediction for `device` reads: where the device is this machine's CPU,
     the first of its tables (`host_table_paths`) measured on this host; else (none is, or
     the device runs elsewhere) the reference table, which may not exist."""
+    return _find_table(space, device)[0]
+
+
+def load_table_for_this_host(space: SearchSpace, device: str) -> tuple[Path, LatencyTable | None]:
+    """`table_for_this_host` and the table there (None where no file is)."""
+    path, table = _find_table(space, device)
+    return path, table or (LatencyTable.load(path, space) if path.is_file() else None)
+
+
+def _find_table(space: SearchSpace, device: str) -> tuple[Path, LatencyTable | None]:
+    """`table_for_this_host`, with the table where choosing it read it."""
     if not _runs_here(device):
-        return table_path(device, space)
+        return table_path(device, space), None
     paths = host_table_paths(device, space)
     if len(paths) < 2:
-        return paths[0] if paths else table_path(device, space)
-    return next((p for p in paths if describes_this_host(LatencyTable.load(p, space))), paths[0])
+        return (paths[0] if paths else table_path(device, space)), None
+    for path in paths:
+        table = LatencyTable.load(path, space)
+        if describes_this_host(table):
+            return path, table
+    return paths[0], None
 
 
 def describes_this_host(table: LatencyTable) -> bool:
@@ -175,9 +190,8 @@ def new_table_path_for_this_host(space: SearchSpace, device: str) -> Path:
 def _table(space: SearchSpace, device: str) -> LatencyTable:
     from ufo_nas.latency.roofline import roofline_table
 
-    path = table_for_this_host(space, device)
-    if path.is_file():
-        table = LatencyTable.load(path, space)
+    path, table = load_table_for_this_host(space, device)
+    if table is not None:
         check_usable(space, table, path)
         warn_other_host(table, path)
         warn_other_recipe(table, path)

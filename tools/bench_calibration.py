@@ -201,6 +201,15 @@ def anchor_estimates(entry: dict) -> list[dict]:
     return out
 
 
+_LOADED: dict[Path, LatencyTable] = {}  # the shipped tables, each read once
+
+
+def _load(path: Path, space) -> LatencyTable:
+    if path not in _LOADED:
+        _LOADED[path] = LatencyTable.load(path, space)
+    return _LOADED[path]
+
+
 def shipped_table_of(space, entry: dict) -> tuple[LatencyPredictor, list[dict], str] | str:
     """(predictor, `score` rows, where: "" for the reference table, else its `hosts/<id>`
     folder) of the shipped table of the entry's device, measured on the host the entry was
@@ -208,7 +217,7 @@ def shipped_table_of(space, entry: dict) -> tuple[LatencyPredictor, list[dict], 
     (for a run that timed a shipped table)."""
     folder = table_path(entry["device"], space).parent
     for path in host_table_paths(entry["device"], space):
-        table = LatencyTable.load(path, space)
+        table = _load(path, space)
         if "host" in entry and host_difference(table.provenance["host"], entry["host"]):
             continue
         predictor = LatencyPredictor(space, table)
@@ -217,7 +226,7 @@ def shipped_table_of(space, entry: dict) -> tuple[LatencyPredictor, list[dict], 
             return predictor, rows, "" if path.parent == folder else str(path.parent.name)
     named = folder / str(entry.get("table"))
     if named.is_file() and "host" in entry:
-        if host_difference(LatencyTable.load(named, space).provenance["host"], entry["host"]):
+        if host_difference(_load(named, space).provenance["host"], entry["host"]):
             return "timed on another host than its table"
     return "its table changed since this P1 run"
 

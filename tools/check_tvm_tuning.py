@@ -24,6 +24,8 @@ import numpy as np
 from results_io import write_results
 
 from ufo_nas import load_space
+from ufo_nas.backends import get_backend
+from ufo_nas.errors import UfoError
 from ufo_nas.hardware import host_fingerprint, load_profile
 from ufo_nas.latency.measure import Profiler, default_work_dir
 from ufo_nas.latency.timing import time_interleaved
@@ -48,6 +50,10 @@ def main() -> int:
     started = time.time()
     rng = np.random.default_rng(5)
     times: dict[str, list[float]] = {}
+    try:
+        get_backend(profile.backend)(profile.target())
+    except UfoError as exc:  # TVM not installed: one line, not a traceback
+        parser.error(str(exc))
     with tempfile.TemporaryDirectory() as tmp:
         builds = {
             "tuned": Profiler(space, profile, tuned_dir),

@@ -1,8 +1,10 @@
 """P1: latency-table accuracy on held-out subnets, its error decomposed, and each backend
 against torch eager.
 
-For every CPU device with a shipped table, in one process (or several): 50 random subnets (a seed
-the tables' own validation did not use) are exported once and built by each device's backend
+For every CPU device with a shipped table, in one process (or several): 56 random subnets (a seed
+the tables' own validation did not use; a count rounded up to whole chunks, since a short last
+chunk times its anchor beside fewer models, which on the Intel host ran a tiny anchor 16-30%
+faster than beside a full chunk and skewed that chunk's subnets by up to 15%) are exported once and built by each device's backend
 as profiling and `ufo export` build them (its export artefact, loaded back; TVM with the
 tuning database its profiling run left, as `ufo export` uses it), timed
 interleaved with the table's anchor subnet in chunks (every round, no time budget), each
@@ -22,7 +24,7 @@ The error is decomposed on the same measurements:
   another, each table scored against the median over processes, and each process alone
   against that median (how reproducible the ground truth itself is).
 
-    python tools/bench_latency.py --space ufo_vit_tiny [--subnets 50] [--repeats 2]
+    python tools/bench_latency.py --space ufo_vit_tiny [--subnets 56] [--repeats 2]
         [--devices DEV,...] [--table DEV=PATH ...] [--no-eager] [--own-subnets]
         [--processes N]
 """
@@ -236,7 +238,9 @@ def _as_exported(name: str, space) -> HardwareProfile:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--space", default="ufo_vit_tiny")
-    parser.add_argument("--subnets", type=int, default=50)
+    parser.add_argument(
+        "--subnets", type=int, default=56, help="rounded up to whole chunks of 8 (default 56)"
+    )
     parser.add_argument("--repeats", type=int, default=1, help="timings of each chunk")
     parser.add_argument("--devices", help="comma-separated (default: every cpu-* table shipped)")
     parser.add_argument(
@@ -265,6 +269,10 @@ def main() -> int:
     args = parser.parse_args()
     if args.processes < 1:
         parser.error(f"--processes {args.processes}: give 1 or more")
+    if args.subnets < 1:
+        parser.error(f"--subnets {args.subnets}: give 1 or more")
+    chunk = ProfileSettings().chunk
+    args.subnets += -args.subnets % chunk  # whole chunks: every anchor beside as many models
     space = load_space(args.space)
     names = (
         args.devices.split(",")

@@ -1,14 +1,14 @@
-"""Does the TVM table's tuning database make this host's kernels faster?
+"""How much MetaSchedule tuning per kernel do TVM's kernels need on this host?
 
-Builds the anchor subnet and the largest subnet twice in one process: with the tuning
-database that `ufo-profile --device cpu-tvm` left in its work folder (what profiling,
-`tools/bench_latency.py` and `ufo export` build with) and with none (TVM's default
-schedules), then times all four interleaved in several chunks, each chunk after one more
-random subnet has been built and loaded (as a P1 run does). A database that slows some
-shapes down and not others leaves subnets whose kernels partly hit it unpredictable from
-the operator sum.
+Builds the same four models (the table's anchor, the largest subnet and two random ones) in
+one process with each tuning budget, every budget into a fresh database of its own (0: TVM's
+default schedules, untuned), and with the database `ufo-profile --device cpu-tvm` left in its
+work folder (what profiling, `tools/bench_latency.py` and `ufo export` build with). Then it
+times every build interleaved in several chunks. It reports what each budget cost in tuning
+time and what it bought in speed and in steadiness of the largest-to-anchor ratio (a table
+scales every time by the anchor).
 
-    python tools/check_tvm_tuning.py [--space ufo_vit_tiny] [--chunks 8] [--out FILE]
+    python tools/check_tvm_tuning.py [--space ufo_vit_tiny] [--budgets 0,4,16] [--out FILE]
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import shlex
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -32,76 +33,86 @@ from ufo_nas.latency.timing import time_interleaved
 
 ROOT = Path(__file__).resolve().parents[1]
 DEVICE = "cpu-tvm"
+PROFILED = "profile's database"
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--space", default="ufo_vit_tiny")
-    parser.add_argument("--chunks", type=int, default=8, help="timed chunks (default 8)")
+    parser.add_argument(
+        "--budgets", default="0,4,16", help="trials per kernel, comma-separated (default 0,4,16)"
+    )
+    parser.add_argument("--chunks", type=int, default=6, help="timed chunks (default 6)")
     parser.add_argument("--rounds", type=int, default=21, help="interleaved rounds per chunk")
     parser.add_argument("--out", default=str(ROOT / "tools/results/check_tvm_tuning.md"))
     args = parser.parse_args()
+    try:
+        budgets = [int(b) for b in args.budgets.split(",")]
+    except ValueError:
+        parser.error(f"--budgets: comma-separated trial counts, got {args.budgets!r}")
     space, profile = load_space(args.space), load_profile(DEVICE)
-    tuned_dir = default_work_dir(DEVICE, space)
-    if not tuned_dir.is_dir():
-        parser.error(
-            f"no tuning database in {tuned_dir}: run `ufo-profile --device {DEVICE}` first"
-        )
-    started = time.time()
-    rng = np.random.default_rng(5)
-    times: dict[str, list[float]] = {}
     try:
         get_backend(profile.backend)(profile.target())
     except UfoError as exc:  # TVM not installed: one line, not a traceback
         parser.error(str(exc))
+    rng = np.random.default_rng(5)
+    models = {"anchor": None, "largest": space.largest(), "random 1": space.sample(rng)}
+    models["random 2"] = space.sample(rng)
+    started = time.time()
+    runners, inputs, build_s = {}, {}, {}
     with tempfile.TemporaryDirectory() as tmp:
-        builds = {
-            "tuned": Profiler(space, profile, tuned_dir),
-            "default": Profiler(space, profile, Path(tmp)),
-        }
-        runners, inputs, loaded = {}, {}, []
-        for label, profiler in builds.items():
-            runners[f"anchor {label}"], inputs[f"anchor {label}"] = profiler.anchor()
-            big = profiler.compile_subnet(space.largest(), ("face",))
-            runners[f"largest {label}"], inputs[f"largest {label}"] = big
+        folders = {f"{b} per kernel": Path(tmp) / str(b) for b in budgets}
+        profiled = default_work_dir(DEVICE, space)
+        if profiled.is_dir():
+            folders[PROFILED] = profiled
+        profilers = []
+        for label, folder in folders.items():
+            options = dict(profile.options)
+            if label != PROFILED:
+                options["tuning_trials"] = int(label.split()[0])
+            profiler = Profiler(space, replace(profile, options=options), folder)
+            profilers.append(profiler)
+            began = time.time()
+            for name, arch in models.items():
+                built = profiler.anchor() if arch is None else profiler.compile_subnet(arch, ("face",))
+                runners[f"{name} | {label}"], inputs[f"{name} | {label}"] = built
+            build_s[label] = time.time() - began
+        times: dict[str, list[float]] = {}
         for _ in range(args.chunks):
-            for profiler in builds.values():  # kept loaded, as a P1 run's models are
-                loaded.append(profiler.compile_subnet(space.sample(rng), ("face",)))
-            for name, timing in time_interleaved(runners, inputs, args.rounds).items():
-                times.setdefault(name, []).append(timing.ms)
-        for profiler in builds.values():
+            for key, timing in time_interleaved(runners, inputs, args.rounds).items():
+                times.setdefault(key, []).append(timing.ms)
+        for profiler in profilers:
             profiler.close()
-    lines = _report(args, times, tuned_dir, time.time() - started)
+    lines = _report(args, list(folders), list(models), times, build_s, time.time() - started)
     write_results(lines, Path(args.out))
     return 0
 
 
-def _report(args, times: dict[str, list[float]], tuned_dir: Path, seconds: float) -> list[str]:
+def _report(args, labels, models, times, build_s, seconds: float) -> list[str]:
     host = host_fingerprint()
     command = "python " + shlex.join(["tools/check_tvm_tuning.py", *sys.argv[1:]])
     lines = [
-        f"# TVM kernels with and without the profile's tuning database: {args.space}",
+        f"# TVM kernels by MetaSchedule trials per kernel: {args.space}",
         "",
         f"Command: `{command}`  ",
         f"Date: {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; {host['cpu']}, "
         f"{host['cores']} cores, ISA {', '.join(host['isa'])}; {seconds:.0f} s in all. "
-        f"Tuning database: `{tuned_dir}`. Each chunk: p25 of {args.rounds} interleaved rounds, "
-        "after one more random subnet per build was built and loaded.",
+        f"Each budget tunes a fresh database; '{PROFILED}' is `ufo-profile`'s (built at the "
+        f"profile's `tuning_trials`, already tuned: its build time is compiling only). Each "
+        f"chunk: p25 of {args.rounds} interleaved rounds of all builds; ms: median of "
+        f"{args.chunks} chunks.",
         "",
-        "| model | median ms | min - max over chunks | spread |",
-        "|---|---|---|---|",
+        "| build | build s | " + " | ".join(f"{m} ms" for m in models)
+        + " | largest / anchor, median (min - max) |",
+        "|---|---|" + "---|" * len(models) + "---|",
     ]
-    for name, ms in times.items():
-        a = np.array(ms)
-        spread = 100 * (a.max() - a.min()) / np.median(a)
+    for label in labels:
+        ms = {m: np.array(times[f"{m} | {label}"]) for m in models}
+        ratio = ms["largest"] / ms["anchor"]
+        cells = " | ".join(f"{np.median(ms[m]):.3f}" for m in models)
         lines.append(
-            f"| {name} | {np.median(a):.3f} | {a.min():.3f} - {a.max():.3f} | {spread:.1f}% |"
-        )
-    lines += ["", "| build | largest / anchor, median | min - max over chunks |", "|---|---|---|"]
-    for label in ("tuned", "default"):
-        ratio = np.array(times[f"largest {label}"]) / np.array(times[f"anchor {label}"])
-        lines.append(
-            f"| {label} | {np.median(ratio):.3f} | {ratio.min():.3f} - {ratio.max():.3f} |"
+            f"| {label} | {build_s[label]:.0f} | {cells} | {np.median(ratio):.3f} "
+            f"({ratio.min():.3f} - {ratio.max():.3f}) |"
         )
     return lines
 

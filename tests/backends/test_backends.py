@@ -298,9 +298,10 @@ def test_int8_quantisation_of_an_unreadable_graph_names_it(tmp_path):
         quantize_int8(broken, tmp_path)
 
 
-def test_only_onnxruntimes_int8_and_fp16_build_engines_by_a_recipe():
+def test_onnxruntimes_int8_and_fp16_and_tvms_tuning_are_the_recipes_a_table_records():
     """What a table records of how its engines were built: the graph as given ("") except
-    ONNX Runtime's int8 quantisation and CUDA fp16 conversion."""
+    ONNX Runtime's int8 quantisation and CUDA fp16 conversion, and TVM's tuning budget
+    (kernels tuned with another budget run at other speeds)."""
     from ufo_nas.backends.onnxruntime import FP16_RECIPE, INT8_RECIPE
 
     ort = get_backend("onnxruntime")
@@ -308,8 +309,17 @@ def test_only_onnxruntimes_int8_and_fp16_build_engines_by_a_recipe():
     assert "constants folded first" in INT8_RECIPE  # what the fp32-timing tables lacked
     assert ort.recipe(Target("cuda", "fp16")) == FP16_RECIPE
     assert ort.recipe(Target("cpu", "fp32")) == ort.recipe(Target("tensorrt", "fp16")) == ""
+    tvm = get_backend("tvm")
+    for options, recipe in [
+        ({}, "MetaSchedule, 16 trials per kernel"),
+        ({"tuning_trials": 4}, "MetaSchedule, 4 trials per kernel"),
+        ({"tuning_trials": 0}, "untuned (TVM's default schedules)"),
+    ]:
+        assert tvm.recipe(Target("cpu", "fp32", options=options)) == recipe
+    with pytest.raises(BackendError, match=r"options.tuning_trials must be >= 0 .*got -1"):
+        tvm.recipe(Target("cpu", "fp32", options={"tuning_trials": -1}))
     for name in BACKEND_MODULES:
-        if name != "onnxruntime":
+        if name not in ("onnxruntime", "tvm"):
             assert get_backend(name).recipe(Target("cpu", "fp32")) == ""
 
 

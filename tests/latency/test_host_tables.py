@@ -13,7 +13,7 @@ from ufo_nas.hardware import host_id
 from ufo_nas.latency import predictor as predictor_module
 from ufo_nas.latency.measure import calibrate
 from ufo_nas.latency.predictor import latency_predictor, table_for_this_host
-from ufo_nas.latency.table import LatencyTable
+from ufo_nas.latency.table import LatencyTable, LatencyTableError
 from ufo_nas.paths import project_root
 
 SHIPPED = project_root() / "latency_tables" / "cpu-onnxruntime" / "ufo_vit_tiny.yaml"
@@ -88,7 +88,7 @@ def test_a_corrupt_host_table_is_refused_naming_it(project, tiny, monkeypatch):
     _, intel = project
     intel.write_text("schema: [")
     _on(monkeypatch, THIRD_HOST)
-    with pytest.raises(Exception, match=f"^{intel}"):
+    with pytest.raises(LatencyTableError, match=f"^{intel} is not valid YAML at line 1"):
         latency_predictor(tiny, "cpu-onnxruntime")
 
 

@@ -125,6 +125,27 @@ def test_table_values_copies_anchor_scaling_and_calibration(tiny, tmp_path, fake
     assert not list(work.glob("subnet-*"))  # nothing built to keep: no folders left
 
 
+def test_every_chunk_times_its_anchor_beside_as_many_models(tiny, tmp_path, fake, monkeypatch):
+    """6 subnets in chunks of 4: the short last chunk is filled with other validation
+    subnets, timed and not recorded; the values stay exact. (Operator chunks are not.)"""
+    timed: list[list[str]] = []
+    time_chunk = measure.Profiler.time_chunk
+
+    def spy(self, models, settings):
+        timed.append(sorted(models))
+        return time_chunk(self, models, settings)
+
+    monkeypatch.setattr(measure.Profiler, "time_chunk", spy)
+    table = run_profile(tiny, fake.profile, tmp_path / "t.yaml", tmp_path / "work", SETTINGS)
+    ops = [op.key for op in space_operators(tiny.spec)]
+    assert len(ops) == 13 and [len(models) for models in timed] == [4, 4, 4, 1, 4, 4]
+    assert timed[5] == [f"{measure.CONTEXT}0", f"{measure.CONTEXT}1", "subnet-0", "subnet-1"]
+    assert sorted(table.operators) == sorted(ops) and len(table.validation) == 6
+    for key, cost in fake.costs.items():
+        assert table.op_ms(key) == pytest.approx(cost, rel=1e-6)
+    assert table.metrics["mean_abs_pct_error"] == pytest.approx(0.0, abs=1e-3)
+
+
 @pytest.mark.parametrize(
     "argv, command",
     [

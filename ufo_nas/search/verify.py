@@ -30,7 +30,7 @@ from ufo_nas.hardware import (
     shipped_profiles,
 )
 from ufo_nas.latency.measure import Profiler, ProfileSettings, check_same_setup, default_work_dir
-from ufo_nas.latency.predictor import latency_predictor, table_for_this_host
+from ufo_nas.latency.predictor import check_usable, latency_predictor, table_for_this_host
 from ufo_nas.latency.table import LatencyTable, LatencyTableError
 from ufo_nas.search.pareto import non_dominated
 from ufo_nas.search.report import DeviceFront, ParetoRow, SearchReport
@@ -45,6 +45,11 @@ def _cannot_verify(space: SearchSpace, device: str) -> str | None:
     backend cannot run on this machine), else None."""
     if not latency_predictor(space, device).measured:
         return f"no measured latency table for {space.name} (its latency is a roofline estimate)"
+    return _cannot_run(device)
+
+
+def _cannot_run(device: str) -> str | None:
+    """Why the backend of `device` cannot run on this machine, else None."""
     profile = load_profile(device)
     try:
         get_backend(profile.backend)(profile.target())
@@ -54,11 +59,15 @@ def _cannot_verify(space: SearchSpace, device: str) -> str | None:
 
 
 def verifiable_devices(space: SearchSpace) -> list[str]:
-    """The shipped devices with a measured table for `space` whose backend runs here."""
+    """The shipped devices with a measured table for `space` whose backend runs here (read
+    without a predictor: the warnings of tables nobody asked for stay unsaid)."""
     out = []
     for name in shipped_profiles():
         try:
-            if table_for_this_host(space, name).is_file() and _cannot_verify(space, name) is None:
+            path = table_for_this_host(space, name)
+            table = LatencyTable.load(path, space) if path.is_file() else None
+            if table is not None and table.measured and _cannot_run(name) is None:
+                check_usable(space, table, path)
                 out.append(name)
         except UfoError:  # a table being profiled, a broken profile: not verifiable
             continue

@@ -1,16 +1,16 @@
 """P1: latency-table accuracy on held-out subnets, its error decomposed, and each backend
 against torch eager.
 
-For every CPU device with a shipped table, in one process (or several): 56 random subnets (a seed
-the tables' own validation did not use; a count rounded up to whole chunks, since a short last
-chunk times its anchor beside fewer models, which on the Intel host ran a tiny anchor 16-30%
-faster than beside a full chunk and skewed that chunk's subnets by up to 15%) are exported once and built by each device's backend
-as profiling and `ufo export` build them (its export artefact, loaded back; TVM with the
-tuning database its profiling run left, as `ufo export` uses it), timed
-interleaved with the table's anchor subnet in chunks (every round, no time budget), each
-chunk `--repeats` times; each time is scaled by its chunk's anchor to the table's reference
-and compared with the table's prediction. Writes a Markdown table and the
-per-subnet times as JSON beside it.
+For every CPU device with a shipped table, in one process (or several): 56 random subnets (a
+seed the tables' own validation did not use; a count rounded up to whole chunks, since a
+short last chunk times its anchor beside fewer models, which on the Intel host ran a tiny
+anchor 16-30% faster than beside a full chunk and skewed that chunk's subnets by up to 15%)
+are exported once and built by each device's backend as profiling and `ufo export` build
+them (its export artefact, loaded back; TVM with the tuning database its profiling run left,
+as `ufo export` uses it), timed interleaved with the table's anchor subnet in chunks (every
+round, no time budget), each chunk `--repeats` times; each time is scaled by its chunk's
+anchor to the table's reference and compared with the table's prediction. Writes a Markdown
+table and the per-subnet times as JSON beside it.
 
 The error is decomposed on the same measurements:
 - noise floor: the spread between repeats of one chunk (what no table can beat);

@@ -74,8 +74,11 @@ def main() -> int:
             profilers.append(profiler)
             began = time.time()
             for name, arch in models.items():
-                built = profiler.anchor() if arch is None else profiler.compile_subnet(arch, ("face",))
-                runners[f"{name} | {label}"], inputs[f"{name} | {label}"] = built
+                key = f"{name} | {label}"
+                if arch is None:
+                    runners[key], inputs[key] = profiler.anchor()
+                else:
+                    runners[key], inputs[key] = profiler.compile_subnet(arch, ("face",))
             build_s[label] = time.time() - began
         times: dict[str, list[float]] = {}
         for _ in range(args.chunks):
@@ -102,7 +105,8 @@ def _report(args, labels, models, times, build_s, seconds: float) -> list[str]:
         f"chunk: p25 of {args.rounds} interleaved rounds of all builds; ms: median of "
         f"{args.chunks} chunks.",
         "",
-        "| build | build s | " + " | ".join(f"{m} ms" for m in models)
+        "| build | build s | "
+        + " | ".join(f"{m} ms" for m in models)
         + " | largest / anchor, median (min - max) |",
         "|---|---|" + "---|" * len(models) + "---|",
     ]

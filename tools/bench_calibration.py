@@ -237,6 +237,18 @@ def shipped_table_of(space, entry: dict) -> tuple[LatencyPredictor, list[dict], 
     return "its table changed since this P1 run"
 
 
+def with_anchor(space, predictor: LatencyPredictor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The table's calibration data (sums, blocks, measured) with one more row: the anchor,
+    whose time on the reference scale is known exactly."""
+    sums, blocks, measured = predictor.calibration_data()
+    anchor, tasks = anchor_subnet(space)
+    return (
+        np.append(sums, predictor.sum_ms([anchor], tasks)[0]),
+        np.append(blocks, anchor.depth),
+        np.append(measured, predictor.table.reference_anchor_ms),
+    )
+
+
 def score(space, predictor: LatencyPredictor, entry: dict) -> list[dict] | str:
     """A row per form for one P1 entry, or why it is left out."""
     table = predictor.table
@@ -256,15 +268,12 @@ def score(space, predictor: LatencyPredictor, entry: dict) -> list[dict] | str:
         for forms in (ABSOLUTE_FORMS, RELATIVE_FORMS)
     ):
         return "its table changed since this P1 run"
-    anchor, tasks = anchor_subnet(space)
-    with_anchor = (  # the anchor's exact time on the reference scale, one more row
-        np.append(sums_v, predictor.sum_ms([anchor], tasks)[0]),
-        np.append(blocks_v, anchor.depth),
-        np.append(measured_v, table.reference_anchor_ms),
-    )
     fits = [(label, forms, (sums_v, blocks_v, measured_v)) for label, forms in CHOICES.items()]
     out = []
-    for label, forms, fitted_on in [*fits, (WITH_ANCHOR, RELATIVE_FORMS, with_anchor)]:
+    for label, forms, fitted_on in [
+        *fits,
+        (WITH_ANCHOR, RELATIVE_FORMS, with_anchor(space, predictor)),
+    ]:
         cal = fit_calibration(*fitted_on, forms)
         if cal["model"] == "sum":
             continue
@@ -323,11 +332,8 @@ def own_anchor_rows() -> list[str]:
         arch, tasks = anchor_subnet(space)
         reference = table.reference_anchor_ms
         predicted = predictor.latency_ms([arch], tasks)[0]
-        sums, blocks, measured = predictor.calibration_data()
-        anchor_sum = predictor.sum_ms([arch], tasks)[0]
-        with_anchor = [np.append(sums, anchor_sum), np.append(blocks, arch.depth)]
-        cal = fit_calibration(*with_anchor, np.append(measured, reference))
-        refitted = _predict(cal, np.array([anchor_sum]), np.array([float(arch.depth)]))[0]
+        sums, blocks, measured = with_anchor(space, predictor)
+        refitted = _predict(fit_calibration(sums, blocks, measured), sums[-1:], blocks[-1:])[0]
         name = path.relative_to(ROOT / "latency_tables")
         ratios = f"{predicted / reference:.2f} | {refitted / reference:.2f}"
         rows.append(f"| {name} | {reference:.3f} | {ratios} |")

@@ -49,7 +49,9 @@ def main() -> int:
     try:
         budgets = [int(b) for b in args.budgets.split(",")]
     except ValueError:
-        parser.error(f"--budgets: comma-separated trial counts, got {args.budgets!r}")
+        budgets = [-1]
+    if min(budgets) < 0:
+        parser.error(f"--budgets: comma-separated trial counts >= 0, got {args.budgets!r}")
     space, profile = load_space(args.space), load_profile(DEVICE)
     try:
         get_backend(profile.backend)(profile.target())
@@ -61,15 +63,16 @@ def main() -> int:
     started = time.time()
     runners, inputs, build_s = {}, {}, {}
     with tempfile.TemporaryDirectory() as tmp:
-        folders = {f"{b} per kernel": Path(tmp) / str(b) for b in budgets}
+        # label: (work folder, trials per kernel; None: the profile's own)
+        builds = {f"{b} per kernel": (Path(tmp) / str(b), b) for b in budgets}
         profiled = default_work_dir(DEVICE, space)
         if profiled.is_dir():
-            folders[PROFILED] = profiled
+            builds[PROFILED] = (profiled, None)
         profilers = []
-        for label, folder in folders.items():
+        for label, (folder, trials) in builds.items():
             options = dict(profile.options)
-            if label != PROFILED:
-                options["tuning_trials"] = int(label.split()[0])
+            if trials is not None:
+                options["tuning_trials"] = trials
             profiler = Profiler(space, replace(profile, options=options), folder)
             profilers.append(profiler)
             began = time.time()
@@ -86,7 +89,7 @@ def main() -> int:
                 times.setdefault(key, []).append(timing.ms)
         for profiler in profilers:
             profiler.close()
-    lines = _report(args, list(folders), list(models), times, build_s, time.time() - started)
+    lines = _report(args, list(builds), list(models), times, build_s, time.time() - started)
     write_results(lines, Path(args.out))
     return 0
 

@@ -30,7 +30,12 @@ from ufo_nas.hardware import (
     shipped_profiles,
 )
 from ufo_nas.latency.measure import Profiler, ProfileSettings, check_same_setup, default_work_dir
-from ufo_nas.latency.predictor import check_usable, latency_predictor, table_for_this_host
+from ufo_nas.latency.predictor import (
+    check_usable,
+    latency_predictor,
+    load_table_for_this_host,
+    table_for_this_host,
+)
 from ufo_nas.latency.table import LatencyTable, LatencyTableError
 from ufo_nas.search.pareto import non_dominated
 from ufo_nas.search.report import DeviceFront, ParetoRow, SearchReport
@@ -64,8 +69,7 @@ def verifiable_devices(space: SearchSpace) -> list[str]:
     out = []
     for name in shipped_profiles():
         try:
-            path = table_for_this_host(space, name)
-            table = LatencyTable.load(path, space) if path.is_file() else None
+            path, table = load_table_for_this_host(space, name)
             if table is not None and table.measured and _cannot_run(name) is None:
                 check_usable(space, table, path)
                 out.append(name)

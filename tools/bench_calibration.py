@@ -4,11 +4,12 @@ table's own validation subnets, best predicts the held-out subnets of a P1 run
 
 No timing: each shipped table's validation rows are refitted with every form, and the
 held-out subnets' committed times (scaled by their chunk's anchor, median of repeats) are
-predicted. An entry whose table changed since its P1 run is left out: the least-squares-in-ms
-fit it then used (in ms before 2026-12-04, relative since) must reproduce the predictions the
-run recorded. Each entry is scored with the shipped table of its device (the reference one or
-one under `hosts/`) that was measured on the host the entry was timed on and reproduces its
-predictions, whichever table the run named.
+predicted. An entry whose table changed since its P1 run is left out: the fit it then used
+(one family of forms: in ms before 2026-12-04, relative until 2026-12-05, relative with a
+parameter term since) must reproduce the predictions the run recorded. Each entry is scored
+with the shipped table of its device (the reference one or one under `hosts/`) that was
+measured on the host the entry was timed on and reproduces its predictions, whichever table
+the run named.
 
 Further sections: the shipped fit's error by what a subnet serves; forms that scale each kind
 of operator apart (attention, FFN; the stem and heads folded into the constant), as nn-Meter
@@ -17,7 +18,8 @@ in their real context?; and, on the P1 runs measured in several processes, wheth
 held-out time is best scaled by its own chunk's anchor (what profiling and P1 do) or by a
 steadier estimate of the machine's speed: the better estimate is the one the processes
 agree on; and each shipped table's prediction of its own anchor, the smallest subnet, which
-the random validation subnets rarely reach.
+the random validation subnets rarely reach; and the fronts `ufo search --verify` measured,
+old fit against the shipped one.
 
     python tools/bench_calibration.py [RESULTS.json ...]
         (default: every tools/results/bench_latency-*.json)
@@ -26,6 +28,7 @@ the random validation subnets rarely reach.
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import shlex
 import sys
@@ -40,38 +43,38 @@ from ufo_nas.latency.measure import anchor_subnet
 from ufo_nas.latency.predictor import LatencyPredictor
 from ufo_nas.latency.table import (
     ABSOLUTE_FORMS,
+    CALIBRATION_FORMS,
+    FORM_FAMILIES,
     RELATIVE_FORMS,
     LatencyTable,
+    Regressors,
+    calibrated_ms,
     fit_calibration,
     host_table_paths,
     table_path,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = "relative, chosen (shipped)"
-WITH_ANCHOR = "relative, chosen, the anchor a row too"
+SHIPPED = "relative with parameters (shipped)"
+NO_PARAMETERS = "relative, chosen (before 2026-12-05)"
+WITH_ANCHOR = "relative with parameters, the anchor a row too"
 
 
 CHOICES = {  # row label: the forms leave-one-out chooses among
     "ms, chosen (before 2026-12-04)": ABSOLUTE_FORMS,
-    SHIPPED: RELATIVE_FORMS,
-    **{form: (form,) for form in (*ABSOLUTE_FORMS, *RELATIVE_FORMS)},
+    NO_PARAMETERS: RELATIVE_FORMS,
+    SHIPPED: CALIBRATION_FORMS,
+    **{form: (form,) for form in (*ABSOLUTE_FORMS, *CALIBRATION_FORMS)},
 }
 
 
-def _predict(cal: dict, sums: np.ndarray, blocks: np.ndarray) -> np.ndarray:
-    return cal["a"] * sums + cal["b"] + cal["c"] * blocks
-
-
-def _loo(sums: np.ndarray, blocks: np.ndarray, measured: np.ndarray, forms) -> float:
+def _loo(x: Regressors, measured: np.ndarray, forms) -> float:
     """Mean relative error (%) of each validation subnet predicted by a fit of the others."""
-    keep = np.ones(len(measured), bool)
     errors = []
     for k in range(len(measured)):
-        keep[:] = True
-        keep[k] = False
-        cal = fit_calibration(sums[keep], blocks[keep], measured[keep], forms)
-        errors.append(abs(_predict(cal, sums[k : k + 1], blocks[k : k + 1])[0] / measured[k] - 1))
+        keep = np.arange(len(measured)) != k
+        cal = fit_calibration(x.rows(keep), measured[keep], forms)
+        errors.append(abs(calibrated_ms(cal, x.rows(slice(k, k + 1)))[0] / measured[k] - 1))
     return 100 * float(np.mean(errors))
 
 
@@ -237,14 +240,13 @@ def shipped_table_of(space, entry: dict) -> tuple[LatencyPredictor, list[dict], 
     return "its table changed since this P1 run"
 
 
-def with_anchor(space, predictor: LatencyPredictor) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The table's calibration data (sums, blocks, measured) with one more row: the anchor,
+def with_anchor(space, predictor: LatencyPredictor) -> tuple[Regressors, np.ndarray]:
+    """The table's calibration data (regressors, measured) with one more row: the anchor,
     whose time on the reference scale is known exactly."""
-    sums, blocks, measured = predictor.calibration_data()
+    x, measured = predictor.calibration_data()
     anchor, tasks = anchor_subnet(space)
     return (
-        np.append(sums, predictor.sum_ms([anchor], tasks)[0]),
-        np.append(blocks, anchor.depth),
+        Regressors.stack([x, predictor.regressors([anchor], tasks)]),
         np.append(measured, predictor.table.reference_anchor_ms),
     )
 
@@ -252,32 +254,26 @@ def with_anchor(space, predictor: LatencyPredictor) -> tuple[np.ndarray, np.ndar
 def score(space, predictor: LatencyPredictor, entry: dict) -> list[dict] | str:
     """A row per form for one P1 entry, or why it is left out."""
     table = predictor.table
-    sums_v, blocks_v, measured_v = predictor.calibration_data()
+    validation = predictor.calibration_data()
     rows = entry["per_subnet"]
-    archs = [space.parse(r["arch"]) for r in rows]
-    sums = np.array([predictor.sum_ms([a], r["tasks"])[0] for a, r in zip(archs, rows)])
-    blocks = np.array([a.depth for a in archs], float)
+    x = Regressors.stack([predictor.regressors([space.parse(r["arch"])], r["tasks"]) for r in rows])
     measured = measured_ms(rows, table.reference_anchor_ms)
     recorded = np.array([r["predicted_ms"] for r in rows])
     if not any(
-        np.allclose(
-            _predict(fit_calibration(sums_v, blocks_v, measured_v, forms), sums, blocks),
-            recorded,
-            rtol=1e-6,
-        )
-        for forms in (ABSOLUTE_FORMS, RELATIVE_FORMS)
+        np.allclose(calibrated_ms(fit_calibration(*validation, forms), x), recorded, rtol=1e-6)
+        for forms in FORM_FAMILIES
     ):
         return "its table changed since this P1 run"
-    fits = [(label, forms, (sums_v, blocks_v, measured_v)) for label, forms in CHOICES.items()]
+    fits = [(label, forms, validation) for label, forms in CHOICES.items()]
     out = []
     for label, forms, fitted_on in [
         *fits,
-        (WITH_ANCHOR, RELATIVE_FORMS, with_anchor(space, predictor)),
+        (WITH_ANCHOR, CALIBRATION_FORMS, with_anchor(space, predictor)),
     ]:
         cal = fit_calibration(*fitted_on, forms)
         if cal["model"] == "sum":
             continue
-        signed = _predict(cal, sums, blocks) / measured - 1
+        signed = calibrated_ms(cal, x) / measured - 1
         error = np.abs(signed)
         out.append(
             {
@@ -321,22 +317,53 @@ def by_kind(space, predictor: LatencyPredictor, entry: dict) -> list[dict]:
 
 
 def own_anchor_rows() -> list[str]:
-    """Per shipped CPU table: its reference anchor, the shipped fit's prediction of the
-    anchor over it, and that ratio once the anchor joins the validation rows."""
+    """Per shipped CPU table: its reference anchor, and the anchor's prediction over it by
+    the fit without the parameter term (before 2026-12-05), by the shipped fit, and by the
+    shipped forms refitted with the anchor as one more validation row."""
     rows = []
     tables = sorted((ROOT / "latency_tables").glob("cpu-*/*.yaml"))
     for path in tables + sorted((ROOT / "latency_tables").glob("cpu-*/hosts/*/*.yaml")):
         space = load_space(path.stem)
         predictor = LatencyPredictor(space, _load(path, space))
-        table = predictor.table
+        reference = predictor.table.reference_anchor_ms
         arch, tasks = anchor_subnet(space)
-        reference = table.reference_anchor_ms
-        predicted = predictor.latency_ms([arch], tasks)[0]
-        sums, blocks, measured = with_anchor(space, predictor)
-        refitted = _predict(fit_calibration(sums, blocks, measured), sums[-1:], blocks[-1:])[0]
+        anchor = predictor.regressors([arch], tasks)
+        before = fit_calibration(*predictor.calibration_data(), RELATIVE_FORMS)
+        x, measured = with_anchor(space, predictor)
+        ratios = [
+            calibrated_ms(cal, anchor)[0] / reference
+            for cal in (before, predictor.table.calibration, fit_calibration(x, measured))
+        ]
         name = path.relative_to(ROOT / "latency_tables")
-        ratios = f"{predicted / reference:.2f} | {refitted / reference:.2f}"
-        rows.append(f"| {name} | {reference:.3f} | {ratios} |")
+        rows.append(
+            f"| {name} | {reference:.3f} | " + " | ".join(f"{r:.2f}" for r in ratios) + " |"
+        )
+    return rows
+
+
+def front_rows() -> list[str]:
+    """Per committed `ufo search --verify` front (tools/results/verify-<space>-<device>.csv,
+    single-task rows): each fit's error on the front subnets, measured end to end on the
+    reference table's host and scale; the fits refitted on the reference table's rows."""
+    rows = []
+    for path in sorted((ROOT / "tools/results").glob("verify-*.csv")):
+        space_name, device = path.stem.removeprefix("verify-").split("-", 1)
+        space = load_space(space_name)
+        table_file = table_path(device, space)
+        predictor = LatencyPredictor(space, _load(table_file, space))
+        front = list(csv.DictReader(path.open()))
+        task = next(k.removeprefix("score_") for k in front[0] if k.startswith("score_"))
+        x = Regressors.stack([predictor.regressors([space.parse(r["arch"])], task) for r in front])
+        measured = np.array([float(r["measured_ms"]) for r in front])
+        validation = predictor.calibration_data()
+        for label, forms in ((NO_PARAMETERS, RELATIVE_FORMS), (SHIPPED, CALIBRATION_FORMS)):
+            signed = calibrated_ms(fit_calibration(*validation, forms), x) / measured - 1
+            error = np.abs(signed)
+            rows.append(
+                f"| {path.name} | {table_file.relative_to(ROOT)} | {len(front)} | {label} | "
+                f"{100 * error.mean():.2f} | {100 * (error <= 0.05).mean():.0f}% | "
+                f"{100 * (error <= 0.10).mean():.0f}% | {100 * np.median(signed):+.2f} |"
+            )
     return rows
 
 
@@ -357,8 +384,11 @@ def main() -> int:
         "held-out subnets of a committed P1 run (50, timed in a later process); the table is "
         "the device's reference one, or the one for the host in brackets (`hosts/<id>/`) "
         "where the run was timed on that host. `loo` is the "
-        "leave-one-out error on the validation subnets, what chooses the form; `chosen` rows "
-        "let it choose between the form without and with a per-block term. Errors in %.",
+        "leave-one-out error on the validation subnets, what chose the form before "
+        "2026-12-05; `chosen` rows let it choose between the form without and with a per-block "
+        "term. Since 2026-12-05 tables fit one form, with a term in the subnet's parameters "
+        "(millions): the weights a whole subnet streams through the cache, while its "
+        "operators were each timed with theirs cache-hot. Errors in %.",
         "",
         "| P1 run | device | form | fitted | loo | held-out mean | within 5% | within 10% | "
         "bias | debiased |",
@@ -396,7 +426,7 @@ def main() -> int:
                 for k in by_kind(space, predictor, entry)
             ]
             for r in rows:
-                if r["form"] in (SHIPPED, WITH_ANCHOR):
+                if r["form"] in (NO_PARAMETERS, SHIPPED, WITH_ANCHOR):
                     held_out.setdefault(r["form"], []).append(r)
                 lines.append(
                     f"| {path.name} | {device} | {r['form']} | {r['fitted']} | "
@@ -444,13 +474,24 @@ def main() -> int:
         "",
         "The anchor (the space's smallest subnet) is timed in every chunk, so its time on the "
         "table's reference scale is known exactly; the random validation subnets rarely reach "
-        "that small. Predicted / reference: the shipped fit's prediction of the anchor over its "
-        "time. With the anchor as a row: the same form refitted with the anchor added to the "
-        "validation subnets, its anchor prediction.",
+        "that small. Each column is a fit's prediction of the anchor over its time: without "
+        "the parameter term (the forms shipped before 2026-12-05), the shipped fit, and the "
+        "shipped forms refitted with the anchor added to the validation subnets.",
         "",
-        "| table | anchor ms | predicted / reference | with the anchor as a row |",
-        "|---|---|---|---|",
+        "| table | anchor ms | before 2026-12-05 | shipped | with the anchor as a row |",
+        "|---|---|---|---|---|",
         *own_anchor_rows(),
+        "",
+        "## Fronts measured end to end",
+        "",
+        "The subnets of a committed `ufo search --verify` front (the fast end a search "
+        "returns), each timed end to end interleaved with the table's anchor on the host the "
+        "device's reference table describes, and put on its scale; predicted by each fit "
+        "of that table's validation rows. Errors in %; bias is the median signed error.",
+        "",
+        "| front | table | subnets | fit | mean error | within 5% | within 10% | bias |",
+        "|---|---|---|---|---|---|---|---|",
+        *front_rows(),
         "",
         "Held out, over the runs scored above (mean of their means): "
         + "; ".join(

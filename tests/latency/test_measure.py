@@ -10,7 +10,7 @@ from ufo_nas.cli import build_parser, main
 from ufo_nas.hardware import load_profile, profile_from_dict
 from ufo_nas.latency.measure import NO_EXPORT, ProfileSettings, plan, run_profile
 from ufo_nas.latency.predictor import LatencyPredictor
-from ufo_nas.latency.table import RELATIVE_FORMS, LatencyTable, LatencyTableError
+from ufo_nas.latency.table import CALIBRATION_FORMS, LatencyTable, LatencyTableError
 
 SETTINGS = ProfileSettings(validation_subnets=6, chunk=4, rounds=2, copies=2)
 
@@ -42,7 +42,7 @@ def test_profile_resumes_and_calibrates(tiny, tmp_path):
     assert len(table.provenance["sessions"]) == 2
     assert {s["export"] for s in table.provenance["sessions"]} == {NO_EXPORT}  # torch: no ONNX
     assert {row.session for row in table.validation} == {1}
-    assert table.calibration["model"] in RELATIVE_FORMS
+    assert table.calibration["model"] in CALIBRATION_FORMS
     assert table.metrics["validation_subnets"] == 6
     predictor = LatencyPredictor(tiny, LatencyTable.load(out, tiny))
     assert predictor.measured
@@ -105,6 +105,16 @@ def test_cli_dry_run_lists_the_work(tmp_path, capsys):
             + ["--sessions", "2"],
             "--sessions 2 applies to a build; --add-session times one session",
         ),
+        (
+            ["--device", "cpu-onnxruntime", "--space", "ufo_vit_tiny", "--refit"]
+            + ["--sessions", "2"],
+            "--sessions 2 applies to a build; --refit times nothing",
+        ),
+        (
+            ["--device", "cpu-onnxruntime", "--space", "ufo_vit_tiny", "--refit", "--add-session"],
+            "pass one of them",
+        ),
+        (["--device", "cpu-onnxruntime", "--space", "ufo_vit_tiny", "--refit"], "no table at"),
     ],
 )
 def test_cli_errors_are_one_line(argv, message, tmp_path, capsys):

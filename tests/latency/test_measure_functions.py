@@ -18,6 +18,7 @@ import pytest
 
 from tests.latency.test_measure_values import SETTINGS, A, B, Interrupt, fake
 from ufo_nas.backends.torch_eager import TorchBackend
+from ufo_nas.cost import CostModel
 from ufo_nas.hardware import profile_from_dict
 from ufo_nas.latency import measure
 from ufo_nas.latency.measure import (
@@ -236,9 +237,10 @@ def test_error_metrics_are_relative_to_the_measured_time():
     assert thirds["mean_abs_pct_error"] == pytest.approx(100 * 1.2 / 3, abs=5e-4)
 
 
-def test_calibrate_fits_a_per_block_overhead_and_reports_the_uncalibrated_error(tiny, fake):
-    """Subnets costing 1.1 * sum + 0.4 + 0.3 per block: the fit finds the block term, its
-    in-sample error is zero, and the plain sum's error is reported beside it."""
+def test_calibrate_fits_a_parameter_term_and_reports_the_uncalibrated_error(tiny, fake):
+    """Subnets costing 1.1 * sum + 0.4 + 0.3 ms per million parameters: the fit finds the
+    parameter term, its in-sample error is zero, and the plain sum's error is reported
+    beside it."""
     table = LatencyTable(
         tiny.name,
         tiny.spec.fingerprint(),
@@ -250,19 +252,23 @@ def test_calibrate_fits_a_per_block_overhead_and_reports_the_uncalibrated_error(
             for arch, tasks in validation_subnets(tiny, 12, seed=1)
         ],
     )
-    sums, blocks, _ = LatencyPredictor(tiny, table).calibration_data()
-    assert len(set(blocks)) > 1
-    measured = 1.1 * sums + 0.4 + 0.3 * blocks
+    x, _ = LatencyPredictor(tiny, table).calibration_data()
+    mparams = [
+        CostModel(tiny).params([tiny.parse(row.arch)], row.tasks)[0] / 1e6
+        for row in table.validation
+    ]
+    np.testing.assert_allclose(x.mparams, mparams)
+    measured = 1.1 * x.sum_ms + 0.4 + 0.3 * x.mparams
     for row, ms in zip(table.validation, measured):
         row.measured_ms = float(ms)
     calibrate(tiny, table)
     cal = table.calibration
-    assert cal["model"] == "a*sum+b+c*blocks relative"
-    assert (cal["a"], cal["b"], cal["c"]) == pytest.approx((1.1, 0.4, 0.3), abs=1e-6)
+    assert cal["model"] == "a*sum+b+d*mparams relative"
+    assert (cal["a"], cal["b"], cal["c"], cal["d"]) == pytest.approx((1.1, 0.4, 0, 0.3), abs=1e-6)
     assert table.metrics["validation_subnets"] == 12
     assert table.metrics["mean_abs_pct_error"] == pytest.approx(0.0, abs=1e-3)
     assert table.metrics["within_5pct"] == table.metrics["within_10pct"] == 1.0
-    uncalibrated = 100 * float(np.mean(np.abs(sums - measured) / measured))
+    uncalibrated = 100 * float(np.mean(np.abs(x.sum_ms - measured) / measured))
     assert uncalibrated > 5
     assert table.metrics["uncalibrated_mean_abs_pct_error"] == pytest.approx(uncalibrated, abs=5e-4)
 

@@ -242,7 +242,7 @@ def test_added_sessions_fit_each_subnet_at_its_median_over_processes(
     mean of two times, after the second the median of three: the first process's again."""
     out, work = tmp_path / "t.yaml", tmp_path / "work"
     built = run_profile(tiny, fake.profile, out, work, SETTINGS)
-    first = LatencyPredictor(tiny, built).calibration_data()[2]
+    first = LatencyPredictor(tiny, built).calibration_data()[1]
     module, n = sys.modules[__name__], SETTINGS.validation_subnets
     monkeypatch.setattr(module, "B", 2.0)
     saved = out.read_bytes()
@@ -256,15 +256,15 @@ def test_added_sessions_fit_each_subnet_at_its_median_over_processes(
     assert table.provenance["sessions"][-1]["kind"] == "added session"
     second = np.array([table.scaled_ms(r.measured_ms, r.anchor_ms) for r in table.validation[n:]])
     assert np.all(second / first < 0.97)  # the later process really drifted
-    both = LatencyPredictor(tiny, table).calibration_data()[2]
+    both = LatencyPredictor(tiny, table).calibration_data()[1]
     assert both == pytest.approx((first + second) / 2, rel=1e-9)
     measure.check_usable(tiny, LatencyTable.load(out, tiny), out)  # fitted on the medians
 
     monkeypatch.setattr(module, "B", 0.2)
     table = measure.recalibrate(tiny, fake.profile, out, work, SETTINGS, add_session=True)
     assert len(table.validation) == 3 * n and table.metrics["validation_subnets"] == n
-    assert LatencyPredictor(tiny, table).calibration_data()[2] == pytest.approx(first, rel=1e-9)
-    for key in ("a", "b", "c"):
+    assert LatencyPredictor(tiny, table).calibration_data()[1] == pytest.approx(first, rel=1e-9)
+    for key in ("a", "b", "c", "d"):
         assert table.calibration[key] == pytest.approx(built.calibration[key], rel=1e-6, abs=1e-9)
 
 

@@ -5,14 +5,23 @@ from conftest import put
 
 from ufo_nas.latency.table import (
     ABSOLUTE_FORMS,
+    CALIBRATION_FORMS,
     RELATIVE_FORMS,
     SCHEMA,
     LatencyTable,
     LatencyTableError,
     OperatorRow,
+    Regressors,
     ValidationRow,
+    calibrated_ms,
+    describe_calibration,
     fit_calibration,
 )
+
+
+def regressors(sums: np.ndarray, blocks: np.ndarray, seed: int = 7) -> Regressors:
+    """Sums and blocks with parameter counts (millions) that follow neither."""
+    return Regressors(sums, blocks, np.random.default_rng(seed).uniform(0.3, 1.2, len(sums)))
 
 
 def small_table(tiny) -> LatencyTable:
@@ -81,15 +90,25 @@ def test_missing_table(tiny, tmp_path):
 
 def test_calibration_recovers_a_linear_law():
     rng = np.random.default_rng(0)
-    sums = rng.uniform(2, 10, 30)
-    blocks = rng.integers(4, 7, 30).astype(float)
-    for forms in (RELATIVE_FORMS, ABSOLUTE_FORMS):
-        fit = fit_calibration(sums, blocks, 1.2 * sums + 0.5, forms)
+    x = regressors(rng.uniform(2, 10, 30), rng.integers(4, 7, 30).astype(float))
+    for forms in (RELATIVE_FORMS, ABSOLUTE_FORMS):  # the families of older tables
+        fit = fit_calibration(x, 1.2 * x.sum_ms + 0.5, forms)
         assert fit["model"] == forms[0]
         assert fit["a"] == pytest.approx(1.2) and fit["b"] == pytest.approx(0.5)
-        fit = fit_calibration(sums, blocks, 0.9 * sums + 0.1 + 0.3 * blocks, forms)
+        assert fit["c"] == fit["d"] == 0.0
+        fit = fit_calibration(x, 0.9 * x.sum_ms + 0.1 + 0.3 * x.blocks, forms)
         assert fit["model"] == forms[1] and fit["c"] == pytest.approx(0.3)
-        assert fit_calibration(sums[:2], blocks[:2], sums[:2], forms)["model"] == "sum"
+        assert fit_calibration(x.rows(slice(0, 2)), x.sum_ms[:2], forms)["model"] == "sum"
+    law = 1.1 * x.sum_ms + 0.2 + 0.4 * x.mparams  # weights streamed, not in the sum
+    fit = fit_calibration(x, law)
+    assert fit["model"] == "a*sum+b+d*mparams relative"
+    assert (fit["a"], fit["b"], fit["c"], fit["d"]) == pytest.approx((1.1, 0.2, 0.0, 0.4))
+    np.testing.assert_allclose(calibrated_ms(fit, x), law)
+    assert describe_calibration(fit) == "a*sum+b+d*mparams relative: a=1.1 b=0.2 d=0.4"
+    plain = fit_calibration(x, 1.2 * x.sum_ms + 0.5)
+    assert (plain["a"], plain["b"], plain["d"]) == pytest.approx((1.2, 0.5, 0.0), abs=1e-9)
+    assert fit_calibration(x, law, RELATIVE_FORMS)["d"] == 0.0  # an older family: no term
+    assert CALIBRATION_FORMS == ("a*sum+b+d*mparams relative",)
     assert RELATIVE_FORMS == ("a*sum+b relative", "a*sum+b+c*blocks relative")
     assert ABSOLUTE_FORMS == ("a*sum+b", "a*sum+b+c*blocks")
 
@@ -100,16 +119,16 @@ def test_the_calibration_minimises_the_relative_error():
     rng = np.random.default_rng(3)
     sums = rng.uniform(1, 10, 400)
     measured = (1.1 * sums + 0.3) * (1 + rng.normal(0, 0.05, 400)) + 0.4 * (sums < 2)
-    blocks = np.full(400, 4.0)
+    x = regressors(sums, np.full(400, 4.0))
     fitted, held = slice(0, 40), slice(40, None)
     errors = {}
     for forms in (RELATIVE_FORMS, ABSOLUTE_FORMS):
-        cal = fit_calibration(sums[fitted], blocks[fitted], measured[fitted], forms[:1])
+        cal = fit_calibration(x.rows(fitted), measured[fitted], forms[:1])
         predicted = cal["a"] * sums + cal["b"]
         errors[forms[0]] = [np.mean(np.abs(predicted[k] / measured[k] - 1)) for k in (fitted, held)]
         w = 1 / measured[fitted] if forms is RELATIVE_FORMS else np.ones(40)
-        x = np.column_stack([sums[fitted], np.ones(40)])
-        coef, *_ = np.linalg.lstsq(x * w[:, None], measured[fitted] * w, rcond=None)
+        design = np.column_stack([sums[fitted], np.ones(40)])
+        coef, *_ = np.linalg.lstsq(design * w[:, None], measured[fitted] * w, rcond=None)
         assert (cal["a"], cal["b"]) == pytest.approx((coef[0], coef[1]))
     relative, absolute = errors["a*sum+b relative"], errors["a*sum+b"]
     assert relative[0] < absolute[0] and relative[1] < absolute[1]
@@ -248,32 +267,33 @@ def test_table_path(tiny):
 
 def test_calibration_needs_two_more_rows_than_coefficients():
     rng = np.random.default_rng(1)
-    sums = rng.uniform(2, 10, 6)
-    blocks = rng.integers(4, 7, 6).astype(float)
-    measured = 1.2 * sums + 0.5 + 0.3 * blocks
-    assert fit_calibration(sums[:3], blocks[:3], measured[:3]) == {
+    x = regressors(rng.uniform(2, 10, 6), rng.integers(4, 7, 6).astype(float))
+    measured = 1.2 * x.sum_ms + 0.5 + 0.3 * x.blocks
+    assert fit_calibration(x.rows(slice(0, 3)), measured[:3]) == {
         "model": "sum",
         "a": 1.0,
         "b": 0.0,
         "c": 0.0,
+        "d": 0.0,
     }
-    four = fit_calibration(sums[:4], blocks[:4], measured[:4])
+    four = fit_calibration(x.rows(slice(0, 4)), measured[:4], RELATIVE_FORMS)
     assert four["model"] == "a*sum+b relative" and four["c"] == 0.0  # blocks need a fifth row
-    five = fit_calibration(sums[:5], blocks[:5], measured[:5])
+    five = fit_calibration(x.rows(slice(0, 5)), measured[:5], RELATIVE_FORMS)
     assert five["model"] == "a*sum+b+c*blocks relative"
+    assert fit_calibration(x.rows(slice(0, 4)), measured[:4])["model"] == "sum"
+    assert fit_calibration(x.rows(slice(0, 5)), measured[:5])["model"] == CALIBRATION_FORMS[0]
 
 
 def test_calibration_picks_by_leave_one_out_relative_error():
     """A per-block term that only fits the noise loses in cross-validation."""
     for seed in (16, 21):  # data sets where other error measures would pick the c term
         rng = np.random.default_rng(seed)
-        sums = rng.uniform(2, 10, 12)
-        blocks = rng.integers(4, 7, 12).astype(float)
-        measured = (1.2 * sums + 0.5) * (1 + rng.normal(0, 0.05, 12))
-        fit = fit_calibration(sums, blocks, measured)
-        assert fit["model"] == "a*sum+b relative" and fit["c"] == 0.0
-        x = np.column_stack([sums, np.ones(12)]) / measured[:, None]
-        coef, *_ = np.linalg.lstsq(x, np.ones(12), rcond=None)
+        x = regressors(rng.uniform(2, 10, 12), rng.integers(4, 7, 12).astype(float), seed)
+        measured = (1.2 * x.sum_ms + 0.5) * (1 + rng.normal(0, 0.05, 12))
+        fit = fit_calibration(x, measured, RELATIVE_FORMS)
+        assert fit["model"] == "a*sum+b relative" and fit["c"] == fit["d"] == 0.0
+        design = np.column_stack([x.sum_ms, np.ones(12)]) / measured[:, None]
+        coef, *_ = np.linalg.lstsq(design, np.ones(12), rcond=None)
         assert (fit["a"], fit["b"]) == pytest.approx((coef[0], coef[1]))
 
 

@@ -8,11 +8,13 @@ import pytest
 import yaml
 
 from ufo_nas.cli import main
+from ufo_nas.cost import CostModel
 from ufo_nas.errors import UfoWarning
 from ufo_nas.latency import predictor as predictor_module
-from ufo_nas.latency.predictor import latency_predictor
+from ufo_nas.latency.predictor import LatencyPredictor, latency_predictor
 from ufo_nas.latency.table import (
     ABSOLUTE_FORMS,
+    CALIBRATION_FORMS,
     RELATIVE_FORMS,
     LatencyTable,
     LatencyTableError,
@@ -206,7 +208,7 @@ def test_a_calibration_off_by_a_few_millionths_is_refused_with_both_fits(home, t
     a = stored["a"] * (1 + 3e-6)
     _refused(
         tiny,
-        rf"its calibration \(a={a:.6g}, b={stored['b']:.6g}, c={stored['c']:.6g}\) is not the "
+        rf"its calibration \(a={a:.6g}, b={stored['b']:.6g}, d={stored['d']:.6g}\) is not the "
         rf"fit of its 40 validation subnets \(a={stored['a']:.6g}, b=",
     )
 
@@ -220,14 +222,17 @@ def test_a_measured_table_without_host_does_not_warn(home, tiny, monkeypatch):
 
 
 @pytest.mark.filterwarnings("ignore::ufo_nas.errors.UfoWarning")  # home's other host
-def test_a_table_calibrated_in_ms_before_relative_fits_is_still_used_as_fitted(home, tiny):
-    """Tables fitted by least squares in ms (before 2026-12-04) stay consistent: checked
-    against a refit of their own form, and they predict with their own coefficients."""
+@pytest.mark.parametrize("forms", [ABSOLUTE_FORMS, RELATIVE_FORMS], ids=["in ms", "no weights"])
+def test_a_table_calibrated_by_an_older_family_of_forms_is_still_used_as_fitted(home, tiny, forms):
+    """Tables fitted by least squares in ms (before 2026-12-04) or relative without the
+    parameter term (before 2026-12-05) stay consistent: checked against a refit of their own
+    family, and they predict with their own coefficients."""
     table = LatencyTable.load(home, tiny)
-    sums, blocks, measured = latency_predictor(tiny, "cpu-onnxruntime").calibration_data()
-    assert table.calibration["model"] in RELATIVE_FORMS  # the shipped tables: refitted
-    old = fit_calibration(sums, blocks, measured, ABSOLUTE_FORMS)
-    assert old["model"] in ABSOLUTE_FORMS and old["a"] != table.calibration["a"]
+    x, measured = latency_predictor(tiny, "cpu-onnxruntime").calibration_data()
+    assert table.calibration["model"] in CALIBRATION_FORMS  # the shipped tables: refitted
+    old = fit_calibration(x, measured, forms)
+    assert old["model"] in forms and old["a"] != table.calibration["a"]
+    del old["d"]  # as such tables were saved
     _edit(home, lambda d: d.update(calibration=old))
     predictor_module._PREDICTORS.clear()
     arch = tiny.largest()
@@ -236,9 +241,53 @@ def test_a_table_calibrated_in_ms_before_relative_fits_is_still_used_as_fitted(h
     assert latency_predictor(tiny, "cpu-onnxruntime").latency_ms([arch], "face")[0] == (
         pytest.approx(expected)
     )
-    _edit(home, lambda d: d["calibration"].update(model="a*sum+b relative"))
+    other = "a*sum+b+d*mparams relative" if forms is RELATIVE_FORMS else "a*sum+b relative"
+    _edit(home, lambda d: d["calibration"].update(model=other))
     predictor_module._PREDICTORS.clear()
-    _refused(tiny, "is inconsistent: its calibration")  # a relative form's numbers differ
+    _refused(tiny, "is inconsistent: its calibration")  # another form's numbers differ
+
+
+@pytest.mark.filterwarnings("ignore::ufo_nas.errors.UfoWarning")  # home's other host
+def test_refit_gives_a_table_of_an_older_family_the_parameter_term_without_timing(
+    home, tiny, capsys
+):
+    """`ufo profile --refit` on a table fitted without the parameter term (as shipped
+    before 2026-12-05), whose subnets pay 0.5 ms per million parameters more than their
+    operators: the calibration becomes the fit of every form on the same rows (with the
+    term), the rows stay as they were, and the provenance keeps the calibration it
+    replaced."""
+    params = CostModel(tiny).params
+
+    def pay_for_weights(data: dict) -> None:
+        for row in data["validation"]:
+            row["measured_ms"] += 5e-7 * float(params([tiny.parse(row["arch"])], row["tasks"])[0])
+
+    shipped = LatencyPredictor(tiny, LatencyTable.load(home, tiny))
+    d = shipped.table.calibration["d"]
+    assert d == pytest.approx(fit_calibration(*shipped.calibration_data())["d"])
+    _edit(home, pay_for_weights)
+    x, measured = LatencyPredictor(tiny, LatencyTable.load(home, tiny)).calibration_data()
+    old = fit_calibration(x, measured, RELATIVE_FORMS)
+    del old["d"]
+    _edit(home, lambda d: d.update(calibration=old))
+    before = yaml.safe_load(home.read_text())
+    argv = ["profile", "--device", "cpu-onnxruntime", "--space", "ufo_vit_tiny", "--refit"]
+    assert main([*argv, "--dry-run"]) == 0
+    assert "would refit" in capsys.readouterr().out and yaml.safe_load(home.read_text()) == before
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    after = yaml.safe_load(home.read_text())
+    new = fit_calibration(x, measured)
+    assert new["model"] == "a*sum+b+d*mparams relative"
+    assert new["d"] - d == pytest.approx(0.5, abs=0.1)  # the term paid, on top of the table's
+    assert after["calibration"] == pytest.approx(new)
+    for key in ("operators", "validation"):
+        assert after[key] == before[key]
+    assert after["provenance"]["refits"][-1]["replaced"]["calibration"] == old
+    assert f"refitted {home} on its 40 validation subnets: {old['model']}" in out
+    predictor_module._PREDICTORS.clear()
+    latency_predictor(tiny, "cpu-onnxruntime")  # usable: checked against the newest family
+    assert after["metrics"]["mean_abs_pct_error"] <= before["metrics"]["mean_abs_pct_error"]
 
 
 # --- how the engines were built ----------------------------------------------------------------

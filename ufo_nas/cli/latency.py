@@ -73,6 +73,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "describes) and refit each at its median over sessions: a time drifts 3-9%% between "
         "processes on a shared 2-vCPU host; each run adds one",
     )
+    p.add_argument(
+        "--refit",
+        action="store_true",
+        help="refit a complete table's calibration on its own validation subnets, timing "
+        "nothing (seconds): a table fitted before a calibration form was added gains it; "
+        "the table at --out, else the one predictions for the device read on this host",
+    )
     shared.add_number(
         p,
         "--sessions",
@@ -135,17 +142,19 @@ def cmd_profile(args: argparse.Namespace) -> None:
         copies=args.copies,
         seed=args.seed,
     )
-    if args.recalibrate and args.add_session:
+    modes = [f for f in ("recalibrate", "add_session", "refit") if getattr(args, f)]
+    if len(modes) > 1:
         raise UfoError(
-            "--recalibrate moves a table to this host, --add-session adds a "
-            "session on the host it describes: pass one of them"
+            "--recalibrate moves a table to this host, --add-session adds a session on the "
+            "host it describes, --refit refits a table without timing: pass one of them"
         )
-    if args.sessions > 1 and (args.recalibrate or args.add_session):
-        flag = "--recalibrate" if args.recalibrate else "--add-session"
-        raise UfoError(
-            f"--sessions {args.sessions} applies to a build; {flag} times one session: run it "
-            "again for another"
-        )
+    if args.sessions > 1 and modes:
+        flag = "--" + modes[0].replace("_", "-")
+        times = "nothing" if args.refit else "one session: run it again for another"
+        raise UfoError(f"--sessions {args.sessions} applies to a build; {flag} times {times}")
+    if args.refit:
+        _refit(space, profile.name, out, args.dry_run)
+        return
     if args.recalibrate or args.add_session:
         _recalibrate(space, profile, out, args, settings, source)
         return
@@ -186,7 +195,8 @@ def _default_out(
     """(where `ufo profile` writes without --out, the table --recalibrate starts from when
     that is another file). A CPU table is built, resumed or moved for the host it runs on:
     the device's table that describes this host; where only tables of other hosts exist, a
-    new one in `hosts/<this host>/` (the others stay as they are)."""
+    new one in `hosts/<this host>/` (the others stay as they are). --refit and --add-session
+    work on the table predictions read here."""
     from ufo_nas.hardware import runs_here
     from ufo_nas.latency.predictor import (
         describes_this_host,
@@ -195,7 +205,7 @@ def _default_out(
     )
 
     chosen, table = load_table_for_this_host(space, profile.name)
-    if table is None or not runs_here(profile) or args.add_session:
+    if table is None or not runs_here(profile) or args.add_session or args.refit:
         return chosen, None
     if describes_this_host(table):
         return chosen, None
@@ -217,6 +227,33 @@ def _add_session_in_a_new_process(args: argparse.Namespace, out: Path, k: int) -
             f"session {k} of {args.sessions} failed (exit {child.returncode}); {out} keeps the "
             f"sessions before it: add more with `ufo profile --device {args.device} --add-session`"
         )
+
+
+def _refit(space: SearchSpace, device: str, path: Path, dry_run: bool) -> None:
+    """`ufo profile --refit`: refit the device's table at `path` and print its fit before
+    and after."""
+    from ufo_nas.latency.measure import refit
+    from ufo_nas.latency.table import LatencyTable, describe_calibration
+
+    if not path.is_file():
+        raise UfoError(f"--refit: no table at {path}; run `ufo profile` without it first")
+    table = LatencyTable.load(path, space)
+    if table.device != device:
+        raise UfoError(f"--refit: {path} is a table of device '{table.device}', not '{device}'")
+    if dry_run:
+        held = len(table.validation_times())
+        print(f"would refit {path} on its {held} validation subnets (no timing)")
+        return
+    old, table = refit(space, path)
+    new = table.metrics
+    replaced = table.provenance["refits"][-1]["replaced"]["calibration"]
+    print(
+        f"refitted {path} on its {new['validation_subnets']} validation subnets: "
+        f"{describe_calibration(replaced)} -> {describe_calibration(table.calibration)}; in "
+        f"sample, mean error {old['mean_abs_pct_error']:.2f}% -> "
+        f"{new['mean_abs_pct_error']:.2f}%, within 5% {100 * old['within_5pct']:.0f}% -> "
+        f"{100 * new['within_5pct']:.0f}%"
+    )
 
 
 def _recalibrate(
@@ -294,6 +331,7 @@ def _measure(
 
     from ufo_nas.backends import get_backend
     from ufo_nas.latency.measure import default_work_dir, run_profile
+    from ufo_nas.latency.table import describe_calibration
 
     get_backend(profile.backend)(profile.target())  # fails here, in one line, if it cannot run
     work_dir = work_dir or default_work_dir(profile.name, space)
@@ -309,7 +347,7 @@ def _measure(
     m, fit = table.metrics, table.calibration
     if m:
         print(
-            f"calibration {fit['model']}: a={fit['a']:.4f} b={fit['b']:.4f} c={fit['c']:.4f}; "
+            f"calibration {describe_calibration(fit)}; "
             f"on {m['validation_subnets']} subnets mean error {m['mean_abs_pct_error']:.2f}%, "
             f"{100 * m['within_5pct']:.0f}% within 5%, {100 * m['within_10pct']:.0f}% within 10%"
         )

@@ -44,6 +44,7 @@ from ufo_nas.latency.table import (
     LatencyTableError,
     OperatorRow,
     ValidationRow,
+    calibrated_ms,
     fit_calibration,
 )
 from ufo_nas.latency.timing import (
@@ -533,7 +534,7 @@ def recalibrate(
         table.validation = rows
         table.provenance["reference_session"] = session
         table.provenance["host"] = record["host"]
-    measured = LatencyPredictor(space, table).calibration_data()[2]
+    measured = LatencyPredictor(space, table).calibration_data()[1]
     record["before_here"] = error_metrics(predicted, measured)  # the old table, on this host
     calibrate(space, table)
     table.save(path)
@@ -541,19 +542,35 @@ def recalibrate(
     return table
 
 
+def refit(space: SearchSpace, path: Path) -> tuple[dict, LatencyTable]:
+    """Refit a complete table's calibration on its own validation subnets, without timing
+    anything (a table fitted before a calibration form was added gains it), and save it in
+    place; the provenance records the refit and the calibration it replaced. Returns (the
+    metrics before, the table)."""
+    table = LatencyTable.load(path, space)
+    if not table.measured:
+        raise LatencyTableError(f"{path} is a roofline estimate; nothing to refit")
+    check_usable(space, table, path)
+    before = {"calibration": dict(table.calibration), "metrics": dict(table.metrics)}
+    calibrate(space, table)
+    date = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    table.provenance.setdefault("refits", []).append({"date": date, "replaced": before})
+    table.save(path)
+    return before["metrics"], table
+
+
 def calibrate(space: SearchSpace, table: LatencyTable) -> None:
     """Fit the calibration on the validation subnets and record its in-sample errors."""
     if not table.validation:
         return
-    sums, blocks, measured = LatencyPredictor(space, table).calibration_data()
-    table.calibration = fit_calibration(sums, blocks, measured)
-    cal = table.calibration
-    predicted = cal["a"] * sums + cal["b"] + cal["c"] * blocks
+    x, measured = LatencyPredictor(space, table).calibration_data()
+    table.calibration = fit_calibration(x, measured)
+    predicted = calibrated_ms(table.calibration, x)
     table.metrics = {
         "validation_subnets": len(measured),
         **error_metrics(predicted, measured),
         "uncalibrated_mean_abs_pct_error": round(
-            100 * float((np.abs(sums - measured) / measured).mean()), 3
+            100 * float((np.abs(x.sum_ms - measured) / measured).mean()), 3
         ),
     }
 

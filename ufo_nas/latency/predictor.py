@@ -21,11 +21,14 @@ from ufo_nas.hardware import (
 )
 from ufo_nas.latency.operator_set import space_operators
 from ufo_nas.latency.table import (
-    ABSOLUTE_FORMS,
-    RELATIVE_FORMS,
+    TERMS,
     LatencyTable,
     LatencyTableError,
+    Regressors,
+    calibrated_ms,
+    coefficients,
     fit_calibration,
+    form_families,
     host_table_path,
     host_table_paths,
     table_path,
@@ -112,21 +115,26 @@ class LatencyPredictor:
         self, archs: Sequence[Arch] | np.ndarray, tasks: str | Sequence[str]
     ) -> np.ndarray:
         """Calibrated end-to-end latency (ms) of each subnet."""
+        return calibrated_ms(self.table.calibration, self.regressors(archs, tasks))
+
+    def regressors(
+        self, archs: Sequence[Arch] | np.ndarray, tasks: str | Sequence[str]
+    ) -> Regressors:
+        """What the calibration predicts each subnet's time from (see `Regressors`)."""
         tasks = (tasks,) if isinstance(tasks, str) else tuple(tasks)
         layers = self.cost.structure(archs, tasks)
-        cal = self.table.calibration
-        blocks = layers.active.sum(axis=1)
-        return cal["a"] * self._parts(layers, tasks).sum(axis=1) + cal["b"] + cal["c"] * blocks
+        return Regressors(
+            self._parts(layers, tasks).sum(axis=1),
+            layers.active.sum(axis=1).astype(float),
+            self.cost.params(archs, tasks) / 1e6,
+        )
 
-    def calibration_data(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(uncalibrated sum, blocks, measured ms on the reference scale) of each of the
-        table's validation subnets: what the calibration is fitted on."""
+    def calibration_data(self) -> tuple[Regressors, np.ndarray]:
+        """(regressors, measured ms on the reference scale) of the table's validation
+        subnets, in `validation_times` order: what the calibration is fitted on."""
         times = self.table.validation_times()
-        archs = [self.space.parse(arch) for arch, _, _ in times]
-        sums = np.array([self.sum_ms([a], tasks)[0] for a, (_, tasks, _) in zip(archs, times)])
-        blocks = np.array([a.depth for a in archs], float)
-        measured = np.array([ms for _, _, ms in times])
-        return sums, blocks, measured
+        x = [self.regressors([self.space.parse(arch)], tasks) for arch, tasks, _ in times]
+        return Regressors.stack(x), np.array([ms for _, _, ms in times])
 
     def validation(self) -> tuple[np.ndarray, np.ndarray]:
         """(measured, predicted) ms of the table's validation subnets (in-sample: the
@@ -228,20 +236,26 @@ def check_usable(space: SearchSpace, table: LatencyTable, path: Path) -> None:
             f"{path} is inconsistent: its calibration was fitted on {fitted_on} validation "
             f"subnets but it holds {held}; {_resume(table, space)}"
         )
-    sums, blocks, measured = LatencyPredictor(space, table).calibration_data()
-    forms = ABSOLUTE_FORMS if cal["model"] in ABSOLUTE_FORMS else RELATIVE_FORMS
-    refit = fit_calibration(sums, blocks, measured, forms)
-    scale = float(np.mean(measured))
-    if refit["model"] != cal["model"] or not all(
-        np.isclose(cal[k], refit[k], rtol=1e-6, atol=1e-9 * scale) for k in ("a", "b", "c")
-    ):
+    x, measured = LatencyPredictor(space, table).calibration_data()
+    refits = [fit_calibration(x, measured, forms) for forms in form_families(cal["model"])]
+    if not any(_same_fit(cal, refit, float(np.mean(measured))) for refit in refits):
+        shown = sorted({*coefficients(cal["model"]), *coefficients(refits[0]["model"])})
         stored, again = (
-            ", ".join(f"{k}={c[k]:.6g}" for k in ("a", "b", "c")) for c in (cal, refit)
+            ", ".join(f"{k}={c.get(k, 0.0):.6g}" for k in shown) for c in (cal, refits[0])
         )
         raise LatencyTableError(
             f"{path} is inconsistent: its calibration ({stored}) is not the fit of its "
             f"{held} validation subnets ({again}); {_resume(table, space)}"
         )
+
+
+def _same_fit(stored: dict, refit: dict, scale: float) -> bool:
+    """Whether a stored calibration is `refit` (a coefficient it lacks is 0), up to the
+    rounding of a saved file."""
+    return refit["model"] == stored["model"] and all(
+        np.isclose(stored.get(k, 0.0), refit[k], rtol=1e-6, atol=1e-9 * scale)
+        for k in TERMS.values()
+    )
 
 
 def warn_other_host(table: LatencyTable, path: Path) -> None:

@@ -65,5 +65,5 @@ def roofline_table(space: SearchSpace, profile: HardwareProfile) -> LatencyTable
             "date": datetime.now(timezone.utc).date().isoformat(),
         },
         operators=rows,
-        calibration={"model": "sum", "a": 1.0, "b": 0.0, "c": 0.0},
+        calibration={"model": "sum", "a": 1.0, "b": 0.0, "c": 0.0, "d": 0.0},
     )

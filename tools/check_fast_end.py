@@ -1,0 +1,163 @@
+"""Is the fast end of a front predicted right? Times a search result's fastest subnets in
+three settings and scores the table's calibration forms on them.
+
+A front's fast end is made of the smallest subnets, which a table's random validation
+subnets rarely reach, so its held-out P1 says little about them. This re-times the first
+`--rows` rows of a `pareto.json` (`ufo search ... --out DIR`; rows are sorted by predicted
+latency) in a fresh process, as `ufo profile` times its validation subnets (interleaved with
+the table's anchor, on the table's scale), in three settings per repeat: the rows beside
+each other (as `--verify` times them), beside random subnets, and each alone with the
+anchor. Their median is the ground truth; each row is predicted by the table's validation
+rows fitted without the parameter term (the forms before 2026-12-05) and by the shipped
+fit. Where the result was verified, its `--verify` times (measured right after the search,
+in its process) stand beside.
+
+    python tools/check_fast_end.py RESULT/pareto.json [--device cpu-onnxruntime] [--rows 8]
+        [--repeats 2] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+from results_io import write_results
+
+from ufo_nas import load_space
+from ufo_nas.errors import UfoError, UfoWarning
+from ufo_nas.hardware import host_fingerprint, host_id, load_profile
+from ufo_nas.latency.measure import (
+    Profiler,
+    ProfileSettings,
+    default_work_dir,
+    validation_subnets,
+)
+from ufo_nas.latency.predictor import latency_predictor, table_for_this_host
+from ufo_nas.latency.table import RELATIVE_FORMS, Regressors, calibrated_ms, fit_calibration
+from ufo_nas.space import Arch
+
+ROOT = Path(__file__).resolve().parents[1]
+SETTINGS = ("beside each other", "beside random subnets", "alone with the anchor")
+
+
+def time_settings(
+    profiler: Profiler, rows: list[Arch], tasks: tuple[str, ...], others: list[Arch]
+) -> dict[str, list[float]]:
+    """Each row's time over its chunk's anchor time, in each of SETTINGS."""
+    settings = ProfileSettings()
+
+    def chunk(archs: list[Arch]) -> list[float]:
+        models = {f"m{k}": profiler.compile_subnet(a, tasks) for k, a in enumerate(archs)}
+        timings, anchor_ms, _ = profiler.time_chunk(models, settings)
+        profiler.release()
+        return [timings[f"m{k}"].ms / anchor_ms for k in range(len(archs))]
+
+    half = len(rows) // 2
+    mixed = chunk(rows[:half] + others[: len(rows) - half])[:half]
+    mixed += chunk(others[: len(rows) - half] + rows[half:])[len(rows) - half :]
+    return {
+        SETTINGS[0]: chunk(rows),
+        SETTINGS[1]: mixed,
+        SETTINGS[2]: [chunk([row])[0] for row in rows],
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("result", help="a search result's pareto.json")
+    parser.add_argument("--device", default="cpu-onnxruntime", help="a device this host runs")
+    parser.add_argument("--rows", type=int, default=8, help="fastest rows timed (default 8)")
+    parser.add_argument("--repeats", type=int, default=2, help="repeats of the three settings")
+    parser.add_argument("--out", default=str(ROOT / "tools/results/check_fast_end.md"))
+    args = parser.parse_args()
+    try:
+        report = json.loads(Path(args.result).read_text())
+        front = next(f for f in report["fronts"] if f["device"] == args.device)
+    except (OSError, ValueError, KeyError, StopIteration) as exc:
+        parser.error(f"{args.result}: no front of {args.device} in a search result ({exc!r})")
+    space = load_space(report["space"])
+    tasks = tuple(report["tasks"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UfoWarning)  # the table in use is named below
+        predictor = latency_predictor(space, args.device)
+    table = predictor.table
+    if not table.measured:
+        parser.error(f"{args.device} has no measured table for {space.name}")
+    rows = front["rows"][: args.rows]
+    archs = [space.parse(r["arch"]) for r in rows]
+    others = [a for a, t in validation_subnets(space, 4 * args.rows, seed=5) if len(t) == 1]
+    profile = load_profile(args.device)
+    try:
+        profiler = Profiler(space, profile, default_work_dir(profile.name, space))
+    except UfoError as exc:
+        parser.error(str(exc))
+    ratios: dict[str, list[list[float]]] = {name: [] for name in SETTINGS}
+    try:
+        for _ in range(args.repeats):
+            for name, values in time_settings(profiler, archs, tasks, others).items():
+                ratios[name].append(values)
+    finally:
+        profiler.close()
+    reference = table.reference_anchor_ms
+    per_setting = {name: np.median(v, axis=0) * reference for name, v in ratios.items()}
+    truth = np.median(np.concatenate([np.array(v) for v in ratios.values()]), axis=0) * reference
+    x = Regressors.stack([predictor.regressors([a], tasks) for a in archs])
+    fits = {
+        "before 2026-12-05": fit_calibration(*predictor.calibration_data(), RELATIVE_FORMS),
+        "shipped": table.calibration,
+    }
+    predicted = {name: calibrated_ms(cal, x) for name, cal in fits.items()}
+    verified = [r.get("measured_ms") for r in rows]
+    command = "python " + shlex.join(["tools/check_fast_end.py", *sys.argv[1:]])
+    lines = [
+        "# The fast end of a front: measured in three settings, predicted by two fits",
+        "",
+        f"Command: `{command}`  ",
+        f"Host `{host_id(host_fingerprint())}`; table "
+        f"`{table_for_this_host(space, args.device).relative_to(ROOT)}` (reference anchor "
+        f"{reference:.3f} ms); {args.repeats} repeats of each setting, chunks timed as `ufo "
+        "profile` times them (p25 of 21 interleaved rounds beside the anchor). Times in ms on "
+        "the table's scale; errors (prediction - truth) / truth in %, truth the median over "
+        "every setting and repeat. Fits: "
+        + "; ".join(f"{name}: {cal['model']}" for name, cal in fits.items())
+        + ".",
+        "",
+        "| row | arch | params | "
+        + " | ".join(SETTINGS)
+        + " | truth | before 2026-12-05 | shipped | --verify (its process) |",
+        "|---|---|---|" + "---|" * (len(SETTINGS) + 4),
+    ]
+    for k, row in enumerate(rows):
+        cells = [f"{per_setting[name][k]:.3f}" for name in SETTINGS]
+        errors = [f"{100 * (predicted[n][k] / truth[k] - 1):+.1f}%" for n in fits]
+        check = "-" if verified[k] is None else f"{100 * (verified[k] / truth[k] - 1):+.1f}%"
+        lines.append(
+            f"| {k} | {row['arch']} | {row['params'] / 1e6:.2f}M | {' | '.join(cells)} | "
+            f"{truth[k]:.3f} | {' | '.join(errors)} | {check} |"
+        )
+    lines += ["", "| fit | mean error | within 5% | within 10% | bias |", "|---|---|---|---|---|"]
+    for name in fits:
+        signed = predicted[name] / truth - 1
+        error = np.abs(signed)
+        lines.append(
+            f"| {name} | {100 * error.mean():.2f}% | {100 * (error <= 0.05).mean():.0f}% | "
+            f"{100 * (error <= 0.10).mean():.0f}% | {100 * np.median(signed):+.2f}% |"
+        )
+    if all(v is not None for v in verified):
+        offset = np.median(np.array(verified) / truth - 1)
+        lines += [
+            "",
+            f"The `--verify` times of these rows (the last column: each over the truth) sit "
+            f"{100 * offset:+.1f}% (median) from the times measured here.",
+        ]
+    write_results(lines, Path(args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -341,26 +341,52 @@ def own_anchor_rows() -> list[str]:
     return rows
 
 
+def committed_fronts() -> list[tuple[str, str, str, tuple[str, ...], list[dict], dict | None]]:
+    """(file name, space, device, tasks, rows with `arch` and `measured_ms`, host or None)
+    of each committed `ufo search --verify` front: `verify-<space>-<device>.csv` (single-task
+    rows; it records no host: timed on the reference table's) and the `pareto.json` results
+    `verify-*.json` (each verified front, with the host its verification records)."""
+    folder = ROOT / "tools/results"
+    fronts = []
+    for path in sorted(folder.glob("verify-*.csv")):
+        space, device = path.stem.removeprefix("verify-").split("-", 1)
+        rows = list(csv.DictReader(path.open()))
+        task = next(k.removeprefix("score_") for k in rows[0] if k.startswith("score_"))
+        rows = [{"arch": r["arch"], "measured_ms": float(r["measured_ms"])} for r in rows]
+        fronts.append((path.name, space, device, (task,), rows, None))
+    for path in sorted(folder.glob("verify-*.json")):
+        report = json.loads(path.read_text())
+        for front in report["fronts"]:
+            if "verification" in front:
+                host = front["verification"]["host"]
+                tasks = tuple(report["tasks"])
+                fronts.append(
+                    (path.name, report["space"], front["device"], tasks, front["rows"], host)
+                )
+    return fronts
+
+
 def front_rows() -> list[str]:
-    """Per committed `ufo search --verify` front (tools/results/verify-<space>-<device>.csv,
-    single-task rows): each fit's error on the front subnets, measured end to end on the
-    reference table's host and scale; the fits refitted on the reference table's rows."""
+    """Per committed `ufo search --verify` front: each fit's error on the front subnets,
+    measured end to end on the host of the shipped table they are scored with, on its scale;
+    the fits refitted on that table's rows."""
     rows = []
-    for path in sorted((ROOT / "tools/results").glob("verify-*.csv")):
-        space_name, device = path.stem.removeprefix("verify-").split("-", 1)
+    for name, space_name, device, tasks, front, host in committed_fronts():
         space = load_space(space_name)
-        table_file = table_path(device, space)
+        table_file = next(
+            path
+            for path in host_table_paths(device, space)
+            if host is None or not host_difference(_load(path, space).provenance["host"], host)
+        )
         predictor = LatencyPredictor(space, _load(table_file, space))
-        front = list(csv.DictReader(path.open()))
-        task = next(k.removeprefix("score_") for k in front[0] if k.startswith("score_"))
-        x = Regressors.stack([predictor.regressors([space.parse(r["arch"])], task) for r in front])
-        measured = np.array([float(r["measured_ms"]) for r in front])
+        x = Regressors.stack([predictor.regressors([space.parse(r["arch"])], tasks) for r in front])
+        measured = np.array([r["measured_ms"] for r in front])
         validation = predictor.calibration_data()
         for label, forms in ((NO_PARAMETERS, RELATIVE_FORMS), (SHIPPED, CALIBRATION_FORMS)):
             signed = calibrated_ms(fit_calibration(*validation, forms), x) / measured - 1
             error = np.abs(signed)
             rows.append(
-                f"| {path.name} | {table_file.relative_to(ROOT)} | {len(front)} | {label} | "
+                f"| {name} | {table_file.relative_to(ROOT)} | {len(front)} | {label} | "
                 f"{100 * error.mean():.2f} | {100 * (error <= 0.05).mean():.0f}% | "
                 f"{100 * (error <= 0.10).mean():.0f}% | {100 * np.median(signed):+.2f} |"
             )
@@ -484,10 +510,13 @@ def main() -> int:
         "",
         "## Fronts measured end to end",
         "",
-        "The subnets of a committed `ufo search --verify` front (the fast end a search "
-        "returns), each timed end to end interleaved with the table's anchor on the host the "
-        "device's reference table describes, and put on its scale; predicted by each fit "
-        "of that table's validation rows. Errors in %; bias is the median signed error.",
+        "The subnets of each committed `ufo search --verify` front (what a search returns), "
+        "each timed end to end interleaved with the table's anchor, in one process, on the "
+        "host of the table they are scored with (the reference one for the CSV, which "
+        "records no host), on its scale; predicted by each fit of that table's validation "
+        "rows. One process: a front's fast end moved by +-5% between processes on the Intel "
+        "host (README, 'The fast end of a front'). Errors in %; bias is the median signed "
+        "error.",
         "",
         "| front | table | subnets | fit | mean error | within 5% | within 10% | bias |",
         "|---|---|---|---|---|---|---|---|",

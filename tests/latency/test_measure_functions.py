@@ -296,6 +296,25 @@ def test_run_profile_refuses_another_devices_or_an_estimated_table(tiny, tmp_pat
     )
 
 
+def test_refit_refuses_an_estimate_and_an_incomplete_table_leaving_it_as_it_was(
+    tiny, tmp_path, quick
+):
+    out = tmp_path / "t.yaml"
+    estimate = new_table(tiny, quick.profile)
+    estimate.measured = False
+    estimate.save(out)
+    saved = out.read_bytes()
+    with pytest.raises(LatencyTableError) as error:
+        measure.refit(tiny, out)
+    assert _message(error) == f"{out} is a roofline estimate; nothing to refit"
+    assert out.read_bytes() == saved
+    new_table(tiny, quick.profile).save(out)  # measured, no operator yet
+    saved = out.read_bytes()
+    with pytest.raises(LatencyTableError, match="is incomplete: 13 of 13 operators not measured"):
+        measure.refit(tiny, out)
+    assert out.read_bytes() == saved
+
+
 def test_run_and_recalibrate_refuse_a_table_of_another_space(tiny, base, tmp_path, quick):
     out, work = tmp_path / "t.yaml", tmp_path / "work"
     new_table(base, quick.profile).save(out)

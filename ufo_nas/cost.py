@@ -101,9 +101,12 @@ class CostModel:
 
     def params(self, archs: Sequence[Arch] | np.ndarray, tasks: str | Sequence[str]) -> np.ndarray:
         """Parameter count of each arch's subnet extracted for `tasks`; int64 (n,)."""
+        return self.params_of(self.structure(archs, tasks), tasks)
+
+    def params_of(self, layers: LayerStructure, tasks: str | Sequence[str]) -> np.ndarray:
+        """`params` of the subnets whose `structure(archs, tasks)` is `layers`."""
         s = self.space.spec
         task_idx = self._task_indices(tasks)
-        layers = self._layers(self._genes(archs), task_idx)
         active, heads, hidden, ffns_held = (
             layers.active,
             layers.heads,

@@ -126,7 +126,7 @@ class LatencyPredictor:
         return Regressors(
             self._parts(layers, tasks).sum(axis=1),
             layers.active.sum(axis=1).astype(float),
-            self.cost.params(archs, tasks) / 1e6,
+            self.cost.params_of(layers, tasks) / 1e6,
         )
 
     def calibration_data(self) -> tuple[Regressors, np.ndarray]:

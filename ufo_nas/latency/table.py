@@ -347,9 +347,6 @@ class Regressors:
     blocks: np.ndarray
     mparams: np.ndarray
 
-    def __len__(self) -> int:
-        return len(self.sum_ms)
-
     def design(self, form: str) -> np.ndarray:
         """The (n, terms) matrix of a form's terms."""
         named = {
@@ -360,7 +357,8 @@ class Regressors:
         }
         return np.column_stack([named[term] for term in FORM_TERMS[form.removesuffix(" relative")]])
 
-    def rows(self, keep: np.ndarray) -> Regressors:
+    def rows(self, keep: np.ndarray | slice) -> Regressors:
+        """The rows `keep` selects (a mask, indices or a slice)."""
         return Regressors(self.sum_ms[keep], self.blocks[keep], self.mparams[keep])
 
     @classmethod
@@ -385,7 +383,7 @@ def coefficients(model: str) -> tuple[str, ...]:
 
 
 def describe_calibration(calibration: dict) -> str:
-    """ "<form>: a=.. b=.." with the coefficients of the form's terms."""
+    """The form and the coefficients of its terms, as "<form>: a=.. b=.."."""
     model = calibration.get("model", "sum")
     values = " ".join(f"{k}={calibration.get(k, 0.0):.4g}" for k in coefficients(model))
     return f"{model}: {values}"
@@ -402,9 +400,11 @@ def fit_calibration(
     x: Regressors, measured_ms: np.ndarray, forms: tuple[str, ...] = CALIBRATION_FORMS
 ) -> dict:
     """The form of `forms` that predicts best in leave-one-out cross-validation (mean
-    relative error; the first of equals), fitted on every row; "sum" when there are too
-    few rows for any. Holds every coefficient of TERMS, 0 for the terms it leaves out."""
+    relative error; the first of equals; a single form is not cross-validated), fitted on
+    every row; "sum" when there are too few rows for any (two more than its terms). Holds
+    every coefficient of TERMS, 0 for the terms it leaves out."""
     best = None
+    everyone = np.arange(len(measured_ms))
     for name in forms:
         design = x.design(name)
         if len(measured_ms) <= design.shape[1] + 1:
@@ -416,13 +416,15 @@ def fit_calibration(
             coef, *_ = np.linalg.lstsq(design[rows] * w[:, None], measured_ms[rows] * w, rcond=None)
             return coef
 
-        everyone = np.arange(len(measured_ms))
-        errors = [
-            abs(design[k] @ fit(everyone != k) - measured_ms[k]) / measured_ms[k] for k in everyone
-        ]
-        score = float(np.mean(errors))
+        score = 0.0
+        if len(forms) > 1:
+            errors = [
+                abs(design[k] @ fit(everyone != k) - measured_ms[k]) / measured_ms[k]
+                for k in everyone
+            ]
+            score = float(np.mean(errors))
         if best is None or score < best[0] - 1e-9:  # a tie (an exact law) keeps the simpler
-            best = (score, name, fit(np.full(len(measured_ms), True)))
+            best = (score, name, fit(everyone >= 0))
     if best is None:
         return {"model": "sum", **dict.fromkeys(TERMS.values(), 0.0), "a": 1.0}
     _, name, coef = best

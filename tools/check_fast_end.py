@@ -7,13 +7,14 @@ subnets rarely reach, so its held-out P1 says little about them. This re-times t
 latency) in a fresh process, as `ufo profile` times its validation subnets (interleaved with
 the table's anchor, on the table's scale), in three settings per repeat: the rows beside
 each other (as `--verify` times them), beside random subnets, and each alone with the
-anchor. Their median is the ground truth; each row is predicted by the table's validation
-rows fitted without the parameter term (the forms before 2026-12-05) and by the shipped
-fit. Where the result was verified, its `--verify` times (measured right after the search,
-in its process) stand beside.
+anchor; with `--processes N`, in N processes one after another (a tiny front's fast end
+moved by +-5% between processes on the Intel host). Their median is the ground truth; each
+row is predicted by the table's validation rows fitted without the parameter term (the forms
+before 2026-12-05) and by the shipped fit. Where the result was verified, its `--verify`
+times (measured right after the search, in its process) stand beside.
 
     python tools/check_fast_end.py RESULT/pareto.json [--device cpu-onnxruntime] [--rows 8]
-        [--repeats 2] [--out FILE]
+        [--repeats 2] [--processes 1] [--out FILE]
 """
 
 from __future__ import annotations
@@ -21,7 +22,9 @@ from __future__ import annotations
 import argparse
 import json
 import shlex
+import subprocess
 import sys
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -67,13 +70,47 @@ def time_settings(
     }
 
 
+def measure_here(
+    space, device: str, archs: list[Arch], tasks: tuple[str, ...], repeats: int
+) -> dict[str, list[list[float]]]:
+    """Per setting, per repeat, each row's time over its chunk's anchor, in this process."""
+    others = [a for a, t in validation_subnets(space, 4 * len(archs), seed=5) if len(t) == 1]
+    profile = load_profile(device)
+    profiler = Profiler(space, profile, default_work_dir(profile.name, space))
+    ratios: dict[str, list[list[float]]] = {name: [] for name in SETTINGS}
+    try:
+        for _ in range(repeats):
+            for name, values in time_settings(profiler, archs, tasks, others).items():
+                ratios[name].append(values)
+    finally:
+        profiler.close()
+    return ratios
+
+
+def measure_in_processes(args: argparse.Namespace) -> list[dict[str, list[list[float]]]]:
+    """`measure_here` in `args.processes` child processes, one after another."""
+    out = []
+    with tempfile.TemporaryDirectory() as folder:
+        for k in range(args.processes):
+            times = Path(folder) / f"{k}.json"
+            command = [sys.executable, __file__, args.result, "--device", args.device]
+            command += ["--rows", str(args.rows), "--repeats", str(args.repeats)]
+            subprocess.run([*command, "--times-out", str(times)], check=True)
+            out.append(json.loads(times.read_text()))
+    return out
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("result", help="a search result's pareto.json")
     parser.add_argument("--device", default="cpu-onnxruntime", help="a device this host runs")
     parser.add_argument("--rows", type=int, default=8, help="fastest rows timed (default 8)")
     parser.add_argument("--repeats", type=int, default=2, help="repeats of the three settings")
+    parser.add_argument(
+        "--processes", type=int, default=1, help="processes timing it, one after another"
+    )
     parser.add_argument("--out", default=str(ROOT / "tools/results/check_fast_end.md"))
+    parser.add_argument("--times-out", help=argparse.SUPPRESS)  # a child: write times only
     args = parser.parse_args()
     try:
         report = json.loads(Path(args.result).read_text())
@@ -90,22 +127,27 @@ def main() -> int:
         parser.error(f"{args.device} has no measured table for {space.name}")
     rows = front["rows"][: args.rows]
     archs = [space.parse(r["arch"]) for r in rows]
-    others = [a for a, t in validation_subnets(space, 4 * args.rows, seed=5) if len(t) == 1]
-    profile = load_profile(args.device)
     try:
-        profiler = Profiler(space, profile, default_work_dir(profile.name, space))
+        if args.times_out:
+            ratios = measure_here(space, args.device, archs, tasks, args.repeats)
+            Path(args.times_out).write_text(json.dumps(ratios))
+            return 0
+        if args.processes > 1:
+            processes = measure_in_processes(args)
+        else:
+            processes = [measure_here(space, args.device, archs, tasks, args.repeats)]
     except UfoError as exc:
         parser.error(str(exc))
-    ratios: dict[str, list[list[float]]] = {name: [] for name in SETTINGS}
-    try:
-        for _ in range(args.repeats):
-            for name, values in time_settings(profiler, archs, tasks, others).items():
-                ratios[name].append(values)
-    finally:
-        profiler.close()
     reference = table.reference_anchor_ms
-    per_setting = {name: np.median(v, axis=0) * reference for name, v in ratios.items()}
-    truth = np.median(np.concatenate([np.array(v) for v in ratios.values()]), axis=0) * reference
+    # per process, per row: the median over its settings and repeats; the truth: their median
+    by_process = np.array(
+        [np.median(np.concatenate([np.array(v) for v in r.values()]), axis=0) for r in processes]
+    )
+    truth = np.median(by_process, axis=0) * reference
+    per_setting = {
+        name: np.median(np.concatenate([np.array(r[name]) for r in processes]), axis=0) * reference
+        for name in SETTINGS
+    }
     x = Regressors.stack([predictor.regressors([a], tasks) for a in archs])
     fits = {
         "before 2026-12-05": fit_calibration(*predictor.calibration_data(), RELATIVE_FORMS),
@@ -120,10 +162,12 @@ def main() -> int:
         f"Command: `{command}`  ",
         f"Host `{host_id(host_fingerprint())}`; table "
         f"`{table_for_this_host(space, args.device).relative_to(ROOT)}` (reference anchor "
-        f"{reference:.3f} ms); {args.repeats} repeats of each setting, chunks timed as `ufo "
-        "profile` times them (p25 of 21 interleaved rounds beside the anchor). Times in ms on "
-        "the table's scale; errors (prediction - truth) / truth in %, truth the median over "
-        "every setting and repeat. Fits: "
+        f"{reference:.3f} ms); {args.processes} process(es), one after another, each timing "
+        f"every setting {args.repeats} times; chunks timed as `ufo profile` times them (p25 of "
+        "21 interleaved rounds beside the anchor). Times in ms on the table's scale (each "
+        "setting's column: the median over its timings in every process); errors (prediction "
+        "- truth) / truth in %, truth the median over processes of each process's median over "
+        "its settings and repeats. Fits: "
         + "; ".join(f"{name}: {cal['model']}" for name, cal in fits.items())
         + ".",
         "",
@@ -148,6 +192,14 @@ def main() -> int:
             f"| {name} | {100 * error.mean():.2f}% | {100 * (error <= 0.05).mean():.0f}% | "
             f"{100 * (error <= 0.10).mean():.0f}% | {100 * np.median(signed):+.2f}% |"
         )
+    if len(processes) > 1:
+        spread = np.median(by_process, axis=1) * reference / np.median(truth)
+        lines += [
+            "",
+            "Each process's median over the rows, over the truth's: "
+            + ", ".join(f"{r:.3f}" for r in spread)
+            + " (how far one process alone would have put this front's fast end).",
+        ]
     if all(v is not None for v in verified):
         offset = np.median(np.array(verified) / truth - 1)
         lines += [

@@ -106,13 +106,14 @@ def test_the_summary_line_names_the_rows_off_the_front(searched):
         r"^verified (\d+) front subnets on cpu-onnxruntime: mean \|error\| .*$", out, re.M
     )
     assert line and int(line.group(1)) == len(front.rows)
+    rows_part = line.group(0).split("; the anchor ran")[0]  # a drift clause past one chunk
     off = [i for i, r in enumerate(front.rows) if not r.on_front_measured]
     if off:
-        assert line.group(0).endswith(
+        assert rows_part.endswith(
             f"({'row' if len(off) == 1 else 'rows'} {', '.join(map(str, off))})"
         )
     else:
-        assert line.group(0).endswith("all stay on the front when measured")
+        assert rows_part.endswith("all stay on the front when measured")
     assert "measured ms" in out and "error" in out
 
 
@@ -171,6 +172,18 @@ def test_summary_line():
         "verified 3 front subnets on cpu-onnxruntime: mean |error| 17.3%, max 42.9%, "
         "1 falls off the front when measured (row 1)"
     )
+
+
+def test_the_summary_line_says_how_far_the_anchor_drifted_between_chunks():
+    report = verified_synthetic([1.1, 3.5, 3.0])
+    timed = {"anchor_ms": [0.58, 0.832, 0.61], "reference_anchor_ms": 0.874}
+    front = replace(report.fronts[0], verification=timed)
+    assert summary(front).endswith(
+        "(row 1); the anchor ran 0.58-0.832 ms over the 3 chunks (table: 0.874 ms), the drift "
+        "each chunk's times were scaled by"
+    )
+    one_chunk = replace(front, verification={**timed, "anchor_ms": [0.6]})
+    assert summary(one_chunk).endswith("(row 1)")
 
 
 def test_a_long_list_of_rows_off_the_front_is_cut():

@@ -223,7 +223,8 @@ def verify_report(
 
 
 def summary(front: DeviceFront) -> str:
-    """One line: how many rows were verified, their errors, and which fell off the front."""
+    """One line: how many rows were verified, their errors, which fell off the front, and
+    how far the anchor drifted between the chunks (where several were timed)."""
     errors = np.abs([row.prediction_error_pct for row in front.rows])
     off = [i for i, row in enumerate(front.rows) if not row.on_front_measured]
     rows = ", ".join(map(str, off[:LIST_ROWS]))
@@ -235,7 +236,15 @@ def summary(front: DeviceFront) -> str:
         if off
         else "all stay on the front when measured"
     )
+    anchors = (front.verification or {}).get("anchor_ms") or []
+    drift = (
+        f"; the anchor ran {min(anchors):.3g}-{max(anchors):.3g} ms over the "
+        f"{len(anchors)} chunks (table: {front.verification['reference_anchor_ms']:.3g} ms), "
+        "the drift each chunk's times were scaled by"
+        if len(anchors) > 1
+        else ""
+    )
     return (
         f"verified {len(front.rows)} front subnets on {front.device}: mean |error| "
-        f"{errors.mean():.1f}%, max {errors.max():.1f}%, {fell}"
+        f"{errors.mean():.1f}%, max {errors.max():.1f}%, {fell}{drift}"
     )

@@ -305,13 +305,13 @@ def test_refit_refuses_an_estimate_and_an_incomplete_table_leaving_it_as_it_was(
     estimate.save(out)
     saved = out.read_bytes()
     with pytest.raises(LatencyTableError) as error:
-        measure.refit(tiny, out)
+        measure.refit(tiny, LatencyTable.load(out, tiny), out)
     assert _message(error) == f"{out} is a roofline estimate; nothing to refit"
     assert out.read_bytes() == saved
     new_table(tiny, quick.profile).save(out)  # measured, no operator yet
     saved = out.read_bytes()
     with pytest.raises(LatencyTableError, match="is incomplete: 13 of 13 operators not measured"):
-        measure.refit(tiny, out)
+        measure.refit(tiny, LatencyTable.load(out, tiny), out)
     assert out.read_bytes() == saved
 
 

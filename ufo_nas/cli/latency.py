@@ -244,7 +244,7 @@ def _refit(space: SearchSpace, device: str, path: Path, dry_run: bool) -> None:
         held = len(table.validation_times())
         print(f"would refit {path} on its {held} validation subnets (no timing)")
         return
-    old, table = refit(space, path)
+    old = refit(space, table, path)
     new = table.metrics
     replaced = table.provenance["refits"][-1]["replaced"]["calibration"]
     print(

@@ -542,12 +542,11 @@ def recalibrate(
     return table
 
 
-def refit(space: SearchSpace, path: Path) -> tuple[dict, LatencyTable]:
-    """Refit a complete table's calibration on its own validation subnets, without timing
-    anything (a table fitted before a calibration form was added gains it), and save it in
-    place; the provenance records the refit and the calibration it replaced. Returns (the
-    metrics before, the table)."""
-    table = LatencyTable.load(path, space)
+def refit(space: SearchSpace, table: LatencyTable, path: Path) -> dict:
+    """Refit a complete table (read from `path`) on its own validation subnets, without
+    timing anything (a table fitted before a calibration form was added gains it), and save
+    it there; the provenance records the refit and the calibration it replaced. Returns the
+    metrics before."""
     if not table.measured:
         raise LatencyTableError(f"{path} is a roofline estimate; nothing to refit")
     check_usable(space, table, path)
@@ -556,7 +555,7 @@ def refit(space: SearchSpace, path: Path) -> tuple[dict, LatencyTable]:
     date = datetime.now(timezone.utc).isoformat(timespec="seconds")
     table.provenance.setdefault("refits", []).append({"date": date, "replaced": before})
     table.save(path)
-    return before["metrics"], table
+    return before["metrics"]
 
 
 def calibrate(space: SearchSpace, table: LatencyTable) -> None:

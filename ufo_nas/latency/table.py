@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import MISSING, asdict, astuple, dataclass, field, fields
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -364,7 +364,7 @@ class Regressors:
     @classmethod
     def stack(cls, parts: list[Regressors]) -> Regressors:
         """The rows of `parts`, in order, as one."""
-        return cls(*(np.concatenate(column) for column in zip(*map(astuple, parts))))
+        return cls(*(np.concatenate([getattr(p, f.name) for p in parts]) for f in fields(cls)))
 
 
 def calibrated_ms(calibration: dict, x: Regressors) -> np.ndarray:
@@ -424,7 +424,7 @@ def fit_calibration(
             ]
             score = float(np.mean(errors))
         if best is None or score < best[0] - 1e-9:  # a tie (an exact law) keeps the simpler
-            best = (score, name, fit(everyone >= 0))
+            best = (score, name, fit(np.full(len(measured_ms), True)))
     if best is None:
         return {"model": "sum", **dict.fromkeys(TERMS.values(), 0.0), "a": 1.0}
     _, name, coef = best

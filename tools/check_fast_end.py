@@ -112,6 +112,9 @@ def main() -> int:
     parser.add_argument("--out", default=str(ROOT / "tools/results/check_fast_end.md"))
     parser.add_argument("--times-out", help=argparse.SUPPRESS)  # a child: write times only
     args = parser.parse_args()
+    for flag in ("rows", "repeats", "processes"):
+        if getattr(args, flag) < 1:
+            parser.error(f"--{flag} must be at least 1, got {getattr(args, flag)}")
     try:
         report = json.loads(Path(args.result).read_text())
         front = next(f for f in report["fronts"] if f["device"] == args.device)

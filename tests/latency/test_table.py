@@ -181,6 +181,12 @@ ROW = r"validation row 0 \(d4-h2,2,2,2-m2,2,2,2-face:ssss-object:ssss\)"
         (put("calibration", "a", value=1e308), r"calibration a is 1e\+308; expected a number"),
         (put("calibration", "model", value=[]), r"calibration model is \[\]; expected a name"),
         (
+            put("calibration", "model", value="a*sum+e"),
+            r"calibration model is 'a\*sum\+e'; expected one of sum, "
+            r"a\*sum\+b\+d\*mparams relative, ",
+        ),
+        (put("calibration", "d", value=1e308), r"calibration d is 1e\+308; expected a number"),
+        (
             put("metrics", value={"x": float("inf")}),
             "metrics x is inf; expected a finite number",
         ),

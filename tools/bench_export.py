@@ -42,7 +42,7 @@ from ufo_nas.hardware import host_fingerprint, load_profile
 from ufo_nas.latency.measure import Profiler
 from ufo_nas.latency.peak import isa_peak_gmacs, measure_gemm_peaks
 from ufo_nas.latency.predictor import LatencyPredictor, load_table_for_this_host
-from ufo_nas.latency.timing import time_interleaved
+from ufo_nas.latency.timing import WARM_CALLS, time_interleaved
 from ufo_nas.onnx_io import export_for_backend
 from ufo_nas.search import prepare, search_devices
 from ufo_nas.supernet import SuperViT, extract
@@ -265,7 +265,8 @@ def report(results: list[Result], peaks: dict, host: dict, notes: dict, args, se
         + "`  ",
         f"Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; {host['cpu']}, {cores} cores, "
         f"ISA {', '.join(isa) or '-'}; torch {torch.__version__}; {seconds:.0f} s in all. "
-        f"Batch 1, {THREADS} threads, p25 of {ROUNDS} interleaved rounds. Supernets: "
+        f"Batch 1, {THREADS} threads, p25 of {ROUNDS} interleaved rounds, each "
+        f"visit warm ({WARM_CALLS} untimed calls first). Supernets: "
         + ", ".join(f"{k} {v}" for k, v in notes.items())
         + ".",
         "",

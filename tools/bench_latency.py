@@ -354,6 +354,7 @@ def _report(space, rows: list[dict], args, command: str, seconds: float) -> list
     seed = ProfileSettings().seed if args.own_subnets else HELD_OUT_SEED
     where = "this one process" if args.processes == 1 else f"{args.processes} processes in turn"
     over = "" if args.processes == 1 else ", then the median over processes"
+    timing = ProfileSettings()
     lines = [
         f"# Latency tables vs end-to-end measurement: {space.name}",
         "",
@@ -362,7 +363,9 @@ def _report(space, rows: list[dict], args, command: str, seconds: float) -> list
         f"cores, ISA {','.join(host['isa'])}; torch {torch.__version__}; {seconds:.0f} s in all  ",
         f"{args.subnets} {what} (seed {seed}; every 4th serves all "
         "tasks on one trunk), each exported once, compiled per device and measured end to end "
-        f"in {where}, interleaved in chunks of 8 with the anchor subnet, 21 rounds, "
+        f"in {where}, interleaved in chunks of 8 with the anchor subnet, "
+        f"{timing.rounds} rounds (each visit {timing.warm_calls} untimed calls, then "
+        f"{timing.calls_per_round} timed), "
         f"{args.repeats} timing(s) per chunk (median{over}). Error: |predicted - measured| / "
         "measured.",
         "",

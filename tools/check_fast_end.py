@@ -159,6 +159,7 @@ def main() -> int:
     predicted = {name: calibrated_ms(cal, x) for name, cal in fits.items()}
     verified = [r.get("measured_ms") for r in rows]
     command = "python " + shlex.join(["tools/check_fast_end.py", *sys.argv[1:]])
+    timing = ProfileSettings()
     lines = [
         "# The fast end of a front: measured in three settings, predicted by two fits",
         "",
@@ -167,10 +168,11 @@ def main() -> int:
         f"`{table_for_this_host(space, args.device).relative_to(ROOT)}` (reference anchor "
         f"{reference:.3f} ms); {args.processes} process(es), one after another, each timing "
         f"every setting {args.repeats} times; chunks timed as `ufo profile` times them (p25 of "
-        "21 interleaved rounds beside the anchor). Times in ms on the table's scale (each "
-        "setting's column: the median over its timings in every process); errors (prediction "
-        "- truth) / truth in %, truth the median over processes of each process's median over "
-        "its settings and repeats. Fits: "
+        f"{timing.rounds} interleaved rounds beside the anchor, each visit "
+        f"{timing.warm_calls} untimed calls and {timing.calls_per_round} timed). Times in ms "
+        "on the table's scale (each setting's column: the median over its timings in every "
+        "process); errors (prediction - truth) / truth in %, truth the median over processes "
+        "of each process's median over its settings and repeats. Fits: "
         + "; ".join(f"{name}: {cal['model']}" for name, cal in fits.items())
         + ".",
         "",

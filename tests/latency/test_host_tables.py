@@ -63,7 +63,7 @@ def test_prediction_reads_the_table_of_this_host_without_a_warning(project, tiny
     assert table_for_this_host(tiny, "cpu-onnxruntime") == intel
     assert _latency(tiny) == pytest.approx(SLOWER * on_reference, rel=1e-6)
     source = latency_predictor(tiny, "cpu-onnxruntime").source
-    assert source.endswith(f", host {host_id(INTEL_HOST)})")
+    assert f", host {host_id(INTEL_HOST)}" in source
     assert host_id(INTEL_HOST).startswith("intel-xeon-")
 
 

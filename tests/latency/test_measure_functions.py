@@ -165,7 +165,7 @@ def test_a_new_table_records_its_setup_anchor_and_session(tiny, tmp_path, quick)
         "threads": profile.threads,
         "batch": profile.batch,
         "host": measure.host_fingerprint(),
-        "timing": "p25 of interleaved rounds; scaled by the anchor in the same chunk",
+        "timing": measure.TIMING,
         "anchor": {"arch": tiny.smallest().to_string(), "tasks": [tiny.tasks[0]]},
     }
     assert len(sessions) == 1
@@ -178,7 +178,8 @@ def test_a_new_table_records_its_setup_anchor_and_session(tiny, tmp_path, quick)
         "rounds": 3,
         "min_rounds": 7,
         "chunk_seconds": 30.0,
-        "calls_per_round": 1,
+        "calls_per_round": 2,
+        "warm_calls": 3,  # each visit warm: 3 untimed calls before the 2 timed ones
         "copies": 2,
         "export": NO_EXPORT,  # the fake backend times the module itself
         "subnets": SUBNETS_BUILT,
@@ -370,6 +371,33 @@ def test_resuming_or_recalibrating_a_table_of_another_engine_recipe_is_refused(
         run_profile(tiny, quick.profile, out, work, SETTINGS)
     monkeypatch.setattr(TorchBackend, "recipe", classmethod(lambda cls, target: ""))
     run_profile(tiny, quick.profile, out, work, SETTINGS)  # no record: the graph as given
+
+
+def test_warm_times_never_join_a_table_timed_cold_until_it_is_recalibrated(tiny, tmp_path, quick):
+    out, work = tmp_path / "t.yaml", tmp_path / "work"
+    table = run_profile(tiny, quick.profile, out, work, SETTINGS)
+    assert table.cold_timed() == []
+    del table.provenance["sessions"][0]["warm_calls"]  # as profiled before 2026-12-05
+    del table.operators[next(iter(table.operators))]  # an interrupted run, to resume
+    table.save(out)
+    before = out.read_bytes()
+    assert LatencyTable.load(out, tiny).cold_timed() == ["operators", "validation subnets"]
+    with pytest.raises(LatencyTableError) as error:
+        run_profile(tiny, quick.profile, out, work, SETTINGS)
+    assert _message(error) == (
+        f"{out}: its operators and validation subnets were timed cold (one call per visit, "
+        "before 2026-12-05), and warm times cannot join them: move the table aside to "
+        "re-measure (or --recalibrate it, which re-times its validation subnets)"
+    )
+    assert out.read_bytes() == before
+    run_profile(tiny, quick.profile, out, work, replace(SETTINGS, warm_calls=0))  # cold: resumes
+    with pytest.raises(LatencyTableError, match="timed cold"):
+        recalibrate(tiny, quick.profile, out, work, SETTINGS, add_session=True)
+    moved = recalibrate(tiny, quick.profile, out, work, SETTINGS)
+    assert moved.cold_timed() == ["operators"]  # its validation subnets re-timed warm
+    assert LatencyPredictor(tiny, moved).source.endswith(
+        "; operators timed cold: slower than a warm engine)"
+    )
 
 
 # --- recalibration ----------------------------------------------------------------------------

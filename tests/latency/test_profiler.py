@@ -23,6 +23,7 @@ from ufo_nas.latency import measure
 from ufo_nas.latency.measure import Profiler, ProfileSettings, anchor_subnet
 from ufo_nas.latency.operator_modules import build_operator
 from ufo_nas.latency.operator_set import space_operators
+from ufo_nas.latency.timing import WARM_CALLS
 from ufo_nas.onnx_io import external_data
 
 fake = test_measure_values.fake  # a backend of known costs on a fake clock (a fixture)
@@ -232,7 +233,8 @@ def test_a_chunk_is_timed_in_rounds_that_fit_its_budget(tiny, tmp_path, fake, mo
     assert all(not _names(tmp_path / f"op-{key}-x1") for key in models)  # no graph to read
     arch, tasks = anchor_subnet(tiny)
     anchor_ms = A * float(fake.truth.sum_ms([arch], tasks)[0]) + B
-    round_s = 2 * (sum(fake.costs[key] for key in models) + anchor_ms) / 1e3  # warm-up calls
+    calls = WARM_CALLS + 2  # a round's calls of each model: untimed, then 2 timed
+    round_s = calls * (sum(fake.costs[key] for key in models) + anchor_ms) / 1e3
     for budget, rounds in ((5.5 * round_s, 5), (round_s / 10, 3), (None, 9)):
         settings = ProfileSettings(rounds=9, calls_per_round=2, min_rounds=3, chunk_seconds=budget)
         timings, anchor, steal = profiler.time_chunk(models, settings)

@@ -32,6 +32,31 @@ def test_interleaved_timing_orders_models():
     assert timings["short"].median_ms >= timings["short"].ms
 
 
+def test_each_visit_times_a_model_warm_after_its_untimed_calls():
+    """A model runs slow (8 ms) on its first call after another model, fast after itself:
+    the timed calls of a visit come after `warm_calls` untimed ones, so they are warm."""
+    x = np.zeros(1, np.float32)
+    called: list[str] = []
+
+    def model(name: str, warm_s: float):
+        def run(x: np.ndarray) -> list[np.ndarray]:
+            time.sleep(warm_s if called and called[-1] == name else 0.008)
+            called.append(name)
+            return [x]
+
+        return run
+
+    runners = {"a": model("a", 0.001), "b": model("b", 0.003), "c": model("c", 0.002)}
+    inputs = dict.fromkeys(runners, x)
+    warm = time_interleaved(runners, inputs, rounds=4, calls_per_round=2, warm_calls=3)
+    assert len(called) == 3 * (2 + 4 * (3 + 2))  # 2 warm-up calls, then 5 a visit
+    assert {name: t.calls for name, t in warm.items()} == dict.fromkeys(runners, 8)
+    assert 1.0 <= warm["a"].median_ms < 2.5 and 3.0 <= warm["b"].median_ms < 4.5
+    assert warm["b"].median_ms > warm["c"].median_ms > warm["a"].median_ms
+    cold = time_interleaved(runners, inputs, rounds=9, warm_calls=0)  # one call a visit
+    assert all(t.median_ms >= 8.0 for t in cold.values())  # after another model, mostly
+
+
 def test_steal_percent():
     assert steal_percent((10, 1000), (20, 1100)) == 10.0
     assert steal_percent(None, (1, 2)) is None

@@ -31,7 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     shared.add_device(p)
     shared.add_space(p)
     shared.add_number(p, "--validation", 40, "random subnets measured end to end to calibrate")
-    shared.add_number(p, "--rounds", 21, "interleaved rounds (at most)", shared.positive_int)
+    # the defaults of ProfileSettings (not imported here: it imports torch)
+    shared.add_number(p, "--rounds", 15, "interleaved rounds (at most)", shared.positive_int)
     shared.add_number(
         p,
         "--chunk-seconds",
@@ -40,7 +41,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(0: always --rounds)",
         shared.non_negative_float,
     )
-    shared.add_number(p, "--calls", 1, "calls per model per round")
+    shared.add_number(
+        p,
+        "--calls",
+        2,
+        "timed calls per model per round, after 3 untimed ones (each visit warm)",
+    )
     shared.add_number(p, "--chunk", 8, "models timed together")
     shared.add_number(
         p, "--copies", 4, "chained copies of each attention/FFN operator timed as one"

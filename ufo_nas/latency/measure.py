@@ -1,13 +1,14 @@
 """`ufo profile`: measure a space's operators on a device, validate on whole subnets.
 
 1. Every distinct operator is exported to ONNX (unoptimised: see PROFILE_EXPORT), compiled
-   by the profile's backend and timed in interleaved rounds (attention and FFN operators as
-   a chain of copies), in chunks that each include the anchor, a fixed reference subnet; a
-   chunk of slow models gets fewer rounds (`chunk_seconds`, at least `min_rounds`).
+   by the profile's backend and timed warm in interleaved rounds (`time_interleaved`;
+   attention and FFN operators as a chain of copies), in chunks that each include the
+   anchor, a fixed reference subnet; a chunk of slow models gets fewer rounds
+   (`chunk_seconds`, at least `min_rounds`).
 2. Random whole subnets are measured end to end the same way, each built as `ufo export`
    builds it (the same graph, the backend's own artefact loaded back: see `SUBNETS_BUILT`),
-   so the table predicts what is shipped; `measured ~ a*sum + b` (+ per-block overhead where
-   it helps) is fitted on them.
+   so the table predicts what is shipped; `measured ~ a*sum + b + d*mparams` is fitted on
+   them.
 The table is saved after every chunk, so an interrupted run resumes without losing a row;
 each run is a new session whose times are scaled to the first by the anchor.
 3. `--recalibrate` moves a complete table to another host in minutes: only the validation
@@ -48,6 +49,7 @@ from ufo_nas.latency.table import (
     fit_calibration,
 )
 from ufo_nas.latency.timing import (
+    WARM_CALLS,
     cpu_load_ticks,
     cpu_steal_ticks,
     others_percent,
@@ -75,8 +77,9 @@ class ProfilePlan:
 class ProfileSettings:
     validation_subnets: int = 40
     chunk: int = 8  # models per interleaved chunk (besides the anchor)
-    rounds: int = 21  # at most; a chunk of slow models gets fewer (chunk_seconds)
-    calls_per_round: int = 1
+    rounds: int = 15  # at most; a chunk of slow models gets fewer (chunk_seconds)
+    calls_per_round: int = 2  # timed calls of a model per round, after `warm_calls`
+    warm_calls: int = WARM_CALLS  # untimed calls of a model at each visit
     chunk_seconds: float | None = 30.0  # timing budget of a chunk; None: always `rounds`
     min_rounds: int = 7
     copies: int = 4  # chained copies of each attention / FFN operator
@@ -85,6 +88,12 @@ class ProfileSettings:
     # of all cores) is timed again, at most `retries` times; the least disturbed is kept
     max_others_percent: float | None = 10.0
     retries: int = 2
+
+
+TIMING = (
+    f"p25 of interleaved rounds, each visit warm ({WARM_CALLS} untimed calls before the timed "
+    "ones); scaled by the anchor in the same chunk"
+)
 
 
 def default_work_dir(device: str, space: SearchSpace) -> Path:
@@ -159,11 +168,22 @@ def new_table(space: SearchSpace, profile: HardwareProfile) -> LatencyTable:
             "threads": profile.threads,
             "batch": profile.batch,
             "host": host_fingerprint(),
-            "timing": "p25 of interleaved rounds; scaled by the anchor in the same chunk",
+            "timing": TIMING,
             "anchor": {"arch": arch.to_string(), "tasks": list(tasks)},
             "sessions": [],
         },
     )
+
+
+def check_same_timing(table: LatencyTable, settings: ProfileSettings, path: Path) -> None:
+    """Refuse to add warm times to a table timed cold (`LatencyTable.cold_timed`)."""
+    cold = table.cold_timed()
+    if cold and settings.warm_calls:
+        raise LatencyTableError(
+            f"{path}: its {' and '.join(cold)} were timed cold (one call per visit, before "
+            "2026-12-05), and warm times cannot join them: move the table aside to "
+            "re-measure (or --recalibrate it, which re-times its validation subnets)"
+        )
 
 
 def check_same_setup(table: LatencyTable, profile: HardwareProfile, path: Path) -> None:
@@ -212,6 +232,7 @@ def start_session(table: LatencyTable, settings: ProfileSettings, needs_onnx: bo
             "min_rounds": settings.min_rounds,
             "chunk_seconds": settings.chunk_seconds,
             "calls_per_round": settings.calls_per_round,
+            "warm_calls": settings.warm_calls,
             "copies": settings.copies,
             "export": PROFILE_EXPORT if needs_onnx else NO_EXPORT,
             "subnets": SUBNETS_BUILT,
@@ -340,6 +361,7 @@ class Profiler:
                 seed=settings.seed,
                 budget_s=settings.chunk_seconds,
                 min_rounds=settings.min_rounds,
+                warm_calls=settings.warm_calls,
             )
             steal = steal_percent(before, cpu_steal_ticks())
             others = others_percent(load, cpu_load_ticks())
@@ -393,6 +415,7 @@ def _measure(
         calibrate(space, table)
         table.save(out_path)
         return table
+    check_same_timing(table, settings, out_path)
     session = start_session(table, settings, profiler.backend.needs_onnx)
     record = table.provenance["sessions"][session]
     steal, others = record["steal_percent"], record["others_percent"]
@@ -504,6 +527,7 @@ def recalibrate(
                 f"{source} describes another host ({differs}); --add-session only joins times "
                 "of the host a table describes: run --recalibrate first"
             )
+        check_same_timing(table, settings, source)
     kept = table.validation_times()[: settings.validation_subnets]  # fewer: faster, looser
     pairs = [(space.parse(arch), tasks) for arch, tasks, _ in kept]
     old = LatencyPredictor(space, table)

@@ -75,12 +75,13 @@ class LatencyPredictor:
                 "ESTIMATE: roofline from published peaks, a LOWER BOUND (the device's full "
                 "peak compute and bandwidth); no measured table"
             )
-        m, host = table.metrics, table.provenance.get("host")
+        m, host, cold = table.metrics, table.provenance.get("host"), table.cold_timed()
         return (
             f"measured table ({table.provenance.get('backend')}, "
             f"{m.get('mean_abs_pct_error', float('nan')):.1f}% mean error on "
             f"{m.get('validation_subnets', 0)} subnets"
             + (f", host {host_id(host)}" if host else "")
+            + (f"; {' and '.join(cold)} timed cold: slower than a warm engine" if cold else "")
             + ")"
         )
 

@@ -111,6 +111,15 @@ class LatencyTable:
             scaled.setdefault(key, []).append(self.scaled_ms(row.measured_ms, row.anchor_ms))
         return [(arch, tasks, float(np.median(ms))) for (arch, tasks), ms in scaled.items()]
 
+    def cold_timed(self) -> list[str]:
+        """What of the table was timed cold ("operators", "validation subnets"): by a
+        session that made no untimed calls before each timed visit (all before 2026-12-05;
+        `ufo_nas.latency.timing`)."""
+        sessions = self.provenance.get("sessions") or []
+        cold = {i for i, s in enumerate(sessions) if not s.get("warm_calls")}
+        rows = (("operators", self.operators.values()), ("validation subnets", self.validation))
+        return [what for what, kind in rows if any(r.session in cold for r in kind)]
+
     def op_ms(self, key: str) -> float:
         if key not in self.operators:
             raise LatencyTableError(

@@ -8,6 +8,12 @@ rounds of 1 call varies by 1.9% between repeats, over 7 rounds of 3 calls by 3.1
 Slow models need fewer rounds for the same spread, so a time budget may cut the rounds of
 a chunk of slow models (never below `min_rounds`). Steal time (the hypervisor running other
 guests) is read from /proc/stat.
+
+Each visit of a model in a round is warm: it first makes `WARM_CALLS` untimed calls, as an
+engine serving one model runs. Timed cold (the first call after the other models ran), a
+tiny subnet took 1.3-2.7x its warm time on every backend here, and the larger subnets'
+times over the anchor's came out up to 25% low; the warm calls converge by the third
+(`tools/check_warm_timing.py`).
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ import numpy as np
 from ufo_nas.backends import Runner
 
 LOW_PERCENTILE = 25
+WARM_CALLS = 3  # untimed calls at each visit of a model, before its timed ones
 
 
 @dataclass(frozen=True)
@@ -89,10 +96,12 @@ def time_interleaved(
     on_round: Callable[[int], None] | None = None,
     budget_s: float | None = None,
     min_rounds: int = 7,
+    warm_calls: int = WARM_CALLS,
 ) -> dict[str, Timing]:
-    """Time every runner on its input in shuffled rounds of `calls_per_round`: `rounds` of
-    them, or with `budget_s` as many as fit in it by the last warm-up calls, between
-    `min_rounds` and `rounds`."""
+    """Time every runner on its input in shuffled rounds; in each, every runner makes
+    `warm_calls` untimed calls, then `calls_per_round` timed ones. `rounds` of them, or
+    with `budget_s` as many as fit in it by the last warm-up calls, between `min_rounds`
+    and `rounds`."""
     rng = np.random.default_rng(seed)
     names = list(runners)
     last_call_s = dict.fromkeys(names, 0.0)
@@ -102,13 +111,15 @@ def time_interleaved(
             runners[name](inputs[name])
             last_call_s[name] = (time.perf_counter_ns() - start) / 1e9
     if budget_s is not None and warmup:
-        round_s = max(calls_per_round * sum(last_call_s.values()), 1e-9)
+        round_s = max((warm_calls + calls_per_round) * sum(last_call_s.values()), 1e-9)
         rounds = min(rounds, max(min_rounds, int(budget_s / round_s)))
     samples: dict[str, list[float]] = {name: [] for name in names}
     for r in range(rounds):
         for k in rng.permutation(len(names)):
             name = names[k]
             runner, x = runners[name], inputs[name]
+            for _ in range(warm_calls):
+                runner(x)
             for _ in range(calls_per_round):
                 start = time.perf_counter_ns()
                 runner(x)

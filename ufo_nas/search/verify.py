@@ -191,6 +191,7 @@ def verify_front(
         "versions": profiler.backend.versions(),
         "rounds": settings.rounds,
         "calls_per_round": settings.calls_per_round,
+        "warm_calls": settings.warm_calls,
         "chunk": settings.chunk,
         "reference_anchor_ms": table.reference_anchor_ms,
         "anchor_ms": anchors,

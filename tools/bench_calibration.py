@@ -342,10 +342,11 @@ def own_anchor_rows() -> list[str]:
 
 
 def committed_fronts() -> list[tuple[str, str, str, tuple[str, ...], list[dict], dict | None]]:
-    """(file name, space, device, tasks, rows with `arch` and `measured_ms`, host or None)
-    of each committed `ufo search --verify` front: `verify-<space>-<device>.csv` (single-task
-    rows; it records no host: timed on the reference table's) and the `pareto.json` results
-    `verify-*.json` (each verified front, with the host its verification records)."""
+    """(file name, space, device, tasks, rows with `arch` and `measured_ms`, verification or
+    None) of each committed `ufo search --verify` front: `verify-<space>-<device>.csv`
+    (single-task rows; it records no verification: timed on the reference table's host and
+    scale) and the `pareto.json` results `verify-*.json` (each verified front, with its
+    verification record: host, the table's reference anchor)."""
     folder = ROOT / "tools/results"
     fronts = []
     for path in sorted(folder.glob("verify-*.csv")):
@@ -358,10 +359,16 @@ def committed_fronts() -> list[tuple[str, str, str, tuple[str, ...], list[dict],
         report = json.loads(path.read_text())
         for front in report["fronts"]:
             if "verification" in front:
-                host = front["verification"]["host"]
                 tasks = tuple(report["tasks"])
                 fronts.append(
-                    (path.name, report["space"], front["device"], tasks, front["rows"], host)
+                    (
+                        path.name,
+                        report["space"],
+                        front["device"],
+                        tasks,
+                        front["rows"],
+                        front["verification"],
+                    )
                 )
     return fronts
 
@@ -369,16 +376,29 @@ def committed_fronts() -> list[tuple[str, str, str, tuple[str, ...], list[dict],
 def front_rows() -> list[str]:
     """Per committed `ufo search --verify` front: each fit's error on the front subnets,
     measured end to end on the host of the shipped table they are scored with, on its scale;
-    the fits refitted on that table's rows."""
+    the fits refitted on that table's rows. A front verified on another scale than the
+    table's now (the table was re-measured since) is named, not scored."""
     rows = []
-    for name, space_name, device, tasks, front, host in committed_fronts():
+    for name, space_name, device, tasks, front, verification in committed_fronts():
         space = load_space(space_name)
+        host = verification and verification["host"]
         table_file = next(
             path
             for path in host_table_paths(device, space)
             if host is None or not host_difference(_load(path, space).provenance["host"], host)
         )
         predictor = LatencyPredictor(space, _load(table_file, space))
+        then, now = (
+            (verification or {}).get("reference_anchor_ms"),
+            predictor.table.reference_anchor_ms,
+        )
+        if then is not None and not np.isclose(then, now, rtol=1e-6):
+            rows.append(
+                f"| {name} | {table_file.relative_to(ROOT)} | {len(front)} | not scored: "
+                f"verified on the scale of an earlier table (anchor {then:.3f} ms; now "
+                f"{now:.3f} ms) | - | - | - | - |"
+            )
+            continue
         x = Regressors.stack([predictor.regressors([space.parse(r["arch"])], tasks) for r in front])
         measured = np.array([r["measured_ms"] for r in front])
         validation = predictor.calibration_data()

@@ -1,16 +1,16 @@
 """P1: latency-table accuracy on held-out subnets, its error decomposed, and each backend
 against torch eager.
 
-For every CPU device with a shipped table, in one process (or several): 56 random subnets (a
-seed the tables' own validation did not use; a count rounded up to whole chunks, since a
-short last chunk times its anchor beside fewer models, which on the Intel host ran a tiny
-anchor 16-30% faster than beside a full chunk and skewed that chunk's subnets by up to 15%)
-are exported once and built by each device's backend as profiling and `ufo export` build
-them (its export artefact, loaded back; TVM with the tuning database its profiling run left,
-as `ufo export` uses it), timed interleaved with the table's anchor subnet in chunks (every
-round, no time budget), each chunk `--repeats` times; each time is scaled by its chunk's
-anchor to the table's reference and compared with the table's prediction. Writes a Markdown
-table and the per-subnet times as JSON beside it.
+For every CPU device with a shipped table, each in a process of its own (or several): 56
+random subnets (a seed the tables' own validation did not use; a count rounded up to whole
+chunks, since a short last chunk times its anchor beside fewer models, which on the Intel
+host ran a tiny anchor 16-30% faster than beside a full chunk and skewed that chunk's
+subnets by up to 15%) are exported once and built by each device's backend as profiling and
+`ufo export` build them (its export artefact, loaded back; TVM with the tuning database its
+profiling run left, as `ufo export` uses it), timed interleaved with the table's anchor
+subnet in chunks (every round, no time budget), each chunk `--repeats` times; each time is
+scaled by its chunk's anchor to the table's reference and compared with the table's
+prediction. Writes a Markdown table and the per-subnet times as JSON beside it.
 
 The error is decomposed on the same measurements:
 - noise floor: the spread between repeats of one chunk (what no table can beat);
@@ -261,8 +261,9 @@ def main() -> int:
         "--processes",
         type=int,
         default=1,
-        help="measure in this many processes, one after another, and score against the median "
-        "over them (each process alone is scored too)",
+        help="measure in this many processes per device, one after another (several devices: "
+        "each in processes of its own), and score against the median over them (each process "
+        "alone is scored too)",
     )
     parser.add_argument("--out", help="default tools/results/bench_latency-<space>.md")
     parser.add_argument("--times-out", help=argparse.SUPPRESS)  # a child: write times, no report
@@ -291,7 +292,7 @@ def main() -> int:
         tables.append((name, Path(path)))
     started = time.time()
     seed = ProfileSettings().seed if args.own_subnets else HELD_OUT_SEED
-    if args.processes > 1:
+    if args.processes > 1 or (len(names) > 1 and not args.times_out):
         subnets = validation_subnets(space, args.subnets, seed)
         by_name = {name: Device(name, None) for name in names}
         for times in _in_processes(args, names):
@@ -332,17 +333,22 @@ def main() -> int:
 
 
 def _in_processes(args, names: list[str]) -> list[dict]:
-    """This command's measurement run in child processes, one after another: each one's
-    times per device."""
+    """This command's measurement run in child processes, one after another, one device
+    each (a device timed beside another runtime's in one process moved: OpenVINO's tiny
+    subnets ran 4-5% slower over their anchor with ONNX Runtime's sessions alive beside
+    them); per process round, the times per device."""
     child = [sys.executable, __file__, "--space", args.space, "--subnets", str(args.subnets)]
-    child += ["--repeats", str(args.repeats), "--devices", ",".join(names)]
+    child += ["--repeats", str(args.repeats)]
     child += ["--no-eager"] * args.no_eager + ["--own-subnets"] * args.own_subnets
     out = []
     with tempfile.TemporaryDirectory() as tmp:
         for k in range(args.processes):
-            path = Path(tmp) / f"process-{k}.json"
-            subprocess.run([*child, "--times-out", str(path)], check=True)
-            out.append(json.loads(path.read_text()))
+            times = {}
+            for name in names:
+                path = Path(tmp) / f"process-{k}-{name}.json"
+                subprocess.run([*child, "--devices", name, "--times-out", str(path)], check=True)
+                times.update(json.loads(path.read_text()))
+            out.append(times)
     return out
 
 
@@ -352,7 +358,11 @@ def _report(space, rows: list[dict], args, command: str, seconds: float) -> list
         "of the tables' own validation subnets" if args.own_subnets else "held-out random subnets"
     )
     seed = ProfileSettings().seed if args.own_subnets else HELD_OUT_SEED
-    where = "this one process" if args.processes == 1 else f"{args.processes} processes in turn"
+    where = (
+        "this one process"
+        if args.processes == len({r["device"] for r in rows}) == 1
+        else f"{args.processes} process(es) per device in turn, one device each"
+    )
     over = "" if args.processes == 1 else ", then the median over processes"
     timing = ProfileSettings()
     lines = [

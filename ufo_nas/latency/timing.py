@@ -10,9 +10,10 @@ a chunk of slow models (never below `min_rounds`). Steal time (the hypervisor ru
 guests) is read from /proc/stat.
 
 Each visit of a model in a round is warm: it first makes `WARM_CALLS` untimed calls, as an
-engine serving one model runs. Timed cold (the first call after the other models ran), a
-tiny subnet took 1.3-2.7x its warm time on every backend here, and the larger subnets'
-times over the anchor's came out up to 25% low; the warm calls converge by the third
+engine serving one model runs. Timed cold (the first call after the other models ran), the
+tiny anchor took 1.25-1.47x its warm time on every CPU backend here (2.1x beside 33 other
+ONNX Runtime sessions), and larger subnets' times over the anchor's came out up to 20% low;
+timed warm they land within 0.5-2.6% (mean) of a 10-call warm-up's
 (`tools/check_warm_timing.py`).
 """
 

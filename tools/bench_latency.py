@@ -292,7 +292,7 @@ def main() -> int:
         tables.append((name, Path(path)))
     started = time.time()
     seed = ProfileSettings().seed if args.own_subnets else HELD_OUT_SEED
-    if args.processes > 1 or (len(names) > 1 and not args.times_out):
+    if args.processes > 1 or len(names) > 1:  # a child times one device, once
         subnets = validation_subnets(space, args.subnets, seed)
         by_name = {name: Device(name, None) for name in names}
         for times in _in_processes(args, names):

@@ -25,7 +25,6 @@ import shlex
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -60,11 +59,12 @@ def time_device(device: str, space_name: str, subnets: int) -> dict[str, list[np
             out: dict[str, list[np.ndarray]] = {way: [] for way in WAYS}
             for repeat in range(2):
                 for way, (rounds, calls, warm) in WAYS.items():
-                    settings = replace(
-                        ProfileSettings(chunk_seconds=None, max_others_percent=None),
+                    settings = ProfileSettings(
                         rounds=rounds,
                         calls_per_round=calls,
                         warm_calls=warm,
+                        chunk_seconds=None,
+                        max_others_percent=None,
                         seed=repeat,
                     )
                     timings, anchor_ms, _ = profiler.time_chunk(models, settings)

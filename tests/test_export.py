@@ -11,7 +11,7 @@ import pytest
 
 from tests.conftest import DATASETS
 from ufo_nas.backends import BackendError
-from ufo_nas.backends.onnxruntime import INT8_RECIPE
+from ufo_nas.backends.onnxruntime import INT8_RECIPE, SPINNING_RECIPE
 from ufo_nas.data import read_image_folder
 from ufo_nas.errors import ArchError, UfoError
 from ufo_nas.export import export_subject, export_subnet, export_target, verify_onnx
@@ -91,9 +91,13 @@ def test_every_format_here_exports_files_that_match_pytorch(
         assert [tuple(o.shape) for o in compiled(zeros).values()] == [(1, 128), (1, 128)]
     meta = read_onnx_metadata(out / "subnet.onnx")
     assert meta["arch"] == manifest["subnet"]["arch"] and meta["tasks"] == ["face", "object"]
-    quantised = (fmt, precision) == ("onnxruntime", "int8")
-    recipes = {"tvm": "untuned (TVM's default schedules)"}  # how the engine was built
-    assert manifest["artefact"]["recipe"] == (INT8_RECIPE if quantised else recipes.get(fmt, ""))
+    recipes = {  # how the engine was built and runs
+        "tvm": "untuned (TVM's default schedules)",
+        "onnxruntime": f"{INT8_RECIPE}; {SPINNING_RECIPE}"
+        if precision == "int8"
+        else SPINNING_RECIPE,
+    }
+    assert manifest["artefact"]["recipe"] == recipes.get(fmt, "")
     graph = manifest["artefact"]["onnx"]
     assert graph["opset"] >= 17
     if fmt == "onnx":  # shipped as a graph: any batch

@@ -108,7 +108,7 @@ def static_int8(onnx_path: Path, calibration: np.ndarray, work: Path) -> Runner:
         weight_type=QuantType.QInt8,
         op_types_to_quantize=["MatMul", "Gemm"],
     )
-    # loaded as ONNX Runtime's backend loads any model: its threads, no spinning, ENABLE_ALL
+    # loaded as ONNX Runtime's backend loads any model: its threads and spinning, ENABLE_ALL
     backend = get_backend("onnxruntime")(Target("cpu", "fp32", THREADS, {"batch": 1}))
     return backend.compile(torch.nn.Identity(), out, work)
 

@@ -60,7 +60,7 @@ from ufo_nas.latency.measure import (
 )
 from ufo_nas.latency.predictor import LatencyPredictor, table_for_this_host
 from ufo_nas.latency.table import LatencyTable, host_table_paths, table_path
-from ufo_nas.latency.timing import time_interleaved
+from ufo_nas.latency.timing import WARM_SECONDS, time_interleaved
 from ufo_nas.onnx_io import export_for_backend, external_data
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -374,8 +374,8 @@ def _report(space, rows: list[dict], args, command: str, seconds: float) -> list
         f"{args.subnets} {what} (seed {seed}; every 4th serves all "
         "tasks on one trunk), each exported once, compiled per device and measured end to end "
         f"in {where}, interleaved in chunks of 8 with the anchor subnet, "
-        f"{timing.rounds} rounds (each visit {timing.warm_calls} untimed calls, then "
-        f"{timing.calls_per_round} timed), "
+        f"{timing.rounds} rounds (each visit up to {timing.warm_calls} untimed calls, as many "
+        f"as last {WARM_SECONDS * 1e3:g} ms, then {timing.calls_per_round} timed), "
         f"{args.repeats} timing(s) per chunk (median{over}). Error: |predicted - measured| / "
         "measured.",
         "",

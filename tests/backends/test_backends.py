@@ -257,6 +257,17 @@ def test_onnxruntime_fp16_model_keeps_float32_io(subnet, onnx_path, tmp_path):
         assert np.abs(g - w).max() <= 1e-2
 
 
+def test_onnxruntime_cpu_threads_spin_within_a_run_and_stop_when_it_returns(onnx_path, tmp_path):
+    """What `SPINNING_RECIPE` records: worker threads spin while a run lasts (asleep, they
+    wake for every operator) and stop when it returns (spinning on, they steal the cores of
+    the next session timed beside them)."""
+    backend = get_backend("onnxruntime")(Target("cpu", "fp32", threads=2))
+    options = backend.session(onnx_path, tmp_path).get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "1"
+    assert options.get_session_config_entry("session.force_spinning_stop") == "1"
+    assert options.intra_op_num_threads == 2
+
+
 def test_int8_quantisation_keeps_its_advice_to_itself(onnx_path, tmp_path, caplog):
     from ufo_nas.backends.onnxruntime import quantize_int8
 
@@ -300,15 +311,16 @@ def test_int8_quantisation_of_an_unreadable_graph_names_it(tmp_path):
 
 def test_onnxruntimes_int8_and_fp16_and_tvms_tuning_are_the_recipes_a_table_records():
     """What a table records of how its engines were built: the graph as given ("") except
-    ONNX Runtime's int8 quantisation and CUDA fp16 conversion, and TVM's tuning budget
-    (kernels tuned with another budget run at other speeds)."""
-    from ufo_nas.backends.onnxruntime import FP16_RECIPE, INT8_RECIPE
+    ONNX Runtime's int8 quantisation, CUDA fp16 conversion and how its CPU threads wait, and
+    TVM's tuning budget (kernels tuned with another budget run at other speeds)."""
+    from ufo_nas.backends.onnxruntime import FP16_RECIPE, INT8_RECIPE, SPINNING_RECIPE
 
     ort = get_backend("onnxruntime")
-    assert ort.recipe(Target("cpu", "int8")) == INT8_RECIPE
+    assert ort.recipe(Target("cpu", "int8")) == f"{INT8_RECIPE}; {SPINNING_RECIPE}"
     assert "constants folded first" in INT8_RECIPE  # what the fp32-timing tables lacked
+    assert ort.recipe(Target("cpu", "fp32")) == SPINNING_RECIPE  # how its threads wait
     assert ort.recipe(Target("cuda", "fp16")) == FP16_RECIPE
-    assert ort.recipe(Target("cpu", "fp32")) == ort.recipe(Target("tensorrt", "fp16")) == ""
+    assert ort.recipe(Target("cuda", "fp32")) == ort.recipe(Target("tensorrt", "fp16")) == ""
     tvm = get_backend("tvm")
     for options, recipe in [
         ({}, "MetaSchedule, 16 trials per kernel"),

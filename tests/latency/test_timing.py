@@ -4,11 +4,13 @@ import time
 import numpy as np
 
 from ufo_nas.latency.timing import (
+    WARM_SECONDS,
     cpu_load_ticks,
     cpu_steal_ticks,
     others_percent,
     steal_percent,
     time_interleaved,
+    untimed_calls,
 )
 
 
@@ -55,6 +57,30 @@ def test_each_visit_times_a_model_warm_after_its_untimed_calls():
     assert warm["b"].median_ms > warm["c"].median_ms > warm["a"].median_ms
     cold = time_interleaved(runners, inputs, rounds=9, warm_calls=0)  # one call a visit
     assert all(t.median_ms >= 8.0 for t in cold.values())  # after another model, mostly
+
+
+def test_a_slow_model_is_visited_with_fewer_untimed_calls():
+    """Untimed calls stop once they last `WARM_SECONDS` (at least one): a ViT-Base subnet
+    (40-200 ms) is warm after one, and its chunk fits its time budget."""
+    assert WARM_SECONDS == 0.010
+    assert [untimed_calls(3, s) for s in (0.0005, 0.004, 0.006, 0.05)] == [3, 3, 2, 1]
+    assert untimed_calls(0, 0.05) == 0  # timed cold
+    counts = {"slow": 0, "fast": 0}
+
+    def model(name: str, seconds: float):
+        def run(x: np.ndarray) -> list[np.ndarray]:
+            time.sleep(seconds)
+            counts[name] += 1
+            return [x]
+
+        return run
+
+    runners = {"slow": model("slow", 0.012), "fast": model("fast", 0.0005)}
+    timings = time_interleaved(
+        runners, dict.fromkeys(runners, np.zeros(1)), rounds=3, calls_per_round=2
+    )
+    assert counts == {"slow": 2 + 3 * (1 + 2), "fast": 2 + 3 * (3 + 2)}
+    assert timings["slow"].calls == timings["fast"].calls == 6
 
 
 def test_steal_percent():

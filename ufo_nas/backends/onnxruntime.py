@@ -34,6 +34,12 @@ INT8_RECIPE = (
     "channel, activations quantised at run time; Conv fp32"
 )
 FP16_RECIPE = "fp16: weights and ops float16, inputs and outputs float32"
+# How the CPU sessions' worker threads wait: spinning within a run, stopped when it returns.
+# Asleep between operators (until 2026-12-05), tiny fp32 subnets ran 1.15x slower (int8 the
+# same); spinning on after a run, a subnet's time over the anchor's moved 11% between chunks
+# (`tools/check_ort_threads.py`).
+SPINNING = {"session.intra_op.allow_spinning": "1", "session.force_spinning_stop": "1"}
+SPINNING_RECIPE = "intra-op threads spin within a run, stop when it returns"
 
 
 class OnnxRuntimeBackend(Backend):
@@ -71,11 +77,13 @@ class OnnxRuntimeBackend(Backend):
 
     @classmethod
     def recipe(cls, target: Target) -> str:
-        """int8 on the CPU: `INT8_RECIPE`; fp16 on CUDA: `FP16_RECIPE`; else as given.
-        (ONNX Runtime int8 tables profiled from 2026-12-02 to 12-03, which record none,
-        timed unquantised graphs: the quantiser did not yet fold constants.)"""
-        if target.precision == "int8":
-            return INT8_RECIPE
+        """On the CPU: `INT8_RECIPE` for int8, then `SPINNING_RECIPE` (how its threads
+        wait; a table without it timed sessions whose threads slept between operators,
+        which ran slower). fp16 on CUDA: `FP16_RECIPE`; else as given. (ONNX Runtime int8 tables
+        profiled from 2026-12-02 to 12-03, which record none, timed unquantised graphs: the
+        quantiser did not yet fold constants.)"""
+        if target.device == "cpu":
+            return "; ".join([INT8_RECIPE] * (target.precision == "int8") + [SPINNING_RECIPE])
         if target.precision == "fp16" and target.device == "cuda":
             return FP16_RECIPE
         return ""
@@ -127,9 +135,11 @@ class OnnxRuntimeBackend(Backend):
             write_optimised_to(options, optimised_out)
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.inter_op_num_threads = 1
-        # Idle worker threads spin by default; with several sessions alive (interleaved
-        # timing) spinning threads steal the cores of the session that runs.
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # Worker threads spin while a run is in progress and stop when it returns: by
+        # default they spin on after it too, stealing the cores of the next session that
+        # runs (interleaved timing); without spinning they sleep between operators.
+        for key, value in SPINNING.items():
+            options.add_session_config_entry(key, value)
         if self.target.threads > 0:
             options.intra_op_num_threads = self.target.threads
         providers: list = [PROVIDERS[device]]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 from ufo_nas.cli import args as shared
@@ -75,7 +76,9 @@ def cmd_train(args: argparse.Namespace) -> None:
     out = Path(args.out)
     if args.resume and not out.is_dir():
         raise UfoError(f"--resume: {out} is not a run folder (it does not exist)")
-    if not args.resume:
+    if not args.resume and os.environ.get("RANK", "0") == "0":
+        # one process judges: under torchrun another's probe (check_writable) or files
+        # could already be in it
         check_empty_folder(out)
     out.mkdir(parents=True, exist_ok=True)
     check_writable(out)

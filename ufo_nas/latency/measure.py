@@ -50,6 +50,7 @@ from ufo_nas.latency.table import (
 )
 from ufo_nas.latency.timing import (
     WARM_CALLS,
+    WARM_SECONDS,
     cpu_load_ticks,
     cpu_steal_ticks,
     others_percent,
@@ -79,7 +80,7 @@ class ProfileSettings:
     chunk: int = 8  # models per interleaved chunk (besides the anchor)
     rounds: int = 15  # at most; a chunk of slow models gets fewer (chunk_seconds)
     calls_per_round: int = 2  # timed calls of a model per round, after `warm_calls`
-    warm_calls: int = WARM_CALLS  # untimed calls of a model at each visit
+    warm_calls: int = WARM_CALLS  # untimed calls of a model at each visit, at most
     chunk_seconds: float | None = 30.0  # timing budget of a chunk; None: always `rounds`
     min_rounds: int = 7
     copies: int = 4  # chained copies of each attention / FFN operator
@@ -91,8 +92,9 @@ class ProfileSettings:
 
 
 TIMING = (
-    f"p25 of interleaved rounds, each visit warm ({WARM_CALLS} untimed calls before the timed "
-    "ones); scaled by the anchor in the same chunk"
+    f"p25 of interleaved rounds, each visit warm (up to {WARM_CALLS} untimed calls, as many "
+    f"as last {WARM_SECONDS * 1e3:g} ms, at least one, before the timed ones); scaled by the "
+    "anchor in the same chunk"
 )
 
 

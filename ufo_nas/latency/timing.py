@@ -9,16 +9,18 @@ Slow models need fewer rounds for the same spread, so a time budget may cut the 
 a chunk of slow models (never below `min_rounds`). Steal time (the hypervisor running other
 guests) is read from /proc/stat.
 
-Each visit of a model in a round is warm: it first makes `WARM_CALLS` untimed calls, as an
-engine serving one model runs. Timed cold (the first call after the other models ran), the
-tiny anchor took 1.25-1.47x its warm time on every CPU backend here (2.1x beside 33 other
-ONNX Runtime sessions), and larger subnets' times over the anchor's came out up to 20% low;
-timed warm they land within 0.5-2.6% (mean) of a 10-call warm-up's
-(`tools/check_warm_timing.py`).
+Each visit of a model in a round is warm: it first makes `WARM_CALLS` untimed calls (fewer
+where fewer last `WARM_SECONDS`, at least one: a 40-200 ms ViT-Base subnet, cold, ran only
+1.03-1.04x its warm time), as an engine serving one model runs. Timed cold (the first call
+after the other models ran), the tiny anchor took 1.25-1.47x its warm time on every CPU
+backend here (2.1x beside 33 other ONNX Runtime sessions), and larger subnets' times over
+the anchor's came out up to 20% low; timed warm they land within 0.5-2.6% (mean) of a
+10-call warm-up's (`tools/check_warm_timing.py`).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -30,7 +32,8 @@ import numpy as np
 from ufo_nas.backends import Runner
 
 LOW_PERCENTILE = 25
-WARM_CALLS = 3  # untimed calls at each visit of a model, before its timed ones
+WARM_CALLS = 3  # untimed calls at each visit of a model, before its timed ones: at most
+WARM_SECONDS = 0.010  # fewer where fewer last this long (at least one): a slow model is warm
 
 
 @dataclass(frozen=True)
@@ -100,7 +103,8 @@ def time_interleaved(
     warm_calls: int = WARM_CALLS,
 ) -> dict[str, Timing]:
     """Time every runner on its input in shuffled rounds; in each, every runner makes
-    `warm_calls` untimed calls, then `calls_per_round` timed ones. `rounds` of them, or
+    untimed calls, then `calls_per_round` timed ones. Untimed: `warm_calls`, or fewer (at
+    least one) where fewer of its warm-up calls last `WARM_SECONDS`. `rounds` of them, or
     with `budget_s` as many as fit in it by the last warm-up calls, between `min_rounds`
     and `rounds`."""
     rng = np.random.default_rng(seed)
@@ -111,15 +115,16 @@ def time_interleaved(
             start = time.perf_counter_ns()
             runners[name](inputs[name])
             last_call_s[name] = (time.perf_counter_ns() - start) / 1e9
+    untimed = {name: untimed_calls(warm_calls, last_call_s[name]) for name in names}
     if budget_s is not None and warmup:
-        round_s = max((warm_calls + calls_per_round) * sum(last_call_s.values()), 1e-9)
-        rounds = min(rounds, max(min_rounds, int(budget_s / round_s)))
+        round_s = sum((untimed[n] + calls_per_round) * last_call_s[n] for n in names)
+        rounds = min(rounds, max(min_rounds, int(budget_s / max(round_s, 1e-9))))
     samples: dict[str, list[float]] = {name: [] for name in names}
     for r in range(rounds):
         for k in rng.permutation(len(names)):
             name = names[k]
             runner, x = runners[name], inputs[name]
-            for _ in range(warm_calls):
+            for _ in range(untimed[name]):
                 runner(x)
             for _ in range(calls_per_round):
                 start = time.perf_counter_ns()
@@ -133,3 +138,11 @@ def time_interleaved(
         low, p10, median, p90 = np.percentile(v, [LOW_PERCENTILE, 10, 50, 90])
         out[name] = Timing(float(low), float(median), float((p90 - p10) / p10), len(v))
     return out
+
+
+def untimed_calls(warm_calls: int, call_s: float) -> int:
+    """Untimed calls at each visit of a model whose call takes `call_s`: `warm_calls`, or
+    as few (at least one) as last `WARM_SECONDS`; 0 when `warm_calls` is 0 (timed cold)."""
+    if warm_calls <= 0:
+        return 0
+    return min(warm_calls, max(1, math.ceil(WARM_SECONDS / max(call_s, 1e-9))))

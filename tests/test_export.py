@@ -162,6 +162,7 @@ def test_retiming_compares_with_the_devices_table_and_torch(tmp_path, tiny, tiny
     manifest = _export(tiny, tiny_supernet, where, tmp_path / "e", time_it=True)
     t = manifest["latency"]
     assert t["measured_ms"] > 0 and t["scaled_ms"] > 0 and t["anchor_ms"] > 0
+    assert t["anchor_alone_ms"] > 0  # the anchor's own time; anchor_ms is implied with references
     assert t["predicted_ms"] > 0 and "measured table" in t["predicted_from"]
     assert abs(t["prediction_error_pct"]) < 50
     assert t["speedup_vs_torch"] == pytest.approx(t["torch_eager_ms"] / t["measured_ms"], rel=1e-2)

@@ -12,8 +12,9 @@ In one process:
 3. per subnet, each engine built by its backend's `export` (the code `ufo export` runs:
    ONNX Runtime fp32 and dynamic int8, OpenVINO fp32, bf16 and NNCF int8) and ONNX Runtime
    static int8 (QDQ, calibrated; built here, not shipped), verified against PyTorch, and
-   timed interleaved with the others of its runtime and the device table's anchor (p25 of
-   21 rounds, batch 1, 2 threads), so fp32 engines compare with their table's prediction;
+   timed interleaved with the others of its runtime and the device table's anchor and
+   reference subnets (p25 of 21 rounds, batch 1, 2 threads; `implied_anchor_ms`), so engines
+   compare with their table's prediction;
    torch eager and torch.compile (inductor) are timed in a chunk of their own.
 
     python tools/bench_export.py [--spaces ufo_vit_tiny,ufo_vit_base] [--out FILE.md]
@@ -39,7 +40,7 @@ from ufo_nas.backends.onnxruntime import fold_constants
 from ufo_nas.checkpoint import load_supernet, shipped_supernet
 from ufo_nas.data import load_task_data, read_image_folder
 from ufo_nas.hardware import host_fingerprint, load_profile
-from ufo_nas.latency.measure import Profiler
+from ufo_nas.latency.measure import Profiler, implied_anchor_ms
 from ufo_nas.latency.peak import isa_peak_gmacs, measure_gemm_peaks
 from ufo_nas.latency.predictor import LatencyPredictor, load_table_for_this_host
 from ufo_nas.latency.timing import WARM_CALLS, time_interleaved
@@ -173,16 +174,31 @@ def bench_space(name: str, work: Path) -> tuple[list[Result], dict]:
         anchors = {}
         for runtime, models in chunks.items():
             devices = [d for _, b, _, d in ENGINES if b == runtime and d in predictors]
-            profilers = {d: Profiler(space, load_profile(d), work / "anchors" / d) for d in devices}
+            profilers = {
+                d: Profiler(
+                    space,
+                    load_profile(d),
+                    work / "anchors" / d,
+                    predictors[d].table.reference_subnets(),
+                )
+                for d in devices
+            }
             for device, profiler in profilers.items():
                 models[f"anchor {device}"] = profiler.anchor()
+                for k, compiled in enumerate(profiler.reference_runners()):
+                    models[f"reference-{k} {device}"] = compiled
             timings = time_interleaved(
                 {k: r for k, (r, _) in models.items()},
                 {k: x for k, (_, x) in models.items()},
                 ROUNDS,
             )
             for device, profiler in profilers.items():
-                anchors[device] = timings.pop(f"anchor {device}").ms
+                alone = timings.pop(f"anchor {device}").ms
+                refs = [
+                    timings.pop(f"reference-{k} {device}").ms
+                    for k in range(len(profiler.references))
+                ]
+                anchors[device] = implied_anchor_ms(alone, profiler.references, refs)
                 profiler.close()
             for engine, timing in timings.items():
                 by_engine[engine].ms = timing.ms
@@ -292,8 +308,8 @@ def report(results: list[Result], peaks: dict, host: dict, notes: dict, args, se
         "Of peak: the engine's MACs per second over the best GEMM of its precision on this "
         "machine (torch engines against the fp32 GEMM). Prediction error: (predicted - "
         "measured) / measured, the device table's prediction against the engine's time scaled "
-        "by the table's anchor timed in the same chunk (fp32 tables; '-' where no table "
-        "describes the engine).",
+        "by the table's anchor timed in the same chunk (outvoted by its reference subnets "
+        "where it ran far out of step with them; '-' where no table describes the engine).",
         "",
         "| subnet | engine | ms | GMAC/s | of peak | vs eager | vs torch.compile | min cosine "
         "(held out) | prediction error |",

@@ -8,25 +8,32 @@ host ran a tiny anchor 16-30% faster than beside a full chunk and skewed that ch
 subnets by up to 15%) are exported once and built by each device's backend as profiling and
 `ufo export` build them (its export artefact, loaded back; TVM with the tuning database its
 profiling run left, as `ufo export` uses it), timed interleaved with the table's anchor
-subnet in chunks (every round, no time budget), each chunk `--repeats` times; each time is
-scaled by its chunk's anchor to the table's reference and compared with the table's
-prediction. Writes a Markdown table and the per-subnet times as JSON beside it.
+subnet and two of the table's validation subnets (its reference subnets) in chunks (every
+round, no time budget), each chunk `--repeats` times; each time is scaled to the table's
+reference by its chunk's anchor time (the references' where the anchor ran far out of step
+with them: `implied_anchor_ms`; a table scored beside the shipped one uses its own times of
+the references) and compared with the table's prediction. Writes a Markdown table and
+the per-subnet times as JSON beside it.
 
 The error is decomposed on the same measurements:
 - noise floor: the spread between repeats of one chunk (what no table can beat);
 - bias: the median signed error, a whole-process offset the anchor did not remove;
 - anchor scaling: the error when each chunk is scaled by the median anchor of the run
-  instead of its own (does one anchor per chunk add noise or remove drift?);
+  instead of its own (does one anchor per chunk add noise or remove drift?), and when each
+  chunk is scaled by its anchor alone, without the references;
 - calibration: the error of the uncalibrated operator sum;
 - drift (`--own-subnets`): the tables' own validation subnets re-timed here against the
   times their tables recorded, i.e. how much a time moves between processes by itself;
 - process noise (`--processes N`): the same subnets measured in N processes one after
   another, each table scored against the median over processes, and each process alone
-  against that median (how reproducible the ground truth itself is).
+  against that median (how reproducible the ground truth itself is);
+- neighbours (`--chunking SEED`, `--vary-chunks`): the same subnets timed in chunks of
+  another order, each beside other subnets (`tools/compare_runs.py` says how far the
+  table's per-subnet errors repeat between two runs).
 
     python tools/bench_latency.py --space ufo_vit_tiny [--subnets 56] [--repeats 2]
         [--devices DEV,...] [--table DEV=PATH ...] [--no-eager] [--own-subnets]
-        [--processes N]
+        [--processes N [--vary-chunks]] [--chunking SEED]
 """
 
 from __future__ import annotations
@@ -56,10 +63,11 @@ from ufo_nas.latency.measure import (
     Profiler,
     ProfileSettings,
     default_work_dir,
+    implied_anchor_ms,
     validation_subnets,
 )
 from ufo_nas.latency.predictor import LatencyPredictor, table_for_this_host
-from ufo_nas.latency.table import LatencyTable, host_table_paths, table_path
+from ufo_nas.latency.table import LatencyTable, ReferenceSubnet, host_table_paths, table_path
 from ufo_nas.latency.timing import WARM_SECONDS, time_interleaved
 from ufo_nas.onnx_io import export_for_backend, external_data
 
@@ -73,36 +81,59 @@ class Device:
 
     name: str
     profiler: Profiler | None  # None where this process merges its children's times
+    references: list[tuple[str, tuple[str, ...]]]  # the subnets timed beside the anchor
     ms: list[list[float]] = field(default_factory=list)  # per subnet, per repeat (raw p25)
-    anchor_ms: list[list[float]] = field(default_factory=list)
+    anchor_ms: list[list[float]] = field(default_factory=list)  # the anchor's own time
+    # per subnet, per repeat: each reference's time in the subnet's chunk
+    reference_ms: list[list[list[float]]] = field(default_factory=list)
     eager_ratio: list[float] = field(default_factory=list)
-    processes: int = 1  # ms and anchor_ms hold each process's repeats, one process after another
+    processes: int = 1  # the lists of ms hold each process's repeats, one process after another
 
     def times(self) -> dict:
-        return {"ms": self.ms, "anchor_ms": self.anchor_ms, "eager_ratio": self.eager_ratio}
+        return {
+            "ms": self.ms,
+            "anchor_ms": self.anchor_ms,
+            "reference_ms": self.reference_ms,
+            "eager_ratio": self.eager_ratio,
+        }
 
     def add_process(self, times: dict) -> None:
         """Append another process's times of the same subnets."""
         if not self.ms:
             self.ms, self.anchor_ms = times["ms"], times["anchor_ms"]
+            self.reference_ms = times["reference_ms"]
             self.eager_ratio = times["eager_ratio"]
             return
         self.ms = [a + b for a, b in zip(self.ms, times["ms"])]
         self.anchor_ms = [a + b for a, b in zip(self.anchor_ms, times["anchor_ms"])]
+        self.reference_ms = [a + b for a, b in zip(self.reference_ms, times["reference_ms"])]
         if times["eager_ratio"]:
             ratios = np.array([self.eager_ratio, times["eager_ratio"]])
             self.eager_ratio = np.median(ratios, axis=0).tolist()
         self.processes += 1
 
 
-def measure(space, devices: list[Device], n: int, seed: int, repeats: int, eager: bool, work: Path):
-    """Time n subnets drawn with `seed` on every device, exported once per subnet."""
+def measure(
+    space,
+    devices: list[Device],
+    n: int,
+    seed: int,
+    repeats: int,
+    eager: bool,
+    work: Path,
+    chunking: int | None = None,
+):
+    """Time n subnets drawn with `seed` on every device, exported once per subnet, in
+    chunks of the drawn order (or of an order shuffled with `chunking`); the devices' times
+    are in drawn order."""
     settings = ProfileSettings(chunk_seconds=None)  # every round: this is the ground truth
     subnets = validation_subnets(space, n, seed)
+    order = np.arange(n) if chunking is None else np.random.default_rng(chunking).permutation(n)
+    timed = [subnets[i] for i in order]
     eager_backend = TorchBackend(load_profile("cpu-torch").target()) if eager else None
     source = devices[0].profiler
     for start in tqdm(range(0, n, settings.chunk), desc="held-out chunks", unit="chunk"):
-        chunk = subnets[start : start + settings.chunk]
+        chunk = timed[start : start + settings.chunk]
         modules = [source.subnet(arch, tasks) for arch, tasks in chunk]
         onnx_files = []
         for k, module in enumerate(modules):
@@ -122,10 +153,13 @@ def measure(space, devices: list[Device], n: int, seed: int, repeats: int, eager
                 # built as profiling and `ufo export` build it: the backend's artefact
                 runner = device.profiler.load_artefact(module, copied, folder)
                 models[f"subnet-{k}"] = runner, source.images.numpy()
-            runs = [device.profiler.time_chunk(models, settings)[:2] for _ in range(repeats)]
+            runs = [device.profiler.time_chunk(models, settings)[0] for _ in range(repeats)]
+            anchor_ms = device.profiler.anchor_alone_ms[-repeats:]
+            reference_ms = device.profiler.reference_ms[-repeats:]
             for k in range(len(chunk)):
-                device.ms.append([timings[f"subnet-{k}"].ms for timings, _ in runs])
-                device.anchor_ms.append([anchor for _, anchor in runs])
+                device.ms.append([timings[f"subnet-{k}"].ms for timings in runs])
+                device.anchor_ms.append(anchor_ms)
+                device.reference_ms.append(reference_ms)
             del models, runs
             for k in range(len(chunk)):
                 shutil.rmtree(work / device.name / f"subnet-{k}", ignore_errors=True)
@@ -145,6 +179,10 @@ def measure(space, devices: list[Device], n: int, seed: int, repeats: int, eager
                 for k in range(len(chunk)):
                     device_ms = device.ms[len(device.ms) - len(chunk) + k][0]
                     device.eager_ratio.append(eager_ms[f"subnet-{k}"].ms / device_ms)
+    drawn = np.argsort(order)  # where each drawn subnet was timed
+    for device in devices:
+        for times in (device.ms, device.anchor_ms, device.reference_ms, device.eager_ratio):
+            times[:] = [times[i] for i in drawn] if times else times
     return subnets
 
 
@@ -157,11 +195,19 @@ def evaluate(space, device: Device, table: LatencyTable, subnets) -> dict:
     predictor = LatencyPredictor(space, table)
     predicted = np.array([predictor.latency_ms([a], t)[0] for a, t in subnets])
     uncalibrated = np.array([predictor.sum_ms([a], t)[0] for a, t in subnets])
-    ms, anchors = np.asarray(device.ms), np.asarray(device.anchor_ms)
+    ms, alone_ms = np.asarray(device.ms), np.asarray(device.anchor_ms)
+    references = table_references(table, device.references)
+    anchors = np.array(
+        [
+            [implied_anchor_ms(a, references, r) for a, r in zip(anchor_row, ref_row)]
+            for anchor_row, ref_row in zip(alone_ms.tolist(), device.reference_ms)
+        ]
+        if references
+        else alone_ms
+    )
     reference = table.reference_anchor_ms
     scaled = ms * reference / anchors  # per subnet, per (process, repeat)
-    by_process = np.median(scaled.reshape(len(scaled), device.processes, -1), axis=2)
-    measured = np.median(by_process, axis=1)
+    by_process, measured = _medians(scaled, device.processes)
     error = np.abs(_errors(predicted, measured))
     signed = _errors(predicted, measured)
     one_anchor = np.median(ms, axis=1) * reference / np.median(anchors)
@@ -176,6 +222,7 @@ def evaluate(space, device: Device, table: LatencyTable, subnets) -> dict:
         "uncalibrated_mape": float(100 * np.abs(_errors(uncalibrated, measured)).mean()),
         "anchor_spread_pct": float(100 * (anchors.max() - anchors.min()) / np.median(anchors)),
         "median_ms": float(np.median(measured)),
+        "scaled_by": "anchor and references" if references else "anchor alone",
     }
     repeats = scaled.shape[1] // device.processes
     if repeats > 1:  # the noise floor: repeats of one chunk against their median
@@ -189,6 +236,12 @@ def evaluate(space, device: Device, table: LatencyTable, subnets) -> dict:
             "within_5": [float((e <= 0.05).mean()) for e in alone],
             "within_10": [float((e <= 0.10).mean()) for e in alone],
             "mape": [float(100 * e.mean()) for e in alone],
+        }
+    if references:  # the same times, each chunk scaled by its anchor alone
+        alone, truth = _medians(ms * reference / alone_ms, device.processes)
+        out["scales"] = {
+            "anchor and references": _scale_score(predicted, measured, by_process),
+            "anchor alone": _scale_score(predicted, truth, alone),
         }
     if device.eager_ratio:
         out["speedup_vs_torch"] = float(np.median(device.eager_ratio))
@@ -218,11 +271,52 @@ def evaluate(space, device: Device, table: LatencyTable, subnets) -> dict:
             "predicted_ms": float(p),
             "measured_ms": float(y),  # anchor-scaled to the table's reference: the truth
             "ms": m,
-            "anchor_ms": x,
+            "anchor_ms": x,  # implied with the references, for this table
+            "anchor_alone_ms": z,
         }
-        for (a, t), p, y, m, x in zip(subnets, predicted, measured, ms.tolist(), anchors.tolist())
+        for (a, t), p, y, m, x, z in zip(
+            subnets, predicted, measured, ms.tolist(), anchors.tolist(), alone_ms.tolist()
+        )
     ]
     return out
+
+
+def table_references(
+    table: LatencyTable, timed: list[tuple[str, tuple[str, ...]]]
+) -> list[ReferenceSubnet]:
+    """The subnets timed as references, each with its time in anchors in `table` (a table
+    scored on the same times as another takes its own times of them); none where one is not
+    among its validation subnets (its chunks are then scaled by the anchor alone)."""
+    own = {(arch, tasks): ms for arch, tasks, ms in table.validation_times()}
+    if not timed or any(pair not in own for pair in timed):
+        return []
+    anchor = table.reference_anchor_ms
+    return [ReferenceSubnet(arch, tasks, own[arch, tasks] / anchor) for arch, tasks in timed]
+
+
+def _pairs(references: list[ReferenceSubnet]) -> list[tuple[str, tuple[str, ...]]]:
+    return [(ref.arch, ref.tasks) for ref in references]
+
+
+def _medians(scaled: np.ndarray, processes: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per subnet and process, the median of its repeats; per subnet, their median."""
+    by_process = np.median(scaled.reshape(len(scaled), processes, -1), axis=2)
+    return by_process, np.median(by_process, axis=1)
+
+
+def _scale_score(predicted: np.ndarray, measured: np.ndarray, by_process: np.ndarray) -> dict:
+    """The table scored on times put on its scale one way, over all processes and each."""
+    error = np.abs(_errors(predicted, measured))
+    return {
+        "within_5": float((error <= 0.05).mean()),
+        "within_10": float((error <= 0.10).mean()),
+        "mape": float(100 * error.mean()),
+        "bias_pct": float(100 * np.median(_errors(predicted, measured))),
+        "process_within_5": [
+            float((np.abs(_errors(predicted, m)) <= 0.05).mean()) for m in by_process.T
+        ],
+        "process_noise_pct": [float(100 * np.abs(m / measured - 1).mean()) for m in by_process.T],
+    }
 
 
 def _as_exported(name: str, space) -> HardwareProfile:
@@ -242,6 +336,21 @@ def main() -> int:
         "--subnets", type=int, default=56, help="rounded up to whole chunks of 8 (default 56)"
     )
     parser.add_argument("--repeats", type=int, default=1, help="timings of each chunk")
+    parser.add_argument(
+        "--chunking",
+        type=int,
+        metavar="SEED",
+        help="time the subnets in chunks of an order shuffled with SEED instead of the drawn "
+        "order: each beside other neighbours (results stay in drawn order, so runs compare "
+        "subnet by subnet)",
+    )
+    parser.add_argument(
+        "--vary-chunks",
+        action="store_true",
+        help="with --processes N: each process after the first times another order (process "
+        "k shuffled with seed k, or --chunking's SEED + k), so each subnet's median over "
+        "processes is over N sets of neighbours, not one",
+    )
     parser.add_argument("--devices", help="comma-separated (default: every cpu-* table shipped)")
     parser.add_argument(
         "--table",
@@ -270,6 +379,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.processes < 1:
         parser.error(f"--processes {args.processes}: give 1 or more")
+    if args.vary_chunks and args.processes < 2:
+        parser.error("--vary-chunks needs --processes 2 or more")
     if args.subnets < 1:
         parser.error(f"--subnets {args.subnets}: give 1 or more")
     chunk = ProfileSettings().chunk
@@ -285,6 +396,9 @@ def main() -> int:
         )
     )
     tables = [(name, table_for_this_host(space, name)) for name in names]
+    references = {  # timed beside the anchor: the shipped table's scale, more robust
+        name: LatencyTable.load(path, space).reference_subnets() for name, path in tables
+    }
     for item in args.table:
         name, _, path = item.partition("=")
         if name not in names:
@@ -294,7 +408,7 @@ def main() -> int:
     seed = ProfileSettings().seed if args.own_subnets else HELD_OUT_SEED
     if args.processes > 1 or len(names) > 1:  # a child times one device, once
         subnets = validation_subnets(space, args.subnets, seed)
-        by_name = {name: Device(name, None) for name in names}
+        by_name = {name: Device(name, None, _pairs(references[name])) for name in names}
         for times in _in_processes(args, names):
             for name, device in by_name.items():
                 device.add_process(times[name])
@@ -302,9 +416,23 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as tmp:
             work = Path(tmp)
             (work / "onnx").mkdir()
-            devices = [Device(n, Profiler(space, _as_exported(n, space), work / n)) for n in names]
+            devices = [
+                Device(
+                    n,
+                    Profiler(space, _as_exported(n, space), work / n, references[n]),
+                    _pairs(references[n]),
+                )
+                for n in names
+            ]
             subnets = measure(
-                space, devices, args.subnets, seed, args.repeats, not args.no_eager, work
+                space,
+                devices,
+                args.subnets,
+                seed,
+                args.repeats,
+                not args.no_eager,
+                work,
+                args.chunking,
             )
             for device in devices:
                 device.profiler.close()
@@ -344,12 +472,22 @@ def _in_processes(args, names: list[str]) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         for k in range(args.processes):
             times = {}
+            seed = _chunking(args, k)
+            order = [] if seed is None else ["--chunking", str(seed)]
             for name in names:
                 path = Path(tmp) / f"process-{k}-{name}.json"
-                subprocess.run([*child, "--devices", name, "--times-out", str(path)], check=True)
+                timed = [*child, *order, "--devices", name, "--times-out", str(path)]
+                subprocess.run(timed, check=True)
                 times.update(json.loads(path.read_text()))
             out.append(times)
     return out
+
+
+def _chunking(args, process: int) -> int | None:
+    """The seed of the order process `process` (from 0) times the subnets in; None: drawn."""
+    if not args.vary_chunks or process == 0:
+        return args.chunking
+    return (args.chunking or 0) + process
 
 
 def _report(space, rows: list[dict], args, command: str, seconds: float) -> list[str]:
@@ -373,7 +511,9 @@ def _report(space, rows: list[dict], args, command: str, seconds: float) -> list
         f"cores, ISA {','.join(host['isa'])}; torch {torch.__version__}; {seconds:.0f} s in all  ",
         f"{args.subnets} {what} (seed {seed}; every 4th serves all "
         "tasks on one trunk), each exported once, compiled per device and measured end to end "
-        f"in {where}, interleaved in chunks of 8 with the anchor subnet, "
+        f"in {where}, interleaved in chunks of 8 "
+        + _order_text(args)
+        + "with the anchor and 2 reference subnets, "
         f"{timing.rounds} rounds (each visit up to {timing.warm_calls} untimed calls, as many "
         f"as last {WARM_SECONDS * 1e3:g} ms, then {timing.calls_per_round} timed), "
         f"{args.repeats} timing(s) per chunk (median{over}). Error: |predicted - measured| / "
@@ -432,6 +572,24 @@ def _report(space, rows: list[dict], args, command: str, seconds: float) -> list
         if (p := r.get("processes"))
         for k in range(p["n"])
     ]
+    scale_rows = [
+        f"| {r['device']} | {r['table']} | {name} | {100 * s['within_5']:.0f}% | "
+        f"{100 * s['within_10']:.0f}% | {s['mape']:.2f}% | {s['bias_pct']:+.2f} | "
+        + _per_process(s)
+        for r in rows
+        for name, s in r.get("scales", {}).items()
+    ]
+    if scale_rows:
+        lines += _section(
+            "The scale: each chunk's times put on the table's scale by the anchor, outvoted by "
+            "the table's reference subnets timed beside it where it ran far out of step with "
+            "them (as measured above: `implied_anchor_ms`), or by the anchor alone; per process: "
+            "within 5% scored against that process alone, and its process noise (mean "
+            "absolute %, against the median over processes).",
+            "device | table | scale | within 5% | within 10% | mean error | bias (signed) | "
+            "each process: within 5% | each process: noise",
+            scale_rows,
+        )
     if process_rows:
         lines += _section(
             "Each process alone: its anchor-scaled times (median of its repeats) against the "
@@ -441,6 +599,25 @@ def _report(space, rows: list[dict], args, command: str, seconds: float) -> list
             process_rows,
         )
     return lines
+
+
+def _per_process(score: dict) -> str:
+    """The per-process cells of a scale's row ("- | -" for one process)."""
+    if len(score["process_within_5"]) < 2:
+        return "- | - |"
+    within = ", ".join(f"{100 * w:.0f}%" for w in score["process_within_5"])
+    return f"{within} | " + ", ".join(f"{n:.1f}" for n in score["process_noise_pct"]) + " |"
+
+
+def _order_text(args) -> str:
+    """How the run ordered the subnets into chunks, for the report's header."""
+    seeds = [_chunking(args, k) for k in range(args.processes)]
+    if seeds == [None] * len(seeds):
+        return ""
+    if len(set(seeds)) == 1:
+        return f"(of an order shuffled with seed {seeds[0]}) "
+    named = ", ".join("drawn" if s is None else f"seed {s}" for s in seeds)
+    return f"(each process its own order: {named}) "
 
 
 def _section(intro: str, columns: str, rows: list[str]) -> list[str]:

@@ -2,6 +2,10 @@
 time (anchor-scaled to the table's reference, the median over the run's processes) in two
 `tools/bench_latency.py` runs of the same subnets and tables, per device. What a table cannot
 beat: if a subnet's truth moves 5% between runs, no prediction lands within 5% of both.
+And whether the table's errors repeat: the correlation of each subnet's error (debiased by
+the run's median) between the runs. Near 1, the error is the table's (its prediction of that
+subnet); near 0, it is the measurement's (noise, or the neighbours a chunk timed it beside:
+`bench_latency.py --chunking SEED` times the same subnets beside others).
 
     python tools/compare_runs.py EARLIER.json LATER.json --out tools/results/X.md
 """
@@ -32,6 +36,10 @@ def compare(earlier: dict, later: dict) -> dict:
     moved = np.array([r["measured_ms"] for r in later["per_subnet"]]) / first - 1
     every = np.array([len(t) > 1 for _, t in archs])
     offset = np.median(moved)
+    errors = []
+    for run in (earlier, later):
+        e = np.array([r["predicted_ms"] / r["measured_ms"] - 1 for r in run["per_subnet"]])
+        errors.append(e - np.median(e))
     return {
         "n": len(moved),
         "offset": 100 * offset,
@@ -41,6 +49,7 @@ def compare(earlier: dict, later: dict) -> dict:
         "debiased_within_5": np.mean(np.abs(moved - offset) <= 0.05),
         "every_task": 100 * np.median(moved[every]),
         "one_task": 100 * np.median(moved[~every]),
+        "error_correlation": float(np.corrcoef(*errors)[0, 1]),
     }
 
 
@@ -58,11 +67,12 @@ def main() -> int:
         f"Command: `{command}`  ",
         "Each held-out subnet's measured time in the later run against the earlier one "
         "(anchor-scaled, median over each run's processes). Offset: the median change; "
-        "debiased: the mean change once the offset is removed. In %.",
+        "debiased: the mean change once the offset is removed. In %. Error correlation: of "
+        "the table's per-subnet errors (each run's median removed) between the two runs.",
         "",
         "| device | subnets | offset | mean change | debiased | within 5% | within 5%, "
-        "debiased | offset, every-task subnets | offset, one-task subnets |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "debiased | offset, every-task subnets | offset, one-task subnets | error correlation |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for device in sorted(set(a) & set(b)):
         c = compare(a[device], b[device])
@@ -70,7 +80,7 @@ def main() -> int:
             f"| {device} | {c['n']} | {c['offset']:+.2f} | {c['mean']:.2f} | "
             f"{c['debiased']:.2f} | {100 * c['within_5']:.0f}% | "
             f"{100 * c['debiased_within_5']:.0f}% | {c['every_task']:+.2f} | "
-            f"{c['one_task']:+.2f} |"
+            f"{c['one_task']:+.2f} | {c['error_correlation']:.2f} |"
         )
     write_results(lines, args.out)
     return 0

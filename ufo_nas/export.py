@@ -7,8 +7,9 @@ optimisations, optionally dynamic int8), `openvino` (IR, fp32/fp16, int8 by NNCF
 calibration images), `tvm` (a MetaSchedule-tuned library; the profiling run's tuning
 database is reused), `tensorrt` (a serialised plan). The artefact is loaded
 back from its files and run on fixed inputs next to the PyTorch subnet, then timed with the
-profiling code (interleaved with the table's anchor subnet, so the time is on the table's
-scale and compares with the predicted latency), and torch eager is timed in its own round.
+profiling code (interleaved with the table's anchor and reference subnets, so the time is on
+the table's scale and compares with the predicted latency), and torch eager is timed in its
+own round.
 Everything goes to a temporary folder first, then renamed into place with `manifest.json`.
 """
 
@@ -227,13 +228,16 @@ def retime(
     out: dict[str, Any] = {"rounds": settings.rounds, "percentile": 25, "batch": len(images)}
     predictor = latency_predictor(space, where.profile.name) if where.predicts else None
     if predictor is not None and predictor.measured:
-        profiler = Profiler(space, where.profile, default_work_dir(where.profile.name, space))
+        work_dir = default_work_dir(where.profile.name, space)
+        references = predictor.table.reference_subnets()
+        profiler = Profiler(space, where.profile, work_dir, references)
         try:
             timings, anchor_ms, steal = profiler.time_chunk({"export": (runner, images)}, settings)
         finally:
             profiler.close()
         timing = timings["export"]
-        out["anchor_ms"] = round(anchor_ms, 4)
+        out["anchor_ms"] = round(anchor_ms, 4)  # implied with the references
+        out["anchor_alone_ms"] = round(profiler.anchor_alone_ms[-1], 4)
         out["scaled_ms"] = round(predictor.table.scaled_ms(timing.ms, anchor_ms), 4)
         out["steal_percent"] = steal
         recorded = predictor.table.provenance.get("host")

@@ -17,10 +17,16 @@ from ufo_nas.backends import BACKEND_MODULES, Backend, get_backend
 from ufo_nas.errors import UfoWarning
 from ufo_nas.hardware import load_profile, profile_from_dict
 from ufo_nas.latency import measure, timing
-from ufo_nas.latency.measure import ProfileSettings, anchor_subnet, profile_command, run_profile
+from ufo_nas.latency.measure import (
+    ProfileSettings,
+    anchor_subnet,
+    implied_anchor_ms,
+    profile_command,
+    run_profile,
+)
 from ufo_nas.latency.operator_set import space_operators
 from ufo_nas.latency.predictor import LatencyPredictor
-from ufo_nas.latency.table import LatencyTable, LatencyTableError, OperatorRow
+from ufo_nas.latency.table import LatencyTable, LatencyTableError, OperatorRow, ReferenceSubnet
 
 A, B = 1.25, 0.5  # whole subnet = A * sum of its operators + B (ms)
 SETTINGS = ProfileSettings(validation_subnets=6, chunk=4, rounds=3, copies=2)
@@ -45,6 +51,7 @@ def _costs(tiny) -> dict[str, float]:
 def fake(tiny, monkeypatch):
     """A `fake` backend whose models cost known times on a fake clock."""
     clock, costs = Clock(), _costs(tiny)
+    odd: dict[str, float] = {}  # arch -> the factor its subnet runs at (a model out of step)
     true_table = LatencyTable(
         tiny.name,
         tiny.spec.fingerprint(),
@@ -69,6 +76,8 @@ def fake(tiny, monkeypatch):
         def compile(self, module, onnx_path, work_dir):
             if hasattr(module, "arch"):  # a whole subnet
                 ms = A * float(truth.sum_ms([module.arch], module.tasks)[0]) + B
+                arch = module.arch.to_string()
+                return lambda x: clock.run(ms * odd.get(arch, 1.0)) or []
             else:  # op-<key>-x<copies>
                 key, _, copies = work_dir.name.removeprefix("op-").rpartition("-x")
                 ms = int(copies) * costs[key]
@@ -82,7 +91,7 @@ def fake(tiny, monkeypatch):
         measure, "get_backend", lambda name: FakeBackend if name == "fake" else get_backend(name)
     )
     profile = profile_from_dict(load_profile("cpu-torch").to_dict() | {"backend": "fake"}, "f")
-    return SimpleNamespace(clock=clock, costs=costs, truth=truth, profile=profile)
+    return SimpleNamespace(clock=clock, costs=costs, truth=truth, profile=profile, odd=odd)
 
 
 class Interrupt(Exception):
@@ -419,3 +428,76 @@ def test_recalibrating_into_another_file_leaves_the_table_it_moved_as_it_was(
     assert table.operators == built.operators
     assert table.provenance["sessions"][-1]["replaced"]["host"]["cpu"] == "other"
     assert table.metrics["mean_abs_pct_error"] == pytest.approx(0.0, abs=1e-3)
+
+
+def _true_ms(tiny, fake, arch, tasks) -> float:
+    return A * float(fake.truth.sum_ms([arch], tuple(tasks))[0]) + B
+
+
+def test_reference_subnets_are_validation_subnets_spread_over_the_tables_times(
+    tiny, tmp_path, fake
+):
+    table = run_profile(tiny, fake.profile, tmp_path / "t.yaml", tmp_path / "work", SETTINGS)
+    anchor = _true_ms(tiny, fake, *anchor_subnet(tiny))
+    times = sorted(table.validation_times(), key=lambda row: row[2])
+    refs = table.reference_subnets()
+    # 6 subnets: the 1/3 and 2/3 quantiles are the 3rd and 4th fastest (round(5/3), round(10/3))
+    assert [(r.arch, r.tasks) for r in refs] == [times[2][:2], times[3][:2]]
+    for ref in refs:
+        want = _true_ms(tiny, fake, tiny.parse(ref.arch), ref.tasks) / anchor
+        assert ref.anchors == pytest.approx(want, rel=1e-6)
+    assert [(r.arch, r.tasks) for r in table.reference_subnets(1)] == [times[2][:2]]  # round(2.5)
+    table.validation = []
+    assert table.reference_subnets() == []
+
+
+@pytest.mark.parametrize(
+    "odd_one, references",
+    [
+        ("anchor", 2),  # the anchor 25% fast, the references in step: outvoted
+        ("reference", 2),  # a reference 30% slow: outvoted
+        ("anchor", 0),  # no references: the anchor alone sets the scale, 25% off
+    ],
+)
+def test_an_anchor_out_of_step_with_the_references_is_outvoted(
+    tiny, tmp_path, fake, odd_one, references
+):
+    """Another process, 1.5x slower, measures a subnet against the table: on the table's
+    scale it lands on its true time unless a lone anchor ran out of step."""
+    table = run_profile(tiny, fake.profile, tmp_path / "t.yaml", tmp_path / "work", SETTINGS)
+    refs = table.reference_subnets()[:references]
+    anchor_arch, anchor_tasks = anchor_subnet(tiny)
+    anchor = _true_ms(tiny, fake, anchor_arch, anchor_tasks)
+    fake.clock.slow = 1.5
+    first_reference = table.reference_subnets()[0].arch
+    odd = {"anchor": (anchor_arch.to_string(), 0.75), "reference": (first_reference, 1.3)}
+    fake.odd[odd[odd_one][0]] = odd[odd_one][1]
+    profiler = measure.Profiler(tiny, fake.profile, tmp_path / "later", refs)
+    arch, tasks = tiny.largest(), ("face",)
+    try:
+        timings, anchor_ms, _ = profiler.time_chunk(
+            {"s": profiler.compile_subnet(arch, tasks)}, ProfileSettings(rounds=3)
+        )
+    finally:
+        profiler.close()
+    alone = 1.5 * anchor * (0.75 if odd_one == "anchor" else 1.0)
+    assert profiler.anchor_alone_ms == [pytest.approx(alone, rel=1e-6)]
+    scale = alone if references == 0 else 1.5 * anchor
+    assert anchor_ms == pytest.approx(scale, rel=1e-6)
+    measured = table.scaled_ms(timings["s"].ms, anchor_ms)
+    off = 1 / 0.75 if references == 0 else 1.0
+    assert measured == pytest.approx(off * _true_ms(tiny, fake, arch, tasks), rel=1e-6)
+    assert set(timings) == {"s"}  # the anchor's and references' timings are not returned
+    assert not list((tmp_path / "later").glob("subnet-*"))  # close removed the kept folders
+
+
+def test_the_references_outvote_only_an_anchor_far_out_of_step():
+    refs = [ReferenceSubnet("a", ("face",), 2.0), ReferenceSubnet("b", ("face",), 4.0)]
+    assert implied_anchor_ms(0.44, refs, [1.18, 2.40]) == pytest.approx(0.59)  # 0.44, .59, .60
+    assert implied_anchor_ms(0.76, refs, [1.18, 2.40]) == pytest.approx(0.60)  # 27% slow
+    assert implied_anchor_ms(0.60, refs, [1.20, 2.40]) == 0.60  # all agree
+    assert implied_anchor_ms(0.55, refs, [1.18, 2.40]) == 0.55  # 7% off: the references' noise
+    assert implied_anchor_ms(0.52, refs, [1.04, 2.40]) == 0.52  # one reference agrees
+    assert implied_anchor_ms(0.5, [], []) == 0.5
+    with pytest.raises(ValueError):
+        implied_anchor_ms(0.5, refs, [1.0])

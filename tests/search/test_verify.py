@@ -86,7 +86,14 @@ def test_measured_columns_are_positive_and_the_error_is_against_the_prediction(s
     report = SearchReport.load(verified)
     front = report.fronts[0]
     assert front.verified and front.verification["backend"] == "onnxruntime"
-    assert front.verification["reference_anchor_ms"] > 0 and front.verification["anchor_ms"]
+    timed = front.verification
+    assert timed["reference_anchor_ms"] > 0 and timed["anchor_ms"]
+    assert len(timed["anchor_alone_ms"]) == len(timed["anchor_ms"])
+    assert timed["references"] == [
+        [ref.arch, list(ref.tasks), ref.anchors]
+        for ref in LatencyTable.load(TODAYS).reference_subnets()
+    ]
+    assert len(timed["references"]) == 2
     for row in front.rows:
         assert row.prediction_error_pct == pytest.approx(
             100 * (row.latency_ms - row.measured_ms) / row.measured_ms
@@ -198,8 +205,8 @@ def test_the_summary_line_says_how_far_the_anchor_drifted_between_chunks():
     timed = {"anchor_ms": [0.58, 0.832, 0.61], "reference_anchor_ms": 0.874}
     front = replace(report.fronts[0], verification=timed)
     assert summary(front).endswith(
-        "(row 1); the anchor ran 0.58-0.832 ms over the 3 chunks (table: 0.874 ms), the drift "
-        "each chunk's times were scaled by"
+        "(row 1); the anchor ran 0.58-0.832 ms over the 3 chunks (as it and the reference "
+        "subnets put it; table: 0.874 ms), the drift each chunk's times were scaled by"
     )
     one_chunk = replace(front, verification={**timed, "anchor_ms": [0.6]})
     assert summary(one_chunk).endswith("(row 1)")

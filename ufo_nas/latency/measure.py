@@ -14,6 +14,9 @@ each run is a new session whose times are scaled to the first by the anchor.
 3. `--recalibrate` moves a complete table to another host in minutes: only the validation
    subnets are timed again, that session becomes the reference scale and the calibration
    is refitted (see `recalibrate`).
+Measuring against a complete table (`ufo search --verify`, `ufo export`'s re-timing, P1), a
+`Profiler` given the table's `reference_subnets` times them beside the anchor in every chunk,
+so that they outvote an anchor far out of step (`implied_anchor_ms`).
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import shlex
 import shutil
 import sys
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -44,6 +47,7 @@ from ufo_nas.latency.table import (
     LatencyTable,
     LatencyTableError,
     OperatorRow,
+    ReferenceSubnet,
     ValidationRow,
     calibrated_ms,
     fit_calibration,
@@ -245,11 +249,38 @@ def start_session(table: LatencyTable, settings: ProfileSettings, needs_onnx: bo
     return len(sessions) - 1
 
 
-class Profiler:
-    """Compiles models with one backend and times them against the anchor."""
+OUT_OF_STEP = 0.15  # how far the anchor may run from what the references imply, relative
 
-    def __init__(self, space: SearchSpace, profile: HardwareProfile, work_dir: Path):
+
+def implied_anchor_ms(
+    anchor_ms: float, references: Sequence[ReferenceSubnet], reference_ms: Sequence[float]
+) -> float:
+    """The anchor time that puts a chunk on its table's scale: the anchor's own, unless the
+    median of it and what each reference subnet's time implies for it (its time over its
+    table time in anchors) lies more than OUT_OF_STEP from it; then that median. One tiny
+    model is an unsteady scale: held out on the 2-vCPU Intel host the tiny anchor ran 24-26%
+    fast in 3 of 21 ONNX Runtime chunks while the subnets beside it did not. But a reference's
+    table time is one subnet's, 2-3% off with the neighbours it was timed beside; used in
+    every chunk (the median of three), the references moved a `--verify` run's scale by 1-5%
+    and its mean error from 2.3% to 3.9%, so they only outvote an anchor far out of step."""
+    implied = [ms / ref.anchors for ref, ms in zip(references, reference_ms, strict=True)]
+    median = float(np.median([anchor_ms, *implied]))
+    return median if abs(median / anchor_ms - 1) > OUT_OF_STEP else anchor_ms
+
+
+class Profiler:
+    """Compiles models with one backend and times them against the anchor (and, measuring
+    against a table, its `references`: see `implied_anchor_ms`)."""
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        profile: HardwareProfile,
+        work_dir: Path,
+        references: Sequence[ReferenceSubnet] = (),
+    ):
         self.space, self.profile, self.work_dir = space, profile, work_dir
+        self.references = list(references)
         target = profile.target()
         options = {"tuning_dir": str(work_dir), **target.options}  # one TVM database per run
         self.backend = get_backend(profile.backend)(replace(target, options=options))
@@ -257,11 +288,14 @@ class Profiler:
         self.images = torch.randn(profile.batch, spec.in_chans, spec.image_size, spec.image_size)
         self._supernet: SuperViT | None = None
         self._anchor: tuple[Runner, np.ndarray] | None = None
-        self._anchor_name: str | None = None
+        self._reference_runners: list[tuple[Runner, np.ndarray]] | None = None
+        self._kept: set[str] = set()  # temporaries of the anchor and references, until `close`
         self._temporaries: dict[str, Path] = {}  # subnet folder name -> its temporary
         # per timed chunk: the CPU share other processes used while it was timed (the
-        # attempt kept)
+        # attempt kept), and the anchor's own time (`time_chunk` returns the implied one)
         self.others_percent: list[float | None] = []
+        self.anchor_alone_ms: list[float] = []
+        self.reference_ms: list[list[float]] = []  # per chunk, each reference's time
         remove_stale_temporaries(work_dir, f"subnet-*{TMP_MARK}*")
         for folder in work_dir.glob("subnet-*") if work_dir.is_dir() else ():
             if TMP_MARK not in folder.name and folder.is_dir() and not any(folder.iterdir()):
@@ -318,10 +352,10 @@ class Profiler:
 
     def release(self) -> None:
         """Keep the temporary subnet folders holding build artefacts (engines) as
-        `subnet-<hash>`, remove the empty ones; the anchor's stays until `close`."""
-        anchor = self._anchor_name
+        `subnet-<hash>`, remove the empty ones; the anchor's and references' stay until
+        `close`."""
         for name, folder in list(self._temporaries.items()):
-            if name == anchor:
+            if name in self._kept:
                 continue
             del self._temporaries[name]
             if folder.is_dir() and any(folder.iterdir()) and not (self.work_dir / name).exists():
@@ -330,27 +364,42 @@ class Profiler:
                 shutil.rmtree(folder, ignore_errors=True)
 
     def close(self) -> None:
-        """Release every temporary folder, the anchor's included."""
-        self._anchor_name = None
+        """Release every temporary folder, the anchor's and references' included."""
+        self._kept.clear()
         self.release()
+
+    def _kept_subnet(self, arch: Arch, tasks: tuple[str, ...]) -> tuple[Runner, np.ndarray]:
+        before = set(self._temporaries)
+        compiled = self.compile_subnet(arch, tasks)
+        self._kept |= set(self._temporaries) - before
+        return compiled
 
     def anchor(self) -> tuple[Runner, np.ndarray]:
         if self._anchor is None:
-            before = set(self._temporaries)
-            self._anchor = self.compile_subnet(*anchor_subnet(self.space))
-            self._anchor_name = next(iter(set(self._temporaries) - before), None)
+            self._anchor = self._kept_subnet(*anchor_subnet(self.space))
         return self._anchor
+
+    def reference_runners(self) -> list[tuple[Runner, np.ndarray]]:
+        if self._reference_runners is None:
+            self._reference_runners = [
+                self._kept_subnet(self.space.parse(ref.arch), ref.tasks) for ref in self.references
+            ]
+        return self._reference_runners
 
     def time_chunk(
         self, models: dict[str, tuple[Runner, np.ndarray]], settings: ProfileSettings
     ) -> tuple[dict, float, float | None]:
-        """Timings of the chunk's models, the anchor's ms, and the steal percent. A chunk
+        """Timings of the chunk's models, the anchor's ms (implied by it and the references,
+        where there are any: `implied_anchor_ms`), and the steal percent. A chunk
         timed while other processes used more than `settings.max_others_percent` of the
         CPUs is timed again (at most `settings.retries` times) and the least disturbed
         attempt kept; its share lands in `self.others_percent`."""
         runners = {name: runner for name, (runner, _) in models.items()}
         inputs = {name: x for name, (_, x) in models.items()}
         runners["__anchor__"], inputs["__anchor__"] = self.anchor()
+        references = [f"__reference-{k}__" for k in range(len(self.references))]
+        for name, (runner, x) in zip(references, self.reference_runners()):
+            runners[name], inputs[name] = runner, x
         limit = settings.max_others_percent
         kept: tuple[dict, float | None, float | None] | None = None
         for _ in range(settings.retries + 1):
@@ -373,7 +422,11 @@ class Profiler:
                 break
         timings, steal, others = kept
         self.others_percent.append(None if others is None else round(others, 1))
-        return timings, timings.pop("__anchor__").ms, steal
+        anchor_ms = timings.pop("__anchor__").ms
+        self.anchor_alone_ms.append(anchor_ms)
+        reference_ms = [timings.pop(name).ms for name in references]
+        self.reference_ms.append(reference_ms)
+        return timings, implied_anchor_ms(anchor_ms, self.references, reference_ms), steal
 
 
 def run_profile(

@@ -9,7 +9,10 @@ a roofline estimate). Machines drift +-30% between processes, and by +-20% withi
 tens of seconds, so every chunk of models is timed interleaved with an anchor (a fixed
 reference subnet), and each row records the anchor's time in its chunk and its process
 ("session"). Times are scaled by the anchor to the first session's median anchor time, so
-chunks, resumed runs and benchmarks in other processes compare on one scale.
+chunks, resumed runs and benchmarks in other processes compare on one scale. A later
+measurement against a complete table (`--verify`, an export's re-timing, P1) also times two
+of its validation subnets beside the anchor (`reference_subnets`), so that one tiny model
+running far out of step cannot rescale a whole chunk.
 """
 
 from __future__ import annotations
@@ -66,6 +69,18 @@ class ValidationRow:
     session: int = 0
 
 
+@dataclass(frozen=True)
+class ReferenceSubnet:
+    """A validation subnet timed beside the anchor in a later measurement's every chunk."""
+
+    arch: str
+    tasks: tuple[str, ...]
+    anchors: float  # its time in the table, in units of the anchor's time
+
+
+REFERENCES = 2  # validation subnets timed beside the anchor when measuring against a table
+
+
 @dataclass
 class LatencyTable:
     space: str
@@ -110,6 +125,18 @@ class LatencyTable:
             key = (row.arch, tuple(row.tasks))
             scaled.setdefault(key, []).append(self.scaled_ms(row.measured_ms, row.anchor_ms))
         return [(arch, tasks, float(np.median(ms))) for (arch, tasks), ms in scaled.items()]
+
+    def reference_subnets(self, count: int = REFERENCES) -> list[ReferenceSubnet]:
+        """`count` validation subnets spread over the table's times (at the quantiles
+        1/(count+1), ..., count/(count+1)), each with its time in anchors: timed beside the
+        anchor in a later chunk, they outvote an anchor far out of step (`implied_anchor_ms`).
+        None where it has no rows."""
+        times = sorted(self.validation_times(), key=lambda row: row[2])
+        if not times:
+            return []
+        picks = sorted({round(k * (len(times) - 1) / (count + 1)) for k in range(1, count + 1)})
+        reference = self.reference_anchor_ms
+        return [ReferenceSubnet(times[i][0], times[i][1], times[i][2] / reference) for i in picks]
 
     def cold_timed(self) -> list[str]:
         """What of the table was timed cold ("operators", "validation subnets"): by a

@@ -4,10 +4,12 @@ takes off the front.
 
 Each front row's subnet (extracted for the searched tasks, as the table predicts it) is
 compiled by the device's backend and timed with `Profiler.time_chunk`, in chunks that each
-include the table's anchor subnet, exactly as `ufo profile` times its validation subnets.
-A measured time goes on the table's scale as those rows do (`LatencyTable.scaled_ms`):
-`ms * reference_anchor_ms / anchor_ms`, where `anchor_ms` is the anchor's time in the same
-chunk and `reference_anchor_ms` the median anchor time of the table's first session.
+include the table's anchor subnet, as `ufo profile` times its validation subnets, and two of
+those validation subnets (`LatencyTable.reference_subnets`). A measured time goes on the
+table's scale as its rows do (`LatencyTable.scaled_ms`): `ms * reference_anchor_ms /
+anchor_ms`, where `reference_anchor_ms` is the median anchor time of the table's reference
+session and `anchor_ms` the anchor's time in the same chunk, or, where the anchor ran more
+than 15% out of step with the references, what they imply for it (`implied_anchor_ms`).
 """
 
 from __future__ import annotations
@@ -168,7 +170,8 @@ def verify_front(
     table = latency_predictor(space, front.device).table
     if not table.measured:
         raise LatencyTableError(f"cannot verify {front.device}: its latency table is not measured")
-    profiler = Profiler(space, profile, work_dir or default_work_dir(profile.name, space))
+    work_dir = work_dir or default_work_dir(profile.name, space)
+    profiler = Profiler(space, profile, work_dir, table.reference_subnets())
     try:
         measured, anchors, steal = measure_front(
             profiler, table, space, tuple(report.tasks), front.rows, settings, progress
@@ -195,9 +198,16 @@ def verify_front(
         "chunk": settings.chunk,
         "reference_anchor_ms": table.reference_anchor_ms,
         "anchor_ms": anchors,
+        "anchor_alone_ms": profiler.anchor_alone_ms,
+        "references": [[ref.arch, list(ref.tasks), ref.anchors] for ref in profiler.references],
         "steal_percent": steal,
         "host": host_fingerprint(),
-        "scale": "p25 ms x reference_anchor_ms / anchor_ms of its chunk (the table's scale)",
+        "scale": (
+            "p25 ms x reference_anchor_ms / anchor_ms of its chunk (the table's scale); "
+            "anchor_ms: the anchor's own time (anchor_alone_ms), or where the median of it and "
+            "what each reference subnet's time implies for it (its time over its table time in "
+            "anchors) lies more than 15% from it, that median"
+        ),
     }
     recorded = table.provenance.get("host")
     differs = host_difference(recorded, verification["host"]) if recorded else None
@@ -239,8 +249,9 @@ def summary(front: DeviceFront) -> str:
     )
     anchors = (front.verification or {}).get("anchor_ms") or []
     drift = (
-        f"; the anchor ran {min(anchors):.3g}-{max(anchors):.3g} ms over the "
-        f"{len(anchors)} chunks (table: {front.verification['reference_anchor_ms']:.3g} ms), "
+        f"; the anchor ran {min(anchors):.3g}-{max(anchors):.3g} ms over the {len(anchors)} "
+        "chunks (as it and the reference subnets put it; table: "
+        f"{front.verification['reference_anchor_ms']:.3g} ms), "
         "the drift each chunk's times were scaled by"
         if len(anchors) > 1
         else ""

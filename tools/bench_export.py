@@ -40,7 +40,7 @@ from ufo_nas.backends.onnxruntime import fold_constants
 from ufo_nas.checkpoint import load_supernet, shipped_supernet
 from ufo_nas.data import load_task_data, read_image_folder
 from ufo_nas.hardware import host_fingerprint, load_profile
-from ufo_nas.latency.measure import Profiler, implied_anchor_ms
+from ufo_nas.latency.measure import Profiler
 from ufo_nas.latency.peak import isa_peak_gmacs, measure_gemm_peaks
 from ufo_nas.latency.predictor import LatencyPredictor, load_table_for_this_host
 from ufo_nas.latency.timing import WARM_CALLS, time_interleaved
@@ -184,21 +184,14 @@ def bench_space(name: str, work: Path) -> tuple[list[Result], dict]:
                 for d in devices
             }
             for device, profiler in profilers.items():
-                models[f"anchor {device}"] = profiler.anchor()
-                for k, compiled in enumerate(profiler.reference_runners()):
-                    models[f"reference-{k} {device}"] = compiled
+                models.update(profiler.scale_models(device))
             timings = time_interleaved(
                 {k: r for k, (r, _) in models.items()},
                 {k: x for k, (_, x) in models.items()},
                 ROUNDS,
             )
             for device, profiler in profilers.items():
-                alone = timings.pop(f"anchor {device}").ms
-                refs = [
-                    timings.pop(f"reference-{k} {device}").ms
-                    for k in range(len(profiler.references))
-                ]
-                anchors[device] = implied_anchor_ms(alone, profiler.references, refs)
+                anchors[device] = profiler.pop_anchor_ms(timings, device)
                 profiler.close()
             for engine, timing in timings.items():
                 by_engine[engine].ms = timing.ms

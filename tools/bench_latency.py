@@ -196,7 +196,7 @@ def evaluate(space, device: Device, table: LatencyTable, subnets) -> dict:
     predicted = np.array([predictor.latency_ms([a], t)[0] for a, t in subnets])
     uncalibrated = np.array([predictor.sum_ms([a], t)[0] for a, t in subnets])
     ms, alone_ms = np.asarray(device.ms), np.asarray(device.anchor_ms)
-    references = table_references(table, device.references)
+    references = table.references_of(device.references)
     anchors = np.array(
         [
             [implied_anchor_ms(a, references, r) for a, r in zip(anchor_row, ref_row)]
@@ -279,19 +279,6 @@ def evaluate(space, device: Device, table: LatencyTable, subnets) -> dict:
         )
     ]
     return out
-
-
-def table_references(
-    table: LatencyTable, timed: list[tuple[str, tuple[str, ...]]]
-) -> list[ReferenceSubnet]:
-    """The subnets timed as references, each with its time in anchors in `table` (a table
-    scored on the same times as another takes its own times of them); none where one is not
-    among its validation subnets (its chunks are then scaled by the anchor alone)."""
-    own = {(arch, tasks): ms for arch, tasks, ms in table.validation_times()}
-    if not timed or any(pair not in own for pair in timed):
-        return []
-    anchor = table.reference_anchor_ms
-    return [ReferenceSubnet(arch, tasks, own[arch, tasks] / anchor) for arch, tasks in timed]
 
 
 def _pairs(references: list[ReferenceSubnet]) -> list[tuple[str, tuple[str, ...]]]:

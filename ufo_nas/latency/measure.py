@@ -55,6 +55,7 @@ from ufo_nas.latency.table import (
 from ufo_nas.latency.timing import (
     WARM_CALLS,
     WARM_SECONDS,
+    Timing,
     cpu_load_ticks,
     cpu_steal_ticks,
     others_percent,
@@ -379,12 +380,28 @@ class Profiler:
             self._anchor = self._kept_subnet(*anchor_subnet(self.space))
         return self._anchor
 
-    def reference_runners(self) -> list[tuple[Runner, np.ndarray]]:
+    def scale_models(self, tag: str = "") -> dict[str, tuple[Runner, np.ndarray]]:
+        """The anchor and the references, named with `tag`, to time beside a chunk's models
+        (their times go to `pop_anchor_ms`)."""
         if self._reference_runners is None:
             self._reference_runners = [
                 self._kept_subnet(self.space.parse(ref.arch), ref.tasks) for ref in self.references
             ]
-        return self._reference_runners
+        models = {f"__anchor__{tag}": self.anchor()}
+        for k, compiled in enumerate(self._reference_runners):
+            models[f"__reference-{k}__{tag}"] = compiled
+        return models
+
+    def pop_anchor_ms(self, timings: dict[str, Timing], tag: str = "") -> float:
+        """Take the anchor's and references' timings (`scale_models`) out of a chunk's, log
+        them, and return the anchor time that puts the chunk on the table's scale."""
+        anchor_ms = timings.pop(f"__anchor__{tag}").ms
+        reference_ms = [
+            timings.pop(f"__reference-{k}__{tag}").ms for k in range(len(self.references))
+        ]
+        self.anchor_alone_ms.append(anchor_ms)
+        self.reference_ms.append(reference_ms)
+        return implied_anchor_ms(anchor_ms, self.references, reference_ms)
 
     def time_chunk(
         self, models: dict[str, tuple[Runner, np.ndarray]], settings: ProfileSettings
@@ -396,9 +413,7 @@ class Profiler:
         attempt kept; its share lands in `self.others_percent`."""
         runners = {name: runner for name, (runner, _) in models.items()}
         inputs = {name: x for name, (_, x) in models.items()}
-        runners["__anchor__"], inputs["__anchor__"] = self.anchor()
-        references = [f"__reference-{k}__" for k in range(len(self.references))]
-        for name, (runner, x) in zip(references, self.reference_runners()):
+        for name, (runner, x) in self.scale_models().items():
             runners[name], inputs[name] = runner, x
         limit = settings.max_others_percent
         kept: tuple[dict, float | None, float | None] | None = None
@@ -422,11 +437,7 @@ class Profiler:
                 break
         timings, steal, others = kept
         self.others_percent.append(None if others is None else round(others, 1))
-        anchor_ms = timings.pop("__anchor__").ms
-        self.anchor_alone_ms.append(anchor_ms)
-        reference_ms = [timings.pop(name).ms for name in references]
-        self.reference_ms.append(reference_ms)
-        return timings, implied_anchor_ms(anchor_ms, self.references, reference_ms), steal
+        return timings, self.pop_anchor_ms(timings), steal
 
 
 def run_profile(

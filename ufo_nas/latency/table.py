@@ -135,8 +135,17 @@ class LatencyTable:
         if not times:
             return []
         picks = sorted({round(k * (len(times) - 1) / (count + 1)) for k in range(1, count + 1)})
-        reference = self.reference_anchor_ms
-        return [ReferenceSubnet(times[i][0], times[i][1], times[i][2] / reference) for i in picks]
+        return self.references_of([times[i][:2] for i in picks])
+
+    def references_of(self, pairs: list[tuple[str, tuple[str, ...]]]) -> list[ReferenceSubnet]:
+        """These validation subnets (arch, tasks) as references, each with this table's time
+        of it in anchors (a table scored on the times another's references were timed beside);
+        none where one is not among its validation subnets."""
+        own = {(arch, tasks): ms for arch, tasks, ms in self.validation_times()}
+        if any(pair not in own for pair in pairs):
+            return []
+        anchor = self.reference_anchor_ms
+        return [ReferenceSubnet(arch, tasks, own[arch, tasks] / anchor) for arch, tasks in pairs]
 
     def cold_timed(self) -> list[str]:
         """What of the table was timed cold ("operators", "validation subnets"): by a

@@ -31,7 +31,13 @@ from ufo_nas.hardware import (
     load_profile,
     shipped_profiles,
 )
-from ufo_nas.latency.measure import Profiler, ProfileSettings, check_same_setup, default_work_dir
+from ufo_nas.latency.measure import (
+    OUT_OF_STEP,
+    Profiler,
+    ProfileSettings,
+    check_same_setup,
+    default_work_dir,
+)
 from ufo_nas.latency.predictor import (
     check_usable,
     latency_predictor,
@@ -206,7 +212,7 @@ def verify_front(
             "p25 ms x reference_anchor_ms / anchor_ms of its chunk (the table's scale); "
             "anchor_ms: the anchor's own time (anchor_alone_ms), or where the median of it and "
             "what each reference subnet's time implies for it (its time over its table time in "
-            "anchors) lies more than 15% from it, that median"
+            f"anchors) lies more than {OUT_OF_STEP:.0%} from it, that median"
         ),
     }
     recorded = table.provenance.get("host")

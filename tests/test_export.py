@@ -12,6 +12,7 @@ import pytest
 from tests.conftest import DATASETS
 from ufo_nas.backends import BackendError
 from ufo_nas.backends.onnxruntime import INT8_RECIPE, SPINNING_RECIPE
+from ufo_nas.backends.openvino import INT8_RECIPE as NNCF_RECIPE
 from ufo_nas.data import read_image_folder
 from ufo_nas.errors import ArchError, UfoError
 from ufo_nas.export import export_subject, export_subnet, export_target, verify_onnx
@@ -96,6 +97,7 @@ def test_every_format_here_exports_files_that_match_pytorch(
         "onnxruntime": f"{INT8_RECIPE}; {SPINNING_RECIPE}"
         if precision == "int8"
         else SPINNING_RECIPE,
+        "openvino": NNCF_RECIPE if precision == "int8" else "",
     }
     assert manifest["artefact"]["recipe"] == recipes.get(fmt, "")
     graph = manifest["artefact"]["onnx"]

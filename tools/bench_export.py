@@ -61,7 +61,7 @@ ENGINES = (
     ("ONNX Runtime int8 static (QDQ)", "onnxruntime-static", "int8", None),
     ("OpenVINO fp32", "openvino", "fp32", "cpu-openvino"),
     ("OpenVINO bf16", "openvino", "bf16", "cpu-openvino-bf16"),
-    ("OpenVINO int8 (NNCF)", "openvino", "int8", None),
+    ("OpenVINO int8 (NNCF)", "openvino", "int8", "cpu-openvino-int8"),
 )
 GEMMS = [("onnxruntime", "fp32"), ("onnxruntime", "int8"), ("openvino", "fp32")]
 MIN_COSINE = {"fp32": 0.999, "bf16": 0.999, "int8": 0.998}  # the goals

@@ -140,3 +140,66 @@ def test_int8_export_runs_every_linear_of_the_profiled_graph_in_int8(tiny, tiny_
     # OpenVINO may split further)
     assert linears == 32 and len(precisions) >= 40
     assert [p for p in precisions if p not in ("i8", "u8")] == []
+
+
+def int8_linear_precisions(monkeypatch, build) -> list[str]:
+    """The runtime precision of every FullyConnected of the model `build()` compiles."""
+    import ufo_nas.backends.openvino as backend
+
+    compiled = []
+    runner = backend.request_runner
+    monkeypatch.setattr(backend, "request_runner", lambda c: compiled.append(c) or runner(c))
+    build()
+    return [
+        op.get_rt_info()["runtimePrecision"].astype(str)
+        for op in compiled[-1].get_runtime_model().get_ordered_ops()
+        if op.get_rt_info()["layerType"].astype(str) == "FullyConnected"
+    ]
+
+
+def test_int8_profiling_quantises_an_operator_on_random_inputs_of_its_shape(
+    tiny, tmp_path, monkeypatch
+):
+    """A table times what an int8 export runs: every Linear of a profiled operator model
+    (tokens in, tokens out: no images to calibrate on) runs in int8, and its outputs stay
+    those of the fp32 operator."""
+    import torch
+
+    from ufo_nas.backends import Target, get_backend
+    from ufo_nas.latency.operator_modules import build_operator
+    from ufo_nas.latency.operator_set import space_operators
+    from ufo_nas.onnx_io import export_module
+
+    ffn = next(op for op in space_operators(tiny.spec) if op.kind == "ffn")
+    module, example = build_operator(tiny.spec, ffn, 1, 2)
+    export_module(module, example, tmp_path / "op.onnx")
+    backend = get_backend("openvino")(Target("cpu", "int8", 1))
+    runners = []
+    precisions = int8_linear_precisions(
+        monkeypatch, lambda: runners.append(backend.compile(module, tmp_path / "op.onnx", tmp_path))
+    )
+    linears = sum(isinstance(m, torch.nn.Linear) for m in module.modules())
+    assert linears == 4 and len(precisions) >= linears
+    assert [p for p in precisions if p not in ("i8", "u8")] == []
+    with torch.no_grad():
+        want = module(example).flatten().numpy()
+    got = runners[0](example.numpy())[0].flatten()
+    assert np.dot(want, got) / (np.linalg.norm(want) * np.linalg.norm(got)) > 0.99
+
+
+def test_an_int8_table_times_subnets_quantised_as_exports_are(tiny, tmp_path, monkeypatch):
+    """The profiler builds an int8 subnet through the export path, on random images: every
+    Linear runs in int8, and the table's recipe says how its engines were built."""
+    from ufo_nas.backends.openvino import INT8_RECIPE
+    from ufo_nas.hardware import load_profile
+    from ufo_nas.latency.measure import Profiler, new_table
+
+    profile = load_profile("cpu-openvino-int8")
+    profiler = Profiler(tiny, profile, tmp_path)
+    arch = tiny.parse("d4-h4,2,2,3-m3,4,3,3-face:smsm-object:mmtt-digits:msst")
+    precisions = int8_linear_precisions(
+        monkeypatch, lambda: profiler.compile_subnet(arch, ("face",))
+    )
+    profiler.close()
+    assert len(precisions) >= 4 * 4 and [p for p in precisions if p not in ("i8", "u8")] == []
+    assert new_table(tiny, profile).provenance["recipe"] == INT8_RECIPE

@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     import torch
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+# Random inputs a profiled model is quantised on where int8 calibrates (tables): which ops a
+# quantiser turns int8, and so the engine's speed, follows from the graph, not the ranges.
+PROFILING_SAMPLES = 2
 
 Runner = Callable[[np.ndarray], list[np.ndarray]]
 """A compiled model: images (B, C, H, W) float32 -> outputs; returns only when done."""

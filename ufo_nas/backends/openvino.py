@@ -19,12 +19,24 @@ from typing import Any
 import numpy as np
 import torch
 
-from ufo_nas.backends.base import Backend, BackendError, Exported, Runner, Target
+from ufo_nas.backends.base import (
+    PROFILING_SAMPLES,
+    Backend,
+    BackendError,
+    Exported,
+    Runner,
+    Target,
+)
+
+INT8_RECIPE = (
+    "NNCF post-training int8 (transformer preset) after constant folding; tables quantise "
+    "on random inputs of the model's shape, exports on calibration images"
+)
 
 
 class OpenVinoBackend(Backend):
-    """OpenVINO on CPU/GPU/NPU: fp32, fp16 and bf16 (where the device has it); int8
-    exports."""
+    """OpenVINO on CPU/GPU/NPU: fp32, fp16, bf16 (where the device has it) and int8
+    (NNCF)."""
 
     name = "openvino"
     export_precisions = ("fp32", "fp16", "bf16", "int8")
@@ -78,19 +90,20 @@ class OpenVinoBackend(Backend):
             config[props.inference_num_threads] = self.target.threads
         return config
 
-    def compiled_model(self, onnx_path: Path, precision: str | None = None) -> Any:
-        """A model file (ONNX or IR .xml) compiled for the target (or another precision);
-        refused if the device changed the precision."""
+    def compiled_model(self, model: Path | Any, precision: str | None = None) -> Any:
+        """A model (an ONNX or IR .xml file, or a model read) compiled for the target (or
+        another precision); refused if the device changed the precision."""
         import openvino.properties.hint as hints
 
         config = self.config(precision)
         try:
-            compiled = self.core.compile_model(
-                self.core.read_model(str(onnx_path)), self.device, config
-            )
+            if isinstance(model, Path):
+                model = self.core.read_model(str(model))
+            compiled = self.core.compile_model(model, self.device, config)
         except RuntimeError as exc:
             raise BackendError(
-                f"openvino could not compile {onnx_path} for {self.device}: {last_line(exc)}"
+                f"openvino could not compile {model if isinstance(model, Path) else 'the model'} "
+                f"for {self.device}: {last_line(exc)}"
             ) from None
         wanted = config[hints.inference_precision]
         got = compiled.get_property(hints.inference_precision)
@@ -101,13 +114,27 @@ class OpenVinoBackend(Backend):
             )
         return compiled
 
+    @classmethod
+    def recipe(cls, target: Target) -> str:
+        """`INT8_RECIPE` for int8; other precisions compile the graph as given."""
+        return INT8_RECIPE if target.precision == "int8" else ""
+
     def compile(self, module: torch.nn.Module, onnx_path: Path, work_dir: Path) -> Runner:
-        if self.target.precision == "int8":
-            raise BackendError(
-                "openvino int8 needs NNCF post-training quantisation on calibration images: "
-                "use `ufo export --calibration FOLDER` (profiling times fp32 or fp16)"
-            )
-        return request_runner(self.compiled_model(onnx_path))
+        """The compiled model; int8 is NNCF-quantised first, on `PROFILING_SAMPLES` random
+        inputs of the model's shape (`ufo export` quantises on calibration images)."""
+        if self.target.precision != "int8":
+            return request_runner(self.compiled_model(onnx_path))
+        try:
+            model = self.core.read_model(str(onnx_path))
+        except RuntimeError as exc:
+            raise BackendError(f"openvino could not read {onnx_path}: {last_line(exc)}") from None
+        shape = model.inputs[0].get_partial_shape()
+        if shape.is_dynamic:
+            raise BackendError(f"openvino int8 profiling needs a static input shape: {onnx_path}")
+        batch, *rest = shape.to_shape()
+        rng = np.random.default_rng(0)
+        inputs = rng.standard_normal((PROFILING_SAMPLES * batch, *rest), dtype=np.float32)
+        return request_runner(self.compiled_model(quantize_nncf(model, inputs)))
 
     def export(
         self, onnx_path: Path, out_dir: Path, calibration: np.ndarray | None = None
@@ -232,7 +259,9 @@ def _quantize_in_child(work: Path) -> None:
     folding.register_pass(ConstantFolding())
     folding.run_passes(model)
     calibration = np.load(work / "calibration.npy")
-    samples = [calibration[i : i + 1] for i in range(len(calibration))]
+    batch = model.inputs[0].get_partial_shape()[0]  # a static batch takes samples of its size
+    size = batch.get_length() if batch.is_static else 1
+    samples = [calibration[i : i + size] for i in range(0, len(calibration) - size + 1, size)]
     quantized = nncf.quantize(
         model,
         nncf.Dataset(samples),

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 
 from ufo_nas.backends import Backend, Runner, get_backend
+from ufo_nas.backends.base import PROFILING_SAMPLES
 from ufo_nas.errors import UfoWarning
 from ufo_nas.fileio import TMP_MARK, remove_stale_temporaries, temporary_name
 from ufo_nas.hardware import HardwareProfile, host_difference, host_fingerprint
@@ -287,6 +288,8 @@ class Profiler:
         self.backend = get_backend(profile.backend)(replace(target, options=options))
         spec = space.spec
         self.images = torch.randn(profile.batch, spec.in_chans, spec.image_size, spec.image_size)
+        shape = (PROFILING_SAMPLES * profile.batch, spec.in_chans, spec.image_size, spec.image_size)
+        self.calibration = torch.randn(shape).numpy()  # what an int8 export calibrates on
         self._supernet: SuperViT | None = None
         self._anchor: tuple[Runner, np.ndarray] | None = None
         self._reference_runners: list[tuple[Runner, np.ndarray]] | None = None
@@ -345,7 +348,7 @@ class Profiler:
         if type(self.backend).export is Backend.export:
             runner = self.backend.compile(module, onnx_path, folder)
         else:
-            exported = self.backend.export(onnx_path, folder)
+            exported = self.backend.export(onnx_path, folder, self.calibration)
             runner, files = exported.runner, exported.files
         for built in (onnx_path, external_data(onnx_path), *files):
             built.unlink(missing_ok=True)

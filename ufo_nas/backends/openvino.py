@@ -96,14 +96,13 @@ class OpenVinoBackend(Backend):
         import openvino.properties.hint as hints
 
         config = self.config(precision)
+        name = model if isinstance(model, Path) else "the model"
         try:
-            if isinstance(model, Path):
-                model = self.core.read_model(str(model))
-            compiled = self.core.compile_model(model, self.device, config)
+            read = self.core.read_model(str(model)) if isinstance(model, Path) else model
+            compiled = self.core.compile_model(read, self.device, config)
         except RuntimeError as exc:
             raise BackendError(
-                f"openvino could not compile {model if isinstance(model, Path) else 'the model'} "
-                f"for {self.device}: {last_line(exc)}"
+                f"openvino could not compile {name} for {self.device}: {last_line(exc)}"
             ) from None
         wanted = config[hints.inference_precision]
         got = compiled.get_property(hints.inference_precision)

@@ -305,29 +305,13 @@ SHIPPED_CPU_TABLES = sorted(TABLES.glob("cpu-*/*.yaml")) + sorted(
     TABLES.glob("cpu-*/hosts/*/*.yaml")
 )
 # Shipped tables timed engines of an older recipe than their backend builds now: what using
-# them warns. The AMD host's TVM table was tuned before TVM tuned per kernel, and its ONNX
-# Runtime tables timed sessions whose threads slept between operators (re-measuring them
-# needs that host).
-INTEL = "intel-xeon-84ea994f"  # the host whose tiny ONNX Runtime tables spin
-SLEEPING = (
-    "records no engine recipe (tables profiled before 2026-12-04 do not), but onnxruntime now "
-    "builds '{}' for 'cpu-onnxruntime'"
-)
-SLEEPING_INT8 = "timed engines built by '{0}', but onnxruntime now builds '{0}; {1}' for '{2}'"
+# them warns. The AMD host's TVM table was tuned before TVM tuned per kernel (re-tuning it
+# needs that host); every other shipped table was timed as its backend builds engines now.
+INTEL = "intel-xeon-84ea994f"  # a host with tables of its own under hosts/
 OLDER_RECIPE = {
     "cpu-tvm/ufo_vit_tiny.yaml": "timed engines built by 'MetaSchedule, 64 trials per compile, "
     "shared by the kernels it tunes', but tvm now builds 'MetaSchedule, 16 trials per kernel' "
     "for 'cpu-tvm'",
-    **{
-        f"cpu-onnxruntime/{space}.yaml": SLEEPING.format(SPINNING_RECIPE)
-        for space in ("ufo_vit_tiny", "ufo_vit_base")
-    },
-    **{
-        f"cpu-onnxruntime-int8/{space}.yaml": SLEEPING_INT8.format(
-            INT8_RECIPE, SPINNING_RECIPE, "cpu-onnxruntime-int8"
-        )
-        for space in ("ufo_vit_tiny", "ufo_vit_base")
-    },
 }
 
 

@@ -167,6 +167,52 @@ def test_each_further_session_re_times_the_table_in_a_new_process(monkeypatch, t
         assert (child.seed, child.rounds, child.validation) == (5, 9, 40)
 
 
+@pytest.mark.parametrize(
+    ("within_5pct", "sessions", "advised"),
+    [(0.65, 1, True), (0.9, 1, False), (0.65, 3, False)],
+)
+def test_a_poor_fit_in_sample_is_named_with_the_command_that_adds_a_session(
+    monkeypatch, tmp_path, capsys, within_5pct, sessions, advised
+):
+    """A one-session build whose fit holds under 90% within 5% in sample says so and names
+    the --add-session command for its table; with more sessions to come it leaves that to
+    the sessions, each of which says so after its own fit."""
+    import ufo_nas.cli.latency as cli
+
+    metrics = {"validation_subnets": 40, "mean_abs_pct_error": 4.98}
+    metrics |= {"within_5pct": within_5pct, "within_10pct": 0.9}
+    monkeypatch.setattr(cli, "_measure", lambda *args: metrics)
+    monkeypatch.setattr(cli.subprocess, "run", lambda c, check: subprocess.CompletedProcess(c, 0))
+    out = tmp_path / "t.yaml"
+    argv = ["profile", "--device", "cpu-onnxruntime-int8", "--space", "ufo_vit_base"]
+    assert main([*argv, "--out", str(out), "--sessions", str(sessions)]) == 0
+    text = capsys.readouterr().out
+    command = f"ufo profile --device cpu-onnxruntime-int8 --space ufo_vit_base --out {out} "
+    assert ("only 65% of the validation subnets are within 5%" in text) is advised
+    assert (command + "--add-session" in text) is advised
+
+
+def test_an_added_session_whose_fit_stays_poor_says_so_too(monkeypatch, tmp_path, capsys):
+    from types import SimpleNamespace
+
+    import ufo_nas.latency.measure as measure
+    from ufo_nas.paths import project_root
+
+    out = tmp_path / "t.yaml"
+    out.write_bytes(
+        (project_root() / "latency_tables/cpu-onnxruntime/ufo_vit_tiny.yaml").read_bytes()
+    )
+    before = {"mean_abs_pct_error": 4.98, "within_5pct": 0.65, "within_10pct": 0.9}
+    after = before | {"validation_subnets": 40, "mean_abs_pct_error": 3.27, "within_5pct": 0.75}
+    table = SimpleNamespace(provenance={"sessions": [{"before_here": before}]}, metrics=after)
+    monkeypatch.setattr(measure, "recalibrate", lambda *args, **kwargs: table)
+    argv = ["profile", "--device", "cpu-onnxruntime", "--space", "ufo_vit_tiny", "--out", str(out)]
+    assert main([*argv, "--add-session"]) == 0
+    text = capsys.readouterr().out
+    assert "within 5% 65% -> 75%" in text and "only 75% of the validation subnets" in text
+    assert f"--out {out} --add-session` re-times them" in text
+
+
 def test_a_failed_session_stops_the_rest_in_one_line(monkeypatch, tmp_path, capsys):
     status, commands = sessions_run(monkeypatch, tmp_path, [3, 0])
     assert status == 2 and len(commands) == 1

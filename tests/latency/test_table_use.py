@@ -304,23 +304,15 @@ TABLES = project_root() / "latency_tables"
 SHIPPED_CPU_TABLES = sorted(TABLES.glob("cpu-*/*.yaml")) + sorted(
     TABLES.glob("cpu-*/hosts/*/*.yaml")
 )
-# Shipped tables timed engines of an older recipe than their backend builds now: what using
-# them warns. The AMD host's TVM table was tuned before TVM tuned per kernel (re-tuning it
-# needs that host); every other shipped table was timed as its backend builds engines now.
 INTEL = "intel-xeon-84ea994f"  # a host with tables of its own under hosts/
-OLDER_RECIPE = {
-    "cpu-tvm/ufo_vit_tiny.yaml": "timed engines built by 'MetaSchedule, 64 trials per compile, "
-    "shared by the kernels it tunes', but tvm now builds 'MetaSchedule, 16 trials per kernel' "
-    "for 'cpu-tvm'",
-}
 
 
 @pytest.mark.parametrize("path", SHIPPED_CPU_TABLES, ids=lambda p: str(p.relative_to(TABLES)))
 def test_every_shipped_cpu_table_is_complete_self_consistent_and_of_todays_engines(path):
     """What `ufo-search` would refuse or warn about, checked for every shipped CPU table:
     every operator of its space, a calibration refitted from its own rows, the engines its
-    backend builds now (or the older recipe `OLDER_RECIPE` says it warns about), and an
-    in-sample fit that holds."""
+    backend builds now (since 2026-12-05, when the AMD host's TVM table was re-tuned per
+    kernel, no shipped table warns for its recipe), and an in-sample fit that holds."""
     from ufo_nas import load_space
     from ufo_nas.hardware import load_profile
     from ufo_nas.latency.predictor import LatencyPredictor, check_usable, recipe_difference
@@ -329,8 +321,7 @@ def test_every_shipped_cpu_table_is_complete_self_consistent_and_of_todays_engin
     table = LatencyTable.load(path, space)
     assert table.measured and table.device == path.relative_to(TABLES).parts[0]
     check_usable(space, table, path)
-    name = str(path.relative_to(TABLES))
-    assert recipe_difference(table, load_profile(table.device)) == OLDER_RECIPE.get(name)
+    assert recipe_difference(table, load_profile(table.device)) is None
     measured, predicted = LatencyPredictor(space, table).validation()
     error = np.abs(predicted / measured - 1)
     assert table.metrics["validation_subnets"] == len(error) >= 40

@@ -188,11 +188,33 @@ def cmd_profile(args: argparse.Namespace) -> None:
             print(f"then {args.sessions - 1} more session(s), each in a new process")
         return
     work_dir = Path(args.work_dir) if args.work_dir else None
-    _measure(space, profile, out, work_dir, settings, len(todo.operators) + len(todo.validation))
+    metrics = _measure(
+        space, profile, out, work_dir, settings, len(todo.operators) + len(todo.validation)
+    )
     print(f"wrote {out}")
+    if args.sessions == 1:  # else the last session's process advises
+        _advise_on_fit(metrics, args, out)
     for k in range(2, args.sessions + 1):
         print(f"session {k} of {args.sessions}: re-timing the validation subnets in a new process")
         _add_session_in_a_new_process(args, out, k)
+
+
+IN_SAMPLE_GOAL = 0.9  # share of validation subnets within 5% in sample, as P1 asks held out
+
+
+def _advise_on_fit(metrics: dict | None, args: argparse.Namespace, out: Path) -> None:
+    """Where fewer than 90% of a table's validation subnets fit within 5% in sample, say so
+    and how to add a session: their times drifted within the process that timed them."""
+    if not metrics or metrics["within_5pct"] >= IN_SAMPLE_GOAL:
+        return
+    space = f" --space {args.space}" if args.space else ""
+    print(
+        f"note: only {100 * metrics['within_5pct']:.0f}% of the validation subnets are within "
+        f"5% in sample (goal {100 * IN_SAMPLE_GOAL:.0f}%): their times likely drifted in the "
+        f"process that timed them. `ufo profile --device {args.device}{space} --out {out} "
+        "--add-session` re-times them in a new process and fits each at its median over "
+        "sessions (repeat until the fit holds; --sessions N does so at build time)"
+    )
 
 
 def _default_out(
@@ -310,6 +332,7 @@ def _recalibrate(
         f"5% {100 * old['within_5pct']:.0f}% -> {100 * new['within_5pct']:.0f}%, within 10% "
         f"{100 * old['within_10pct']:.0f}% -> {100 * new['within_10pct']:.0f}%"
     )
+    _advise_on_fit(new, args, out)
 
 
 def _write_new_profile(name: str, backend: str | None, threads: int) -> None:
@@ -331,8 +354,9 @@ def _measure(
     work_dir: Path | None,
     settings: ProfileSettings,
     total: int,
-) -> None:
-    """Run the profiling with a progress bar and print the calibration's fit."""
+) -> dict | None:
+    """Run the profiling with a progress bar, print the calibration's fit and return its
+    in-sample metrics (None without validation subnets)."""
     from tqdm import tqdm
 
     from ufo_nas.backends import get_backend
@@ -357,3 +381,4 @@ def _measure(
             f"on {m['validation_subnets']} subnets mean error {m['mean_abs_pct_error']:.2f}%, "
             f"{100 * m['within_5pct']:.0f}% within 5%, {100 * m['within_10pct']:.0f}% within 10%"
         )
+    return m or None

@@ -192,7 +192,7 @@ def cmd_profile(args: argparse.Namespace) -> None:
         space, profile, out, work_dir, settings, len(todo.operators) + len(todo.validation)
     )
     print(f"wrote {out}")
-    if args.sessions == 1:  # else the last session's process advises
+    if args.sessions == 1:  # else each added session advises after its own fit
         _advise_on_fit(metrics, args, out)
     for k in range(2, args.sessions + 1):
         print(f"session {k} of {args.sessions}: re-timing the validation subnets in a new process")

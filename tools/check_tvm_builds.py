@@ -19,24 +19,19 @@ import shlex
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+from bench_latency import HELD_OUT_SEED, _as_exported
 from results_io import write_results
 
 from ufo_nas import load_space
-from ufo_nas.hardware import host_fingerprint, host_id, load_profile
-from ufo_nas.latency.measure import (
-    Profiler,
-    ProfileSettings,
-    default_work_dir,
-    validation_subnets,
-)
+from ufo_nas.hardware import host_fingerprint, host_id
+from ufo_nas.latency.measure import Profiler, ProfileSettings, validation_subnets
 from ufo_nas.latency.timing import time_interleaved
 
 ROOT = Path(__file__).resolve().parents[1]
-HELD_OUT_SEED, HELD_OUT = 1000, 56  # the held-out subnets of tools/bench_latency.py
+HELD_OUT = 56  # bench_latency's held-out subnets (50 rounded up to whole chunks of 8)
 DEVICE = "cpu-tvm"
 
 
@@ -55,9 +50,7 @@ def main() -> int:
     space = load_space(args.space)
     held_out = validation_subnets(space, HELD_OUT, HELD_OUT_SEED)
     chosen = [int(k) for k in args.subnets.split(",")]
-    profile = load_profile(DEVICE)
-    tuning = {"tuning_dir": str(default_work_dir(DEVICE, space)), **profile.options}
-    profile = replace(profile, options=tuning)
+    profile = _as_exported(DEVICE, space)  # reads the tuning database, as `ufo export` does
     settings = ProfileSettings()
     runners, inputs = {}, {}
     with tempfile.TemporaryDirectory() as tmp:

@@ -14,7 +14,8 @@ In one process:
    static int8 (QDQ, calibrated; built here, not shipped), verified against PyTorch, and
    timed interleaved with the others of its runtime and the device table's anchor and
    reference subnets (p25 of 21 rounds, batch 1, 2 threads; `implied_anchor_ms`), so engines
-   compare with their table's prediction;
+   compare with their table's prediction; one runtime at a time, with no other runtime's
+   engines alive (since 2026-12-05);
    torch eager and torch.compile (inductor) are timed in a chunk of their own.
 
     python tools/bench_export.py [--spaces ufo_vit_tiny,ufo_vit_base] [--out FILE.md]
@@ -46,6 +47,7 @@ from ufo_nas.latency.predictor import LatencyPredictor, load_table_for_this_host
 from ufo_nas.latency.timing import WARM_CALLS, time_interleaved
 from ufo_nas.onnx_io import export_for_backend
 from ufo_nas.search import prepare, search_devices
+from ufo_nas.space import Arch, SearchSpace
 from ufo_nas.supernet import SuperViT, extract
 from ufo_nas.verification import verify
 
@@ -77,6 +79,19 @@ class Result:
     cosine: float | None = None
     predicted_error_pct: float | None = None
     note: str = ""
+
+
+@dataclass
+class Case:
+    """One front subnet of one space, with what its engines are built and checked on."""
+
+    space: SearchSpace
+    arch: Arch
+    subnet: torch.nn.Module
+    onnx_path: Path
+    folder: Path
+    calibration: np.ndarray
+    held_out: np.ndarray
 
 
 def static_int8(onnx_path: Path, calibration: np.ndarray, work: Path) -> Runner:
@@ -156,55 +171,73 @@ def bench_space(name: str, work: Path) -> tuple[list[Result], dict]:
         folder = work / f"{name}-{pick}"
         # the graph `ufo export` builds a backend's artefact from (and profiling, its tables)
         onnx_path = export_for_backend(subnet, folder / "subnet.onnx", 1)
-        chunks: dict[str, dict[str, tuple[Runner, np.ndarray]]] = {}
-        by_engine, runner = {}, None
-        for k, (engine, backend, precision, _) in enumerate(ENGINES):
-            result = Result(label, engine, precision, row.macs)
-            by_engine[engine] = result
-            results.append(result)
-            try:
-                runner = build(backend, precision, onnx_path, calibration, folder / f"engine-{k}")
-            except BackendError as exc:
-                result.note = f"not run here: {exc}"
-                continue
-            check = verify(runner, subnet, held_out, 1, precision)["outputs"]["face"]
-            result.cosine = check["min_cosine"]
-            runtime = backend.removesuffix("-static")
-            chunks.setdefault(runtime, {})[engine] = (runner, held_out[:1])
-        anchors = {}
-        for runtime, models in chunks.items():
-            devices = [d for _, b, _, d in ENGINES if b == runtime and d in predictors]
-            profilers = {
-                d: Profiler(
-                    space,
-                    load_profile(d),
-                    work / "anchors" / d,
-                    predictors[d].table.reference_subnets(),
-                )
-                for d in devices
-            }
-            for device, profiler in profilers.items():
-                models.update(profiler.scale_models(device))
-            timings = time_interleaved(
-                {k: r for k, (r, _) in models.items()},
-                {k: x for k, (_, x) in models.items()},
-                ROUNDS,
-            )
-            for device, profiler in profilers.items():
-                anchors[device] = profiler.pop_anchor_ms(timings, device)
-                profiler.close()
-            for engine, timing in timings.items():
-                by_engine[engine].ms = timing.ms
-        for engine, _, _, device in ENGINES:
-            result = by_engine[engine]
-            if result.ms is not None and device in predictors:
-                predictor = predictors[device]
-                predicted = float(predictor.latency_ms([arch], ("face",))[0])
-                measured = predictor.table.scaled_ms(result.ms, anchors[device])
-                result.predicted_error_pct = 100 * (predicted - measured) / measured
-        del chunks, runner  # no runtime's threads alive while torch runs
+        case = Case(space, arch, subnet, onnx_path, folder, calibration, held_out)
+        for runtime in dict.fromkeys(runtime_of(backend) for _, backend, _, _ in ENGINES):
+            engines = [e for e in ENGINES if runtime_of(e[1]) == runtime]
+            rows = [
+                Result(label, engine, precision, row.macs) for engine, _, precision, _ in engines
+            ]
+            time_runtime(case, engines, rows, predictors, work)
+            results += rows
         results += torch_engines(subnet, label, row.macs, held_out)
     return results, {"supernet": "trained (shipped)" if trained else "freshly initialised"}
+
+
+def runtime_of(backend: str) -> str:
+    return backend.removesuffix("-static")
+
+
+def time_runtime(
+    case: Case, engines: list, rows: list[Result], predictors: dict, work: Path
+) -> None:
+    """Build one runtime's engines of the subnet, verify each on the held-out images, time
+    them interleaved with their tables' anchors and references, and fill in `rows`. Only
+    this runtime's engines are alive while they are timed (held out, OpenVINO's tiny
+    subnets ran 4-5% slower over their anchor with ONNX Runtime's sessions beside them, as
+    bench_latency found); they are released on return."""
+    models: dict[str, tuple[Runner, np.ndarray]] = {}
+    for (engine, backend, precision, _), result in zip(engines, rows):
+        folder = case.folder / f"engine-{[e[0] for e in ENGINES].index(engine)}"
+        try:
+            runner = build(backend, precision, case.onnx_path, case.calibration, folder)
+        except BackendError as exc:
+            result.note = f"not run here: {exc}"
+            continue
+        check = verify(runner, case.subnet, case.held_out, 1, precision)["outputs"]["face"]
+        result.cosine = check["min_cosine"]
+        models[engine] = runner, case.held_out[:1]
+    if not models:
+        return
+    profilers = {
+        device: Profiler(
+            case.space,
+            load_profile(device),
+            work / "anchors" / device,
+            predictors[device].table.reference_subnets(),
+        )
+        for _, _, _, device in engines
+        if device in predictors
+    }
+    for device, profiler in profilers.items():
+        models.update(profiler.scale_models(device))
+    timings = time_interleaved(
+        {name: r for name, (r, _) in models.items()},
+        {name: x for name, (_, x) in models.items()},
+        ROUNDS,
+    )
+    anchors = {}
+    for device, profiler in profilers.items():
+        anchors[device] = profiler.pop_anchor_ms(timings, device)
+        profiler.close()
+    for (engine, _, _, device), result in zip(engines, rows):
+        if engine not in timings:
+            continue
+        result.ms = timings[engine].ms
+        if device in predictors:
+            predictor = predictors[device]
+            predicted = float(predictor.latency_ms([case.arch], ("face",))[0])
+            measured = predictor.table.scaled_ms(result.ms, anchors[device])
+            result.predicted_error_pct = 100 * (predicted - measured) / measured
 
 
 def torch_engines(subnet, label: str, macs: int, held_out: np.ndarray) -> list[Result]:

@@ -95,6 +95,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "each subnet is fitted at its median",
         shared.positive_int,
     )
+    # a session of a `--sessions N` build: its parent advises once, after the last session
+    p.add_argument("--no-fit-advice", action="store_true", help=argparse.SUPPRESS)
     new_help = "first write hardware_profiles/NAME.yaml for this machine (peaks measured here)"
     p.add_argument("--new-profile", metavar="NAME", help=new_help)
     p.add_argument("--backend", help="backend of the new profile")
@@ -192,11 +194,11 @@ def cmd_profile(args: argparse.Namespace) -> None:
         space, profile, out, work_dir, settings, len(todo.operators) + len(todo.validation)
     )
     print(f"wrote {out}")
-    if args.sessions == 1:  # else each added session advises after its own fit
-        _advise_on_fit(metrics, args, out)
     for k in range(2, args.sessions + 1):
         print(f"session {k} of {args.sessions}: re-timing the validation subnets in a new process")
         _add_session_in_a_new_process(args, out, k)
+        metrics = LatencyTable.load(out, space).metrics
+    _advise_on_fit(metrics, args, out)
 
 
 IN_SAMPLE_GOAL = 0.9  # share of validation subnets within 5% in sample, as P1 asks held out
@@ -205,7 +207,7 @@ IN_SAMPLE_GOAL = 0.9  # share of validation subnets within 5% in sample, as P1 a
 def _advise_on_fit(metrics: dict | None, args: argparse.Namespace, out: Path) -> None:
     """Where fewer than 90% of a table's validation subnets fit within 5% in sample, say so
     and how to add a session: their times drifted within the process that timed them."""
-    if not metrics or metrics["within_5pct"] >= IN_SAMPLE_GOAL:
+    if args.no_fit_advice or not metrics or metrics["within_5pct"] >= IN_SAMPLE_GOAL:
         return
     space = f" --space {args.space}" if args.space else ""
     print(
@@ -244,7 +246,7 @@ def _add_session_in_a_new_process(args: argparse.Namespace, out: Path, k: int) -
     """`ufo profile --add-session` on `out` in a child process, with this run's settings."""
     command = [sys.executable, "-m", "ufo_nas", "profile", "--device", args.device]
     command += ["--space", args.space] if args.space else []
-    command += ["--out", str(out), "--add-session", "--seed", str(args.seed)]
+    command += ["--out", str(out), "--add-session", "--no-fit-advice", "--seed", str(args.seed)]
     command += ["--validation", str(args.validation), "--rounds", str(args.rounds)]
     command += ["--chunk-seconds", str(args.chunk_seconds), "--calls", str(args.calls)]
     command += ["--chunk", str(args.chunk), "--copies", str(args.copies)]

@@ -210,9 +210,7 @@ def test_a_poor_fit_in_sample_is_named_with_the_command_that_adds_a_session(
 
 
 @pytest.mark.parametrize("advice", [True, False])
-def test_an_added_session_whose_fit_stays_poor_says_so_too(
-    monkeypatch, tmp_path, capsys, advice
-):
+def test_an_added_session_whose_fit_stays_poor_says_so_too(monkeypatch, tmp_path, capsys, advice):
     """An added session whose fit stays under 90% within 5% says so, unless it is a session
     of a `--sessions N` build (whose parent advises once, after the last)."""
     from types import SimpleNamespace

@@ -192,9 +192,10 @@ def time_runtime(
 ) -> None:
     """Build one runtime's engines of the subnet, verify each on the held-out images, time
     them interleaved with their tables' anchors and references, and fill in `rows`. Only
-    this runtime's engines are alive while they are timed (held out, OpenVINO's tiny
-    subnets ran 4-5% slower over their anchor with ONNX Runtime's sessions beside them, as
-    bench_latency found); they are released on return."""
+    this runtime's engines are alive while they are timed, as in profiling (held out,
+    OpenVINO's tiny subnets ran 4-5% slower over their anchor with ONNX Runtime's sessions
+    beside them; here, on 2026-12-05, it left OpenVINO's prediction errors where they were);
+    they are released on return."""
     models: dict[str, tuple[Runner, np.ndarray]] = {}
     for (engine, backend, precision, _), result in zip(engines, rows):
         folder = case.folder / f"engine-{[e[0] for e in ENGINES].index(engine)}"

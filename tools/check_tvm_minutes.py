@@ -1,0 +1,107 @@
+"""Does a TVM subnet's time over the anchor move with the minutes, in one process?
+
+Held out on the AMD host, the tiny TVM table's every-task subnets moved 14.6% between
+processes over the anchor, timed beside the same neighbours in each
+(`bench_latency-ufo_vit_tiny-amd-tvm-fixed-order`), and three builds of one subnet in one
+process agree within 2% (`check_tvm_builds`). This builds a few of those subnets and the
+anchor once, in one process, and times them interleaved `--timings` times with `--pause`
+seconds between: if their anchor-scaled times move as much over the minutes as between
+processes, the machine's state moves them, not the process.
+
+    python tools/check_tvm_minutes.py [--subnets 3,7,11,15,19,23,0,1,2] [--timings 4]
+        [--pause 120] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from bench_latency import HELD_OUT_SEED, _as_exported
+from check_tvm_builds import DEVICE, HELD_OUT
+from results_io import write_results
+
+from ufo_nas import load_space
+from ufo_nas.hardware import host_fingerprint, host_id
+from ufo_nas.latency.measure import Profiler, ProfileSettings, validation_subnets
+from ufo_nas.latency.timing import time_interleaved
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--space", default="ufo_vit_tiny")
+    parser.add_argument(
+        "--subnets",
+        default="3,7,11,15,19,23,0,1,2",
+        help="indices into bench_latency's held-out subnets (every 4th from 3 serves all tasks)",
+    )
+    parser.add_argument("--timings", type=int, default=4, help="interleaved timings of all")
+    parser.add_argument("--pause", type=float, default=120.0, help="seconds between timings")
+    parser.add_argument("--out", default=str(ROOT / "tools/results/check_tvm_minutes.md"))
+    args = parser.parse_args()
+    began = time.perf_counter()
+    space = load_space(args.space)
+    held_out = validation_subnets(space, HELD_OUT, HELD_OUT_SEED)
+    chosen = [int(k) for k in args.subnets.split(",")]
+    settings = ProfileSettings()
+    with tempfile.TemporaryDirectory() as tmp:
+        profiler = Profiler(space, _as_exported(DEVICE, space), Path(tmp))
+        models = {str(k): profiler.compile_subnet(*held_out[k]) for k in chosen}
+        models["anchor"] = profiler.anchor()
+        timings, started = [], []
+        for t in range(args.timings):
+            if t:
+                time.sleep(args.pause)
+            started.append(time.perf_counter() - began)
+            timings.append(
+                time_interleaved(
+                    {name: runner for name, (runner, _) in models.items()},
+                    {name: x for name, (_, x) in models.items()},
+                    settings.rounds,
+                    settings.calls_per_round,
+                    seed=t,
+                    warm_calls=settings.warm_calls,
+                )
+            )
+        profiler.close()
+    anchor = np.array([timing["anchor"].ms for timing in timings])
+    lines = [
+        "# TVM: one process's times over the anchor, minutes apart",
+        "",
+        f"Command: `{shlex.join(['python', 'tools/check_tvm_minutes.py', *sys.argv[1:]])}`  ",
+        f"Host {host_id(host_fingerprint())}; {len(chosen)} held-out subnets of {args.space} "
+        f"(seed {HELD_OUT_SEED}) and the anchor, each built once in one process with the tuning "
+        f"database of `{DEVICE}`, timed interleaved {args.timings} times ({settings.rounds} "
+        f"rounds, {settings.calls_per_round} timed calls per visit), {args.pause:.0f} s apart "
+        f"(timings began at {', '.join(f'{s:.0f}' for s in started)} s); "
+        f"{time.perf_counter() - began:.0f} s in all. Anchor ms per timing: "
+        f"{', '.join(f'{a:.3f}' for a in anchor)}.",
+        "",
+        "| subnet | serves | ms over the anchor, per timing | spread over the minutes |",
+        "|---|---|---|---|",
+    ]
+    for k in chosen:
+        _, tasks = held_out[k]
+        scaled = np.array([timing[str(k)].ms for timing in timings]) / anchor
+        spread = 100 * (scaled.max() / scaled.min() - 1)
+        cells = ", ".join(f"{s:.3f}" for s in scaled)
+        lines.append(f"| {k} | {', '.join(tasks)} | {cells} | {spread:.1f}% |")
+    lines += [
+        "",
+        "Spread: max / min - 1 of a subnet's anchor-scaled times, the measure "
+        "`bench_latency-ufo_vit_tiny-amd-tvm-fixed-order` gives between processes "
+        "(every-task subnets 14.6%, one-task 4.5%).",
+    ]
+    write_results(lines, Path(args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

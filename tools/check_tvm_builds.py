@@ -29,27 +29,40 @@ from ufo_nas import load_space
 from ufo_nas.hardware import host_fingerprint, host_id
 from ufo_nas.latency.measure import Profiler, ProfileSettings, validation_subnets
 from ufo_nas.latency.timing import time_interleaved
+from ufo_nas.space import SearchSpace
 
 ROOT = Path(__file__).resolve().parents[1]
 HELD_OUT = 56  # bench_latency's held-out subnets (50 rounded up to whole chunks of 8)
 DEVICE = "cpu-tvm"
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def held_out_parser(doc: str, subnets: str) -> argparse.ArgumentParser:
+    """A parser of `--space` and `--subnets` (indices into bench_latency's held-out subnets,
+    `subnets` by default), described by the first line of `doc`."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--space", default="ufo_vit_tiny")
     parser.add_argument(
         "--subnets",
-        default="31,51,55,0,1,2",
+        default=subnets,
         help="indices into bench_latency's held-out subnets (every 4th from 3 serves all tasks)",
     )
+    return parser
+
+
+def chosen_subnets(args: argparse.Namespace) -> tuple[SearchSpace, list, list[int]]:
+    """The space, bench_latency's held-out subnets of it, and the indices `--subnets` names."""
+    space = load_space(args.space)
+    held_out = validation_subnets(space, HELD_OUT, HELD_OUT_SEED)
+    return space, held_out, [int(k) for k in args.subnets.split(",")]
+
+
+def main() -> int:
+    parser = held_out_parser(__doc__, "31,51,55,0,1,2")
     parser.add_argument("--builds", type=int, default=3, help="builds of each subnet")
     parser.add_argument("--out", default=str(ROOT / "tools/results/check_tvm_builds.md"))
     args = parser.parse_args()
     began = time.perf_counter()
-    space = load_space(args.space)
-    held_out = validation_subnets(space, HELD_OUT, HELD_OUT_SEED)
-    chosen = [int(k) for k in args.subnets.split(",")]
+    space, held_out, chosen = chosen_subnets(args)
     profile = _as_exported(DEVICE, space)  # reads the tuning database, as `ufo export` does
     settings = ProfileSettings()
     runners, inputs = {}, {}

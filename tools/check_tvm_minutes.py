@@ -14,7 +14,6 @@ processes, the machine's state moves them, not the process.
 
 from __future__ import annotations
 
-import argparse
 import shlex
 import sys
 import tempfile
@@ -23,33 +22,24 @@ from pathlib import Path
 
 import numpy as np
 from bench_latency import HELD_OUT_SEED, _as_exported
-from check_tvm_builds import DEVICE, HELD_OUT
+from check_tvm_builds import DEVICE, chosen_subnets, held_out_parser
 from results_io import write_results
 
-from ufo_nas import load_space
 from ufo_nas.hardware import host_fingerprint, host_id
-from ufo_nas.latency.measure import Profiler, ProfileSettings, validation_subnets
+from ufo_nas.latency.measure import Profiler, ProfileSettings
 from ufo_nas.latency.timing import time_interleaved
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--space", default="ufo_vit_tiny")
-    parser.add_argument(
-        "--subnets",
-        default="3,7,11,15,19,23,0,1,2",
-        help="indices into bench_latency's held-out subnets (every 4th from 3 serves all tasks)",
-    )
+    parser = held_out_parser(__doc__, "3,7,11,15,19,23,0,1,2")
     parser.add_argument("--timings", type=int, default=4, help="interleaved timings of all")
     parser.add_argument("--pause", type=float, default=120.0, help="seconds between timings")
     parser.add_argument("--out", default=str(ROOT / "tools/results/check_tvm_minutes.md"))
     args = parser.parse_args()
     began = time.perf_counter()
-    space = load_space(args.space)
-    held_out = validation_subnets(space, HELD_OUT, HELD_OUT_SEED)
-    chosen = [int(k) for k in args.subnets.split(",")]
+    space, held_out, chosen = chosen_subnets(args)
     settings = ProfileSettings()
     with tempfile.TemporaryDirectory() as tmp:
         profiler = Profiler(space, _as_exported(DEVICE, space), Path(tmp))

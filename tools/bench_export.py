@@ -197,8 +197,9 @@ def time_runtime(
     beside them; here, on 2026-12-05, it left OpenVINO's prediction errors where they were);
     they are released on return."""
     models: dict[str, tuple[Runner, np.ndarray]] = {}
-    for (engine, backend, precision, _), result in zip(engines, rows):
-        folder = case.folder / f"engine-{[e[0] for e in ENGINES].index(engine)}"
+    for spec, result in zip(engines, rows):
+        engine, backend, precision, _ = spec
+        folder = case.folder / f"engine-{ENGINES.index(spec)}"
         try:
             runner = build(backend, precision, case.onnx_path, case.calibration, folder)
         except BackendError as exc:

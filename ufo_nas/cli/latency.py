@@ -197,6 +197,7 @@ def cmd_profile(args: argparse.Namespace) -> None:
     for k in range(2, args.sessions + 1):
         print(f"session {k} of {args.sessions}: re-timing the validation subnets in a new process")
         _add_session_in_a_new_process(args, out, k)
+    if args.sessions > 1:  # the fit the last session left
         metrics = LatencyTable.load(out, space).metrics
     _advise_on_fit(metrics, args, out)
 

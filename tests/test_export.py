@@ -17,6 +17,8 @@ from ufo_nas.data import read_image_folder
 from ufo_nas.errors import ArchError, UfoError
 from ufo_nas.export import export_subject, export_subnet, export_target, verify_onnx
 from ufo_nas.hardware import load_profile
+from ufo_nas.latency.measure import matched_anchor_ms
+from ufo_nas.latency.predictor import latency_predictor
 from ufo_nas.onnx_io import export_onnx, read_onnx_metadata
 from ufo_nas.search.report import DeviceFront, ParetoRow, SearchReport
 from ufo_nas.space import Arch
@@ -165,6 +167,13 @@ def test_retiming_compares_with_the_devices_table_and_torch(tmp_path, tiny, tiny
     t = manifest["latency"]
     assert t["measured_ms"] > 0 and t["scaled_ms"] > 0 and t["anchor_ms"] > 0
     assert t["anchor_alone_ms"] > 0  # the anchor's own time; anchor_ms is implied with references
+    table = latency_predictor(tiny, "cpu-onnxruntime").table
+    refs = table.reference_subnets()
+    size = t["predicted_ms"] / table.reference_anchor_ms
+    implied = matched_anchor_ms(t["anchor_ms"], refs, t["reference_ms"], size)
+    assert t["size_anchor_ms"] == pytest.approx(implied, abs=2e-4)  # the scale of its size
+    scaled = t["measured_ms"] * table.reference_anchor_ms / t["size_anchor_ms"]
+    assert t["scaled_ms"] == pytest.approx(scaled, rel=1e-3)
     assert t["predicted_ms"] > 0 and "measured table" in t["predicted_from"]
     assert abs(t["prediction_error_pct"]) < 50
     assert t["speedup_vs_torch"] == pytest.approx(t["torch_eager_ms"] / t["measured_ms"], rel=1e-2)

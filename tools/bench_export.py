@@ -13,7 +13,7 @@ In one process:
    ONNX Runtime fp32 and dynamic int8, OpenVINO fp32, bf16 and NNCF int8) and ONNX Runtime
    static int8 (QDQ, calibrated; built here, not shipped), verified against PyTorch, and
    timed interleaved with the others of its runtime and the device table's anchor and
-   reference subnets (p25 of 21 rounds, batch 1, 2 threads; `implied_anchor_ms`), so engines
+   reference subnets (p25 of 21 rounds, batch 1, 2 threads; `Profiler.anchor_for`), so engines
    compare with their table's prediction; one runtime at a time, with no other runtime's
    engines alive (since 2026-12-05);
    torch eager and torch.compile (inductor) are timed in a chunk of their own.
@@ -227,18 +227,18 @@ def time_runtime(
         {name: x for name, (_, x) in models.items()},
         ROUNDS,
     )
-    anchors = {}
     for device, profiler in profilers.items():
-        anchors[device] = profiler.pop_anchor_ms(timings, device)
+        profiler.pop_anchor_ms(timings, device)
         profiler.close()
     for (engine, _, _, device), result in zip(engines, rows):
         if engine not in timings:
             continue
         result.ms = timings[engine].ms
         if device in predictors:
-            predictor = predictors[device]
-            predicted = float(predictor.latency_ms([case.arch], ("face",))[0])
-            measured = predictor.table.scaled_ms(result.ms, anchors[device])
+            table = predictors[device].table
+            predicted = float(predictors[device].latency_ms([case.arch], ("face",))[0])
+            scale = profilers[device].anchor_for(predicted / table.reference_anchor_ms)
+            measured = table.scaled_ms(result.ms, scale)
             result.predicted_error_pct = 100 * (predicted - measured) / measured
 
 

@@ -46,7 +46,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -64,6 +64,7 @@ from ufo_nas.latency.measure import (
     ProfileSettings,
     default_work_dir,
     implied_anchor_ms,
+    matched_anchor_ms,
     validation_subnets,
 )
 from ufo_nas.latency.predictor import LatencyPredictor, table_for_this_host
@@ -237,12 +238,23 @@ def evaluate(space, device: Device, table: LatencyTable, subnets) -> dict:
             "within_10": [float((e <= 0.10).mean()) for e in alone],
             "mape": [float(100 * e.mean()) for e in alone],
         }
-    if references:  # the same times, each chunk scaled by its anchor alone
+    if references:  # the same times, each chunk scaled by its anchor alone; each subnet
+        # by the (outvoted) anchor and the references nearest its predicted size
         alone, truth = _medians(ms * reference / alone_ms, device.processes)
+        matched_anchors = np.array(
+            [
+                [matched_anchor_ms(a, references, r, p / reference) for a, r in zip(row, refs)]
+                for row, refs, p in zip(anchors.tolist(), device.reference_ms, predicted)
+            ]
+        )
+        by_size, sized = _medians(ms * reference / matched_anchors, device.processes)
+        every = np.array([len(t) == len(space.tasks) for _, t in subnets])
         out["scales"] = {
-            "anchor and references": _scale_score(predicted, measured, by_process),
-            "anchor alone": _scale_score(predicted, truth, alone),
+            "anchor and references": _scale_score(predicted, measured, by_process, every),
+            "anchor alone": _scale_score(predicted, truth, alone, every),
+            "size-matched": _scale_score(predicted, sized, by_size, every),
         }
+        out["references"] = [asdict(ref) for ref in references]
     if device.eager_ratio:
         out["speedup_vs_torch"] = float(np.median(device.eager_ratio))
     own = {(arch, tasks): ms for arch, tasks, ms in table.validation_times()}
@@ -273,9 +285,16 @@ def evaluate(space, device: Device, table: LatencyTable, subnets) -> dict:
             "ms": m,
             "anchor_ms": x,  # implied with the references, for this table
             "anchor_alone_ms": z,
+            "reference_ms": r,  # per (process, repeat): each reference's time in its chunk
         }
-        for (a, t), p, y, m, x, z in zip(
-            subnets, predicted, measured, ms.tolist(), anchors.tolist(), alone_ms.tolist()
+        for (a, t), p, y, m, x, z, r in zip(
+            subnets,
+            predicted,
+            measured,
+            ms.tolist(),
+            anchors.tolist(),
+            alone_ms.tolist(),
+            device.reference_ms,
         )
     ]
     return out
@@ -291,11 +310,15 @@ def _medians(scaled: np.ndarray, processes: int) -> tuple[np.ndarray, np.ndarray
     return by_process, np.median(by_process, axis=1)
 
 
-def _scale_score(predicted: np.ndarray, measured: np.ndarray, by_process: np.ndarray) -> dict:
-    """The table scored on times put on its scale one way, over all processes and each."""
+def _scale_score(
+    predicted: np.ndarray, measured: np.ndarray, by_process: np.ndarray, every: np.ndarray
+) -> dict:
+    """The table scored on times put on its scale one way, over all processes and each, and
+    on the subnets serving every task (`every`) alone."""
     error = np.abs(_errors(predicted, measured))
     return {
         "within_5": float((error <= 0.05).mean()),
+        "every_task_within_5": float((error[every] <= 0.05).mean()) if every.any() else None,
         "within_10": float((error <= 0.10).mean()),
         "mape": float(100 * error.mean()),
         "bias_pct": float(100 * np.median(_errors(predicted, measured))),
@@ -562,6 +585,7 @@ def _report(space, rows: list[dict], args, command: str, seconds: float) -> list
     scale_rows = [
         f"| {r['device']} | {r['table']} | {name} | {100 * s['within_5']:.0f}% | "
         f"{100 * s['within_10']:.0f}% | {s['mape']:.2f}% | {s['bias_pct']:+.2f} | "
+        + _percent(s.get("every_task_within_5"))
         + _per_process(s)
         for r in rows
         for name, s in r.get("scales", {}).items()
@@ -570,11 +594,13 @@ def _report(space, rows: list[dict], args, command: str, seconds: float) -> list
         lines += _section(
             "The scale: each chunk's times put on the table's scale by the anchor, outvoted by "
             "the table's reference subnets timed beside it where it ran far out of step with "
-            "them (as measured above: `implied_anchor_ms`), or by the anchor alone; per process: "
+            "them (as measured above: `implied_anchor_ms`), or by the anchor alone, or each "
+            "subnet by the anchor and references nearest its predicted size "
+            "(`matched_anchor_ms`); within 5% of the subnets serving every task; per process: "
             "within 5% scored against that process alone, and its process noise (mean "
             "absolute %, against the median over processes).",
             "device | table | scale | within 5% | within 10% | mean error | bias (signed) | "
-            "each process: within 5% | each process: noise",
+            "every task: within 5% | each process: within 5% | each process: noise",
             scale_rows,
         )
     if process_rows:
@@ -586,6 +612,10 @@ def _report(space, rows: list[dict], args, command: str, seconds: float) -> list
             process_rows,
         )
     return lines
+
+
+def _percent(share: float | None) -> str:
+    return "- | " if share is None else f"{100 * share:.0f}% | "
 
 
 def _per_process(score: dict) -> str:

@@ -49,11 +49,22 @@ def held_out_parser(doc: str, subnets: str) -> argparse.ArgumentParser:
     return parser
 
 
-def chosen_subnets(args: argparse.Namespace) -> tuple[SearchSpace, list, list[int]]:
-    """The space, bench_latency's held-out subnets of it, and the indices `--subnets` names."""
+def chosen_subnets(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> tuple[SearchSpace, list, list[int]]:
+    """The space, bench_latency's held-out subnets of it, and the indices `--subnets` names
+    (a usage error where one is not an index of them)."""
     space = load_space(args.space)
     held_out = validation_subnets(space, HELD_OUT, HELD_OUT_SEED)
-    return space, held_out, [int(k) for k in args.subnets.split(",")]
+    try:
+        chosen = [int(k) for k in args.subnets.split(",")]
+    except ValueError:
+        chosen = [-1]
+    if not all(0 <= k < len(held_out) for k in chosen):
+        parser.error(
+            f"--subnets {args.subnets}: expected comma-separated indices 0-{len(held_out) - 1}"
+        )
+    return space, held_out, chosen
 
 
 def main() -> int:
@@ -62,7 +73,7 @@ def main() -> int:
     parser.add_argument("--out", default=str(ROOT / "tools/results/check_tvm_builds.md"))
     args = parser.parse_args()
     began = time.perf_counter()
-    space, held_out, chosen = chosen_subnets(args)
+    space, held_out, chosen = chosen_subnets(parser, args)
     profile = _as_exported(DEVICE, space)  # reads the tuning database, as `ufo export` does
     settings = ProfileSettings()
     runners, inputs = {}, {}

@@ -56,7 +56,7 @@ def main() -> int:
     parser.add_argument("--out", default=str(ROOT / "tools/results/check_tvm_minutes.md"))
     args = parser.parse_args()
     began = time.perf_counter()
-    space, held_out, chosen = chosen_subnets(args)
+    space, held_out, chosen = chosen_subnets(parser, args)
     if args.reference not in chosen:
         parser.error(f"--reference {args.reference} is not among --subnets {args.subnets}")
     settings = ProfileSettings()

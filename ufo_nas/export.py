@@ -227,6 +227,8 @@ def retime(
 
     out: dict[str, Any] = {"rounds": settings.rounds, "percentile": 25, "batch": len(images)}
     predictor = latency_predictor(space, where.profile.name) if where.predicts else None
+    if predictor is not None:
+        predicted = float(predictor.latency_ms([subnet.arch], subnet.tasks)[0])
     if predictor is not None and predictor.measured:
         work_dir = default_work_dir(where.profile.name, space)
         references = predictor.table.reference_subnets()
@@ -238,7 +240,10 @@ def retime(
         timing = timings["export"]
         out["anchor_ms"] = round(anchor_ms, 4)  # implied with the references
         out["anchor_alone_ms"] = round(profiler.anchor_alone_ms[-1], 4)
-        out["scaled_ms"] = round(predictor.table.scaled_ms(timing.ms, anchor_ms), 4)
+        scale = profiler.anchor_for(predicted / predictor.table.reference_anchor_ms)
+        out["reference_ms"] = [round(ms, 4) for ms in profiler.reference_ms[-1]]
+        out["size_anchor_ms"] = round(scale, 4)  # what the chunk implies for its size
+        out["scaled_ms"] = round(predictor.table.scaled_ms(timing.ms, scale), 4)
         out["steal_percent"] = steal
         recorded = predictor.table.provenance.get("host")
         differs = host_difference(recorded, host_fingerprint()) if recorded else None
@@ -252,7 +257,6 @@ def retime(
     out.update(measured_ms=round(timing.ms, 4), median_ms=round(timing.median_ms, 4))
     out["spread"] = round(timing.spread, 4)
     if predictor is not None:
-        predicted = float(predictor.latency_ms([subnet.arch], subnet.tasks)[0])
         measured = out.get("scaled_ms", out["measured_ms"])
         out["predicted_ms"] = round(predicted, 4)
         out["predicted_from"] = predictor.source

@@ -21,12 +21,21 @@ from ufo_nas.latency.measure import (
     ProfileSettings,
     anchor_subnet,
     implied_anchor_ms,
+    matched_anchor_ms,
     profile_command,
     run_profile,
 )
 from ufo_nas.latency.operator_set import space_operators
 from ufo_nas.latency.predictor import LatencyPredictor
-from ufo_nas.latency.table import LatencyTable, LatencyTableError, OperatorRow, ReferenceSubnet
+from ufo_nas.latency.table import (
+    LatencyTable,
+    LatencyTableError,
+    OperatorRow,
+    ReferenceSubnet,
+    ValidationRow,
+)
+from ufo_nas.search.report import ParetoRow
+from ufo_nas.search.verify import measure_front
 
 A, B = 1.25, 0.5  # whole subnet = A * sum of its operators + B (ms)
 SETTINGS = ProfileSettings(validation_subnets=6, chunk=4, rounds=3, copies=2)
@@ -439,16 +448,72 @@ def test_reference_subnets_are_validation_subnets_spread_over_the_tables_times(
 ):
     table = run_profile(tiny, fake.profile, tmp_path / "t.yaml", tmp_path / "work", SETTINGS)
     anchor = _true_ms(tiny, fake, *anchor_subnet(tiny))
-    times = sorted(table.validation_times(), key=lambda row: row[2])
-    refs = table.reference_subnets()
-    # 6 subnets: the 1/3 and 2/3 quantiles are the 3rd and 4th fastest (round(5/3), round(10/3))
-    assert [(r.arch, r.tasks) for r in refs] == [times[2][:2], times[3][:2]]
-    for ref in refs:
+    for ref in table.reference_subnets():
         want = _true_ms(tiny, fake, tiny.parse(ref.arch), ref.tasks) / anchor
         assert ref.anchors == pytest.approx(want, rel=1e-6)
-    assert [(r.arch, r.tasks) for r in table.reference_subnets(1)] == [times[2][:2]]  # round(2.5)
+    # six subnets at 1.0-8.0 ms (anchor 1 ms), four of them small as one-task subnets are:
+    # the range's thirds on a log scale are 2 and 4 ms, nearest 1.3 and 4.0 (the quantiles
+    # would pick 1.1 and 1.2, leaving the large subnets without a reference of their size)
+    table.validation = [
+        ValidationRow(f"s{ms}", ["face"], ms, 1.0) for ms in (1.0, 1.1, 1.2, 1.3, 4.0, 8.0)
+    ]
+    refs = table.reference_subnets()
+    assert [(r.arch, r.anchors) for r in refs] == [("s1.3", 1.3), ("s4.0", 4.0)]
+    assert [r.arch for r in table.reference_subnets(1)] == ["s4.0"]  # sqrt(8) = 2.8: log-nearer 4
     table.validation = []
     assert table.reference_subnets() == []
+
+
+def test_a_host_that_slows_large_models_more_is_followed_by_the_references(tiny, tmp_path, fake):
+    """`ufo search --verify` on a later host 1.5x slower, and slower still the larger the
+    model (a neighbour thrashing the shared cache: held out, tiny TVM subnets serving every
+    task slowed 10-13% while the anchor moved 1.5%): each front row up to the largest
+    reference's size lands on its true time; scaled by its chunk's anchor alone it would land
+    up to 10% slow. Fronts for one task and for all, as their sizes differ."""
+    table = run_profile(tiny, fake.profile, tmp_path / "t.yaml", tmp_path / "work", SETTINGS)
+    refs = table.reference_subnets()
+    anchor = _true_ms(tiny, fake, *anchor_subnet(tiny))
+    largest = max(ref.anchors for ref in refs)
+    predictor = LatencyPredictor(tiny, table)
+    for ref in refs:  # 1 + 0.1 ln(size): linear on the log scale of size
+        fake.odd[ref.arch] = 1 + 0.1 * np.log(ref.anchors)
+    fake.clock.slow = 1.5
+    settings = ProfileSettings(rounds=3, chunk=4)
+    off = []
+    for seed, tasks in enumerate((("face",), tuple(tiny.tasks))):
+        rows, true_ms = [], []
+        for arch, _ in measure.validation_subnets(tiny, 40, seed):
+            ms = _true_ms(tiny, fake, arch, tasks)
+            if ms <= largest * anchor and arch.to_string() not in fake.odd:
+                fake.odd[arch.to_string()] = 1 + 0.1 * np.log(ms / anchor)
+                predicted = float(predictor.latency_ms([arch], tasks)[0])
+                rows.append(ParetoRow(arch.to_string(), {}, {}, predicted, 1, 1))
+                true_ms.append(ms)
+        assert len(rows) >= 4
+        profiler = measure.Profiler(tiny, fake.profile, tmp_path / "later", refs)
+        try:
+            measured, anchors, _ = measure_front(profiler, table, tiny, tasks, rows, settings)
+        finally:
+            profiler.close()
+        assert measured == pytest.approx(true_ms, rel=1e-6)
+        for k, ms in enumerate(true_ms):  # its raw time, scaled by its chunk's anchor instead
+            raw = 1.5 * ms * (1 + 0.1 * np.log(ms / anchor))
+            off.append(table.scaled_ms(raw, anchors[k // settings.chunk]) / ms - 1)
+    assert max(off) > 0.08  # rows from 1.3 to 2.9 anchors
+
+
+def test_a_model_is_scaled_by_the_timed_models_nearest_its_size():
+    """The anchor (1 anchor) ran at 1.0 ms; references of 2 and 4 anchors imply 1.1 and 1.2
+    ms for it (the host slowed the larger models more)."""
+    refs = [ReferenceSubnet("b", ("face",), 4.0), ReferenceSubnet("a", ("face",), 2.0)]
+    ms = [4.8, 2.2]  # in the order of refs
+    assert matched_anchor_ms(1.0, refs, ms, 1.0) == pytest.approx(1.0)  # the anchor's size
+    assert matched_anchor_ms(1.0, refs, ms, 0.5) == pytest.approx(1.0)  # held at the ends
+    assert matched_anchor_ms(1.0, refs, ms, 2.0) == pytest.approx(1.1)
+    assert matched_anchor_ms(1.0, refs, ms, 4.0) == pytest.approx(1.2)
+    assert matched_anchor_ms(1.0, refs, ms, 9.0) == pytest.approx(1.2)
+    assert matched_anchor_ms(1.0, refs, ms, 8**0.5) == pytest.approx(1.15)  # halfway, on logs
+    assert matched_anchor_ms(1.0, [], [], 3.0) == 1.0  # no references: the anchor alone
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,8 @@ each run is a new session whose times are scaled to the first by the anchor.
    is refitted (see `recalibrate`).
 Measuring against a complete table (`ufo search --verify`, `ufo export`'s re-timing, P1), a
 `Profiler` given the table's `reference_subnets` times them beside the anchor in every chunk,
-so that they outvote an anchor far out of step (`implied_anchor_ms`).
+so that they outvote an anchor far out of step (`implied_anchor_ms`) and scale the models of
+their size (`Profiler.anchor_for`, `matched_anchor_ms`).
 """
 
 from __future__ import annotations
@@ -270,6 +271,25 @@ def implied_anchor_ms(
     return median if abs(median / anchor_ms - 1) > OUT_OF_STEP else anchor_ms
 
 
+def matched_anchor_ms(
+    anchor_ms: float,
+    references: Sequence[ReferenceSubnet],
+    reference_ms: Sequence[float],
+    anchors: float,
+) -> float:
+    """The anchor time that puts a model of `anchors` (its predicted time in anchors) on its
+    table's scale by the timed models nearest its size: what the anchor (1 anchor) and each
+    reference imply for the anchor, interpolated on a log scale of their sizes, held at the
+    ends. A noisy neighbour on the host slowed the tiny TVM subnets that serve every task by
+    up to 13% over the minutes in one process while the anchor beside them moved 1.5%
+    (`tools/check_tvm_minutes.py`): a large model follows a large reference, not the anchor."""
+    sizes = np.log([1.0, *(ref.anchors for ref in references)])
+    pairs = zip(references, reference_ms, strict=True)
+    implied = [anchor_ms, *(ms / ref.anchors for ref, ms in pairs)]
+    order = np.argsort(sizes)
+    return float(np.interp(np.log(anchors), sizes[order], np.asarray(implied)[order]))
+
+
 class Profiler:
     """Compiles models with one backend and times them against the anchor (and, measuring
     against a table, its `references`: see `implied_anchor_ms`)."""
@@ -299,6 +319,7 @@ class Profiler:
         # attempt kept), and the anchor's own time (`time_chunk` returns the implied one)
         self.others_percent: list[float | None] = []
         self.anchor_alone_ms: list[float] = []
+        self.anchor_ms: list[float] = []  # per chunk, the anchor time `time_chunk` returned
         self.reference_ms: list[list[float]] = []  # per chunk, each reference's time
         remove_stale_temporaries(work_dir, f"subnet-*{TMP_MARK}*")
         for folder in work_dir.glob("subnet-*") if work_dir.is_dir() else ():
@@ -404,7 +425,17 @@ class Profiler:
         ]
         self.anchor_alone_ms.append(anchor_ms)
         self.reference_ms.append(reference_ms)
-        return implied_anchor_ms(anchor_ms, self.references, reference_ms)
+        self.anchor_ms.append(implied_anchor_ms(anchor_ms, self.references, reference_ms))
+        return self.anchor_ms[-1]
+
+    def anchor_for(self, anchors: float, chunk: int = -1) -> float:
+        """The anchor time that puts a model of `anchors` (its predicted time in anchors),
+        timed in chunk `chunk`, on the table's scale: what that chunk's anchor (outvoted where
+        far out of step) and references imply for a model of its size
+        (`matched_anchor_ms`)."""
+        return matched_anchor_ms(
+            self.anchor_ms[chunk], self.references, self.reference_ms[chunk], anchors
+        )
 
     def time_chunk(
         self, models: dict[str, tuple[Runner, np.ndarray]], settings: ProfileSettings

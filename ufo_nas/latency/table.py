@@ -127,14 +127,19 @@ class LatencyTable:
         return [(arch, tasks, float(np.median(ms))) for (arch, tasks), ms in scaled.items()]
 
     def reference_subnets(self, count: int = REFERENCES) -> list[ReferenceSubnet]:
-        """`count` validation subnets spread over the table's times (at the quantiles
-        1/(count+1), ..., count/(count+1)), each with its time in anchors: timed beside the
-        anchor in a later chunk, they outvote an anchor far out of step (`implied_anchor_ms`).
+        """`count` validation subnets spread over the range of the table's times: each the
+        one nearest (on a log scale) to min * (max / min) ** (k / (count + 1)), k = 1..count,
+        with its time in anchors. Timed beside the anchor in a later chunk, they outvote an
+        anchor far out of step (`implied_anchor_ms`) and scale the models of their size
+        (`matched_anchor_ms`): spread over the range, not its quantiles, so that one is
+        large where a quarter of the subnets (those serving every task) are 2-3x the rest.
         None where it has no rows."""
         times = sorted(self.validation_times(), key=lambda row: row[2])
         if not times:
             return []
-        picks = sorted({round(k * (len(times) - 1) / (count + 1)) for k in range(1, count + 1)})
+        logs = np.log([ms for _, _, ms in times])
+        targets = logs[0] + (logs[-1] - logs[0]) * np.arange(1, count + 1) / (count + 1)
+        picks = sorted({int(np.abs(logs - target).argmin()) for target in targets})
         return self.references_of([times[i][:2] for i in picks])
 
     def references_of(self, pairs: list[tuple[str, tuple[str, ...]]]) -> list[ReferenceSubnet]:

@@ -8,8 +8,11 @@ include the table's anchor subnet, as `ufo profile` times its validation subnets
 those validation subnets (`LatencyTable.reference_subnets`). A measured time goes on the
 table's scale as its rows do (`LatencyTable.scaled_ms`): `ms * reference_anchor_ms /
 anchor_ms`, where `reference_anchor_ms` is the median anchor time of the table's reference
-session and `anchor_ms` the anchor's time in the same chunk, or, where the anchor ran more
-than 15% out of step with the references, what they imply for it (`implied_anchor_ms`).
+session and `anchor_ms` what the anchor and references timed in the same chunk imply for a
+model of the row's predicted size (`Profiler.anchor_for`): the anchor's time for a model of
+its size, a reference's for one of that reference's, interpolated between (the anchor's own
+time outvoted where it ran more than 15% out of step with the references:
+`implied_anchor_ms`).
 """
 
 from __future__ import annotations
@@ -153,7 +156,9 @@ def measure_front(
             for k, row in enumerate(chunk)
         }
         timings, anchor_ms, stolen = profiler.time_chunk(models, settings)
-        measured += [table.scaled_ms(timings[name].ms, anchor_ms) for name in models]
+        for name, row in zip(models, chunk):  # each by the timed models nearest its size
+            scale = profiler.anchor_for(row.latency_ms / table.reference_anchor_ms)
+            measured.append(table.scaled_ms(timings[name].ms, scale))
         anchors.append(anchor_ms)
         steal.append(stolen)
         profiler.release()
@@ -206,13 +211,16 @@ def verify_front(
         "anchor_ms": anchors,
         "anchor_alone_ms": profiler.anchor_alone_ms,
         "references": [[ref.arch, list(ref.tasks), ref.anchors] for ref in profiler.references],
+        "reference_ms": profiler.reference_ms,
         "steal_percent": steal,
         "host": host_fingerprint(),
         "scale": (
-            "p25 ms x reference_anchor_ms / anchor_ms of its chunk (the table's scale); "
-            "anchor_ms: the anchor's own time (anchor_alone_ms), or where the median of it and "
-            "what each reference subnet's time implies for it (its time over its table time in "
-            f"anchors) lies more than {OUT_OF_STEP:.0%} from it, that median"
+            "p25 ms x reference_anchor_ms / the anchor time its chunk implies for a model of "
+            "its predicted size (the table's scale): interpolated on a log scale of size "
+            "between anchor_ms (1 anchor) and what each reference's time implies (at its table "
+            "time in anchors), held at the ends; anchor_ms: the anchor's own time "
+            "(anchor_alone_ms), or where the median of it and what each reference implies for "
+            f"it lies more than {OUT_OF_STEP:.0%} from it, that median"
         ),
     }
     recorded = table.provenance.get("host")

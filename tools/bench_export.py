@@ -336,8 +336,8 @@ def report(results: list[Result], peaks: dict, host: dict, notes: dict, args, se
         "Of peak: the engine's MACs per second over the best GEMM of its precision on this "
         "machine (torch engines against the fp32 GEMM). Prediction error: (predicted - "
         "measured) / measured, the device table's prediction against the engine's time scaled "
-        "by the table's anchor timed in the same chunk (outvoted by its reference subnets "
-        "where it ran far out of step with them; '-' where no table describes the engine).",
+        "by what the table's anchor and reference subnets timed in the same chunk imply for a "
+        "model of its predicted size ('-' where no table describes the engine).",
         "",
         "| subnet | engine | ms | GMAC/s | of peak | vs eager | vs torch.compile | min cosine "
         "(held out) | prediction error |",

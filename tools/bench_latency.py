@@ -10,17 +10,18 @@ subnets by up to 15%) are exported once and built by each device's backend as pr
 profiling run left, as `ufo export` uses it), timed interleaved with the table's anchor
 subnet and two of the table's validation subnets (its reference subnets) in chunks (every
 round, no time budget), each chunk `--repeats` times; each time is scaled to the table's
-reference by its chunk's anchor time (the references' where the anchor ran far out of step
-with them: `implied_anchor_ms`; a table scored beside the shipped one uses its own times of
-the references) and compared with the table's prediction. Writes a Markdown table and
-the per-subnet times as JSON beside it.
+reference as `ufo search --verify` scales it: by what its chunk's anchor (outvoted by the
+references where it ran far out of step with them: `implied_anchor_ms`) and references imply
+for a model of its predicted size (`matched_anchor_ms`; a table scored beside the shipped one
+uses its own times of the references), and compared with the table's prediction. Writes a
+Markdown table and the per-subnet times as JSON beside it.
 
 The error is decomposed on the same measurements:
 - noise floor: the spread between repeats of one chunk (what no table can beat);
 - bias: the median signed error, a whole-process offset the anchor did not remove;
 - anchor scaling: the error when each chunk is scaled by the median anchor of the run
   instead of its own (does one anchor per chunk add noise or remove drift?), and when each
-  chunk is scaled by its anchor alone, without the references;
+  chunk is scaled by its (outvoted) anchor whatever a subnet's size, or by its anchor alone;
 - calibration: the error of the uncalibrated operator sum;
 - drift (`--own-subnets`): the tables' own validation subnets re-timed here against the
   times their tables recorded, i.e. how much a time moves between processes by itself;
@@ -207,7 +208,18 @@ def evaluate(space, device: Device, table: LatencyTable, subnets) -> dict:
         else alone_ms
     )
     reference = table.reference_anchor_ms
-    scaled = ms * reference / anchors  # per subnet, per (process, repeat)
+    # each subnet by what its chunk's (outvoted) anchor and references imply for its size
+    size_anchors = (
+        np.array(
+            [
+                [matched_anchor_ms(a, references, r, p / reference) for a, r in zip(row, refs)]
+                for row, refs, p in zip(anchors.tolist(), device.reference_ms, predicted)
+            ]
+        )
+        if references
+        else anchors
+    )
+    scaled = ms * reference / size_anchors  # per subnet, per (process, repeat)
     by_process, measured = _medians(scaled, device.processes)
     error = np.abs(_errors(predicted, measured))
     signed = _errors(predicted, measured)
@@ -223,7 +235,7 @@ def evaluate(space, device: Device, table: LatencyTable, subnets) -> dict:
         "uncalibrated_mape": float(100 * np.abs(_errors(uncalibrated, measured)).mean()),
         "anchor_spread_pct": float(100 * (anchors.max() - anchors.min()) / np.median(anchors)),
         "median_ms": float(np.median(measured)),
-        "scaled_by": "anchor and references" if references else "anchor alone",
+        "scaled_by": "anchor and references of its size" if references else "anchor alone",
     }
     repeats = scaled.shape[1] // device.processes
     if repeats > 1:  # the noise floor: repeats of one chunk against their median
@@ -238,21 +250,14 @@ def evaluate(space, device: Device, table: LatencyTable, subnets) -> dict:
             "within_10": [float((e <= 0.10).mean()) for e in alone],
             "mape": [float(100 * e.mean()) for e in alone],
         }
-    if references:  # the same times, each chunk scaled by its anchor alone; each subnet
-        # by the (outvoted) anchor and the references nearest its predicted size
+    if references:  # the same times, each chunk scaled by its (outvoted) anchor, or alone
+        by_chunk, chunked = _medians(ms * reference / anchors, device.processes)
         alone, truth = _medians(ms * reference / alone_ms, device.processes)
-        matched_anchors = np.array(
-            [
-                [matched_anchor_ms(a, references, r, p / reference) for a, r in zip(row, refs)]
-                for row, refs, p in zip(anchors.tolist(), device.reference_ms, predicted)
-            ]
-        )
-        by_size, sized = _medians(ms * reference / matched_anchors, device.processes)
         every = np.array([len(t) == len(space.tasks) for _, t in subnets])
         out["scales"] = {
-            "anchor and references": _scale_score(predicted, measured, by_process, every),
+            "size-matched": _scale_score(predicted, measured, by_process, every),
+            "anchor and references": _scale_score(predicted, chunked, by_chunk, every),
             "anchor alone": _scale_score(predicted, truth, alone, every),
-            "size-matched": _scale_score(predicted, sized, by_size, every),
         }
         out["references"] = [asdict(ref) for ref in references]
     if device.eager_ratio:
@@ -286,8 +291,9 @@ def evaluate(space, device: Device, table: LatencyTable, subnets) -> dict:
             "anchor_ms": x,  # implied with the references, for this table
             "anchor_alone_ms": z,
             "reference_ms": r,  # per (process, repeat): each reference's time in its chunk
+            "size_anchor_ms": w,  # what anchor and references imply for its size: its scale
         }
-        for (a, t), p, y, m, x, z, r in zip(
+        for (a, t), p, y, m, x, z, r, w in zip(
             subnets,
             predicted,
             measured,
@@ -295,6 +301,7 @@ def evaluate(space, device: Device, table: LatencyTable, subnets) -> dict:
             anchors.tolist(),
             alone_ms.tolist(),
             device.reference_ms,
+            size_anchors.tolist(),
         )
     ]
     return out
@@ -592,11 +599,11 @@ def _report(space, rows: list[dict], args, command: str, seconds: float) -> list
     ]
     if scale_rows:
         lines += _section(
-            "The scale: each chunk's times put on the table's scale by the anchor, outvoted by "
-            "the table's reference subnets timed beside it where it ran far out of step with "
-            "them (as measured above: `implied_anchor_ms`), or by the anchor alone, or each "
-            "subnet by the anchor and references nearest its predicted size "
-            "(`matched_anchor_ms`); within 5% of the subnets serving every task; per process: "
+            "The scale: each subnet's time put on the table's scale by what its chunk's anchor "
+            "and references imply for its predicted size (as measured above: "
+            "`matched_anchor_ms`), or each chunk's by its anchor, outvoted by the references "
+            "where it ran far out of step with them (`implied_anchor_ms`), or by the anchor "
+            "alone; within 5% of the subnets serving every task; per process: "
             "within 5% scored against that process alone, and its process noise (mean "
             "absolute %, against the median over processes).",
             "device | table | scale | within 5% | within 10% | mean error | bias (signed) | "

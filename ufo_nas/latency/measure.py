@@ -280,9 +280,10 @@ def matched_anchor_ms(
     """The anchor time that puts a model of `anchors` (its predicted time in anchors) on its
     table's scale by the timed models nearest its size: what the anchor (1 anchor) and each
     reference imply for the anchor, interpolated on a log scale of their sizes, held at the
-    ends. A noisy neighbour on the host slowed the tiny TVM subnets that serve every task by
-    up to 13% over the minutes in one process while the anchor beside them moved 1.5%
-    (`tools/check_tvm_minutes.py`): a large model follows a large reference, not the anchor."""
+    ends. A state of the host no counter shows (a neighbour on the shared cache, by its look)
+    slowed the tiny TVM subnets that serve every task by up to 17% over the minutes in one
+    process while the anchor beside them moved 1.5% (`tools/check_tvm_minutes.py`): a large
+    model follows a large reference, not the anchor."""
     sizes = np.log([1.0, *(ref.anchors for ref in references)])
     pairs = zip(references, reference_ms, strict=True)
     implied = [anchor_ms, *(ms / ref.anchors for ref, ms in pairs)]

@@ -56,15 +56,12 @@ def chosen_subnets(
     (a usage error where one is not an index of them)."""
     space = load_space(args.space)
     held_out = validation_subnets(space, HELD_OUT, HELD_OUT_SEED)
-    try:
-        chosen = [int(k) for k in args.subnets.split(",")]
-    except ValueError:
-        chosen = [-1]
-    if not all(0 <= k < len(held_out) for k in chosen):
+    indices = args.subnets.split(",")
+    if not all(k.isdigit() and int(k) < len(held_out) for k in indices):
         parser.error(
             f"--subnets {args.subnets}: expected comma-separated indices 0-{len(held_out) - 1}"
         )
-    return space, held_out, chosen
+    return space, held_out, [int(k) for k in indices]
 
 
 def main() -> int:

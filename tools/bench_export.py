@@ -7,8 +7,9 @@ In one process:
 2. three front subnets (fastest, middle, best) of a face search on cpu-onnxruntime, for
    ufo_vit_tiny (the shipped trained supernet; int8 calibrated on ORL training identities
    s1-s30, every engine verified on the 100 held-out images of s31-s40) and ufo_vit_base
-   (a freshly initialised supernet, for there is no trained one: its int8 error is no guide
-   to a trained model's; the same calibration images, verified on the 40 of s31-s34);
+   (a freshly initialised supernet with trained-like noise, for there is no trained one: its
+   int8 error is no guide to a trained model's; the same calibration images, verified on
+   the 40 of s31-s34);
 3. per subnet, each engine built by its backend's `export` (the code `ufo export` runs:
    ONNX Runtime fp32 and dynamic int8, OpenVINO fp32, bf16 and NNCF int8) and ONNX Runtime
    static int8 (QDQ, calibrated; built here, not shipped), verified against PyTorch, and
@@ -45,6 +46,7 @@ from ufo_nas.latency.measure import Profiler
 from ufo_nas.latency.peak import isa_peak_gmacs, measure_gemm_peaks
 from ufo_nas.latency.predictor import LatencyPredictor, load_table_for_this_host
 from ufo_nas.latency.timing import WARM_CALLS, time_interleaved
+from ufo_nas.latency.weights import trained_like_
 from ufo_nas.onnx_io import export_for_backend
 from ufo_nas.search import prepare, search_devices
 from ufo_nas.space import Arch, SearchSpace
@@ -151,7 +153,8 @@ def bench_space(name: str, work: Path) -> tuple[list[Result], dict]:
     picks = {"fastest": 0, "middle": len(front.rows) // 2, "best": len(front.rows) - 1}
     trained = shipped_supernet(space)
     torch.manual_seed(0)
-    supernet = load_supernet(trained, space) if trained else SuperViT(spec).eval()
+    # no trained one: timed with trained-like weights, as its table was (`trained_like_`)
+    supernet = load_supernet(trained, space) if trained else trained_like_(SuperViT(spec)).eval()
     if spec.task("face").data:
         calibration = load_task_data(spec, "face", "train").images[:128].numpy()
         held_out = load_task_data(spec, "face", "val").images.numpy()

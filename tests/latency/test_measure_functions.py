@@ -37,6 +37,7 @@ from ufo_nas.latency.measure import (
 from ufo_nas.latency.operator_set import space_operators
 from ufo_nas.latency.predictor import LatencyPredictor
 from ufo_nas.latency.table import SCHEMA, LatencyTable, LatencyTableError, ValidationRow
+from ufo_nas.latency.weights import TIMED_WEIGHTS
 from ufo_nas.onnx_io import PROFILE_EXPORT
 
 __all__ = ["fake"]  # the fixture, used here by name
@@ -47,6 +48,9 @@ class _Net:
 
     def eval(self) -> _Net:
         return self
+
+    def parameters(self) -> list:
+        return []
 
 
 @pytest.fixture
@@ -183,6 +187,7 @@ def test_a_new_table_records_its_setup_anchor_and_session(tiny, tmp_path, quick)
         "copies": 2,
         "export": NO_EXPORT,  # the fake backend times the module itself
         "subnets": SUBNETS_BUILT,
+        "weights": TIMED_WEIGHTS,
         "steal_percent": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
     }
     assert {key: session[key] for key in want} == want
@@ -371,6 +376,45 @@ def test_resuming_or_recalibrating_a_table_of_another_engine_recipe_is_refused(
         run_profile(tiny, quick.profile, out, work, SETTINGS)
     monkeypatch.setattr(TorchBackend, "recipe", classmethod(lambda cls, target: ""))
     run_profile(tiny, quick.profile, out, work, SETTINGS)  # no record: the graph as given
+
+
+def test_times_of_trained_like_weights_never_join_a_table_timed_on_init_weights(
+    tiny, tmp_path, quick
+):
+    out, work = tmp_path / "t.yaml", tmp_path / "work"
+    table = run_profile(tiny, quick.profile, out, work, SETTINGS)
+    assert table.timed_on_init_weights() == []
+    assert "init weights" not in LatencyPredictor(tiny, table).source
+    del table.provenance["sessions"][0]["weights"]  # as profiled before 2026-12-06
+    complete = tmp_path / "complete.yaml"
+    table.save(complete)
+    assert LatencyTable.load(complete, tiny).timed_on_init_weights() == [
+        "operators",
+        "validation subnets",
+    ]
+    del table.operators[next(iter(table.operators))]  # an interrupted run, to resume
+    table.save(out)
+    before = out.read_bytes()
+    with pytest.raises(LatencyTableError) as error:
+        run_profile(tiny, quick.profile, out, work, SETTINGS)
+    assert _message(error) == (
+        f"{out}: its operators and validation subnets were timed on freshly initialised "
+        "weights (before 2026-12-06), which some backends run at another speed than trained "
+        "ones, and times on trained-like weights cannot join them: move the table aside to "
+        "re-measure (or --recalibrate it, which re-times its validation subnets)"
+    )
+    assert out.read_bytes() == before
+    before = complete.read_bytes()
+    with pytest.raises(LatencyTableError, match="timed on freshly initialised weights"):
+        recalibrate(tiny, quick.profile, complete, work, SETTINGS, add_session=True)
+    assert complete.read_bytes() == before
+    moved = recalibrate(tiny, quick.profile, complete, work, SETTINGS)
+    assert moved.timed_on_init_weights() == ["operators"]  # its subnets re-timed noised
+    assert moved.provenance["sessions"][-1]["weights"] == TIMED_WEIGHTS
+    assert LatencyPredictor(tiny, moved).source.endswith(
+        "; operators timed on init weights: a trained model may run at another speed "
+        "(OpenVINO: 4-8%))"
+    )
 
 
 def test_warm_times_never_join_a_table_timed_cold_until_it_is_recalibrated(tiny, tmp_path, quick):

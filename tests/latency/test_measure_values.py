@@ -34,6 +34,7 @@ from ufo_nas.latency.table import (
     ReferenceSubnet,
     ValidationRow,
 )
+from ufo_nas.latency.weights import WEIGHTS_TAG
 from ufo_nas.search.report import ParetoRow
 from ufo_nas.search.verify import measure_front
 
@@ -87,8 +88,9 @@ def fake(tiny, monkeypatch):
                 ms = A * float(truth.sum_ms([module.arch], module.tasks)[0]) + B
                 arch = module.arch.to_string()
                 return lambda x: clock.run(ms * odd.get(arch, 1.0)) or []
-            else:  # op-<key>-x<copies>
-                key, _, copies = work_dir.name.removeprefix("op-").rpartition("-x")
+            else:  # op-<key>-x<copies>-<weights tag>
+                name = work_dir.name.removeprefix("op-").removesuffix(f"-{WEIGHTS_TAG}")
+                key, _, copies = name.rpartition("-x")
                 ms = int(copies) * costs[key]
             return lambda x: clock.run(ms) or []
 

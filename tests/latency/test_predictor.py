@@ -141,6 +141,10 @@ def test_spaces_built_in_python_get_a_predictor_over_themselves(tiny):
 
 
 COLD = "; operators and validation subnets timed cold: slower than a warm engine"
+INIT = (
+    "; operators and validation subnets timed on init weights: a trained model may run at "
+    "another speed (OpenVINO: 4-8%)"
+)
 
 
 # The AMD host's tiny tables are all timed warm (since 2026-12-05); one whose sessions record
@@ -176,7 +180,8 @@ def test_the_module_function_and_the_in_sample_validation(tiny, device, cold):
     assert error == pytest.approx(table.metrics["mean_abs_pct_error"], abs=1e-3)
     assert predictor.source == (
         f"measured table ({table.provenance['backend']}, {error:.1f}% mean error on "
-        f"{len(subnets)} subnets, host {host_id(table.provenance['host'])}{cold})"
+        f"{len(subnets)} subnets, host {host_id(table.provenance['host'])}{cold}"
+        f"{INIT if table.timed_on_init_weights() else ''})"
     )
 
 

@@ -24,6 +24,7 @@ from ufo_nas.latency.measure import Profiler, ProfileSettings, anchor_subnet
 from ufo_nas.latency.operator_modules import build_operator
 from ufo_nas.latency.operator_set import space_operators
 from ufo_nas.latency.timing import WARM_CALLS
+from ufo_nas.latency.weights import WEIGHTS_TAG
 from ufo_nas.onnx_io import external_data
 
 fake = test_measure_values.fake  # a backend of known costs on a fake clock (a fixture)
@@ -230,7 +231,8 @@ def test_a_chunk_is_timed_in_rounds_that_fit_its_budget(tiny, tmp_path, fake, mo
     monkeypatch.setattr(measure, "cpu_steal_ticks", lambda: next(ticks))
     profiler = Profiler(tiny, fake.profile, tmp_path)
     models = _chunk(tiny, profiler, fake, [])
-    assert all(not _names(tmp_path / f"op-{key}-x1") for key in models)  # no graph to read
+    no_graph = [_names(tmp_path / f"op-{key}-x1-{WEIGHTS_TAG}") for key in models]
+    assert no_graph == [[]] * len(models)  # the fake backend reads no graph
     arch, tasks = anchor_subnet(tiny)
     anchor_ms = A * float(fake.truth.sum_ms([arch], tasks)[0]) + B
     calls = WARM_CALLS + 2  # a round's calls of each model: untimed, then 2 timed

@@ -55,6 +55,7 @@ def cmd_export(args: argparse.Namespace) -> None:
     from ufo_nas.data import read_image_folder
     from ufo_nas.export import check_export, export_subject, export_subnet, export_target
     from ufo_nas.hardware import load_profile
+    from ufo_nas.latency.weights import TIMED_WEIGHTS, trained_like_
     from ufo_nas.supernet import SuperViT
 
     space, arch, tasks, front_device = export_subject(
@@ -72,13 +73,13 @@ def cmd_export(args: argparse.Namespace) -> None:
     else:
         print(
             "warning: no --checkpoint and none shipped for this space: exporting from a "
-            "freshly initialised supernet "
-            "(seed 0); the weights are untrained, fine for latency trials only",
+            "freshly initialised supernet (seed 0) with noise as trained weights have; the "
+            "weights are untrained, fine for latency trials only",
             file=sys.stderr,
         )
         torch.manual_seed(0)
-        supernet = SuperViT(space.spec)
-        weights = {"checkpoint": None, "trained": False, "init_seed": 0}
+        supernet = trained_like_(SuperViT(space.spec))
+        weights = {"checkpoint": None, "trained": False, "init_seed": 0, "noise": TIMED_WEIGHTS}
     calibration = None
     if args.calibration:
         calibration = read_image_folder(args.calibration, space.spec).numpy()

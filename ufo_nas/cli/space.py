@@ -92,6 +92,7 @@ def cmd_extract(args: argparse.Namespace) -> None:
     from ufo_nas.checkpoint import load_supernet, load_timm_checkpoint, save_subnet
     from ufo_nas.cvpr22 import parse_arch
     from ufo_nas.export import verify_onnx
+    from ufo_nas.latency.weights import trained_like_
     from ufo_nas.onnx_io import export_onnx
     from ufo_nas.supernet import SuperViT, extract
 
@@ -110,6 +111,7 @@ def cmd_extract(args: argparse.Namespace) -> None:
         if args.timm_checkpoint:
             load_timm_checkpoint(supernet, args.timm_checkpoint)
         else:
+            trained_like_(supernet)  # timed as trained weights are (no exact 0 or 1)
             print("warning: no --checkpoint: the weights are untrained (fine for latency trials)")
     subnet = extract(supernet.eval(), arch, tasks)
     save_subnet(subnet, targets[0])

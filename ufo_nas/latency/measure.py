@@ -64,6 +64,7 @@ from ufo_nas.latency.timing import (
     steal_percent,
     time_interleaved,
 )
+from ufo_nas.latency.weights import TIMED_WEIGHTS, WEIGHTS_TAG, trained_like_
 from ufo_nas.onnx_io import PROFILE_EXPORT, export_for_backend, export_module, external_data
 from ufo_nas.space import Arch, SearchSpace
 from ufo_nas.supernet import SuperViT, extract
@@ -185,13 +186,24 @@ def new_table(space: SearchSpace, profile: HardwareProfile) -> LatencyTable:
 
 
 def check_same_timing(table: LatencyTable, settings: ProfileSettings, path: Path) -> None:
-    """Refuse to add warm times to a table timed cold (`LatencyTable.cold_timed`)."""
+    """Refuse to add warm times to a table timed cold (`LatencyTable.cold_timed`), and times
+    of trained-like weights to one timed on init weights (`timed_on_init_weights`)."""
+    remedy = (
+        "move the table aside to re-measure (or --recalibrate it, which re-times its "
+        "validation subnets)"
+    )
     cold = table.cold_timed()
     if cold and settings.warm_calls:
         raise LatencyTableError(
             f"{path}: its {' and '.join(cold)} were timed cold (one call per visit, before "
-            "2026-12-05), and warm times cannot join them: move the table aside to "
-            "re-measure (or --recalibrate it, which re-times its validation subnets)"
+            f"2026-12-05), and warm times cannot join them: {remedy}"
+        )
+    init = table.timed_on_init_weights()
+    if init:
+        raise LatencyTableError(
+            f"{path}: its {' and '.join(init)} were timed on freshly initialised weights "
+            "(before 2026-12-06), which some backends run at another speed than trained "
+            f"ones, and times on trained-like weights cannot join them: {remedy}"
         )
 
 
@@ -245,6 +257,7 @@ def start_session(table: LatencyTable, settings: ProfileSettings, needs_onnx: bo
             "copies": settings.copies,
             "export": PROFILE_EXPORT if needs_onnx else NO_EXPORT,
             "subnets": SUBNETS_BUILT,
+            "weights": TIMED_WEIGHTS,
             "steal_percent": [],
             "others_percent": [],
         }
@@ -339,19 +352,21 @@ class Profiler:
 
     def compile_operator(self, op: Operator, copies: int) -> tuple[Runner, np.ndarray]:
         module, example = build_operator(self.space.spec, op, self.profile.batch, copies)
-        return self.compile(f"op-{op.key}-x{copies}", module, example), example.numpy()
+        name = f"op-{op.key}-x{copies}-{WEIGHTS_TAG}"
+        return self.compile(name, module, example), example.numpy()
 
     def subnet(self, arch: Arch, tasks: tuple[str, ...]) -> torch.nn.Module:
-        """The subnet of a randomly initialised supernet (latency does not need weights)."""
+        """The subnet of a randomly initialised supernet, noised as a trained one
+        (`trained_like_`: latency needs no trained weights, only no exact zeros or ones)."""
         if self._supernet is None:
-            self._supernet = SuperViT(self.space.spec).eval()
+            self._supernet = trained_like_(SuperViT(self.space.spec)).eval()
         return extract(self._supernet, arch, tasks)
 
     def compile_subnet(self, arch: Arch, tasks: tuple[str, ...]) -> tuple[Runner, np.ndarray]:
         """The subnet as `ufo export` builds it (`load_artefact`), in its kept folder
         `subnet-<hash>` if an earlier run left build artefacts there, else in a temporary
         one (see `release`)."""
-        key = f"{self.space.name}|{arch.to_string()}|{','.join(tasks)}".encode()
+        key = f"{self.space.name}|{arch.to_string()}|{','.join(tasks)}|{TIMED_WEIGHTS}".encode()
         name = f"subnet-{hashlib.sha1(key).hexdigest()[:12]}"
         folder = self.work_dir / name
         if not folder.is_dir():

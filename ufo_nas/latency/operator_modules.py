@@ -12,6 +12,7 @@ from timm.layers import Attention, Mlp
 from torch import Tensor, nn
 
 from ufo_nas.latency.operator_set import Operator
+from ufo_nas.latency.weights import trained_like_
 from ufo_nas.spec import SpaceSpec
 from ufo_nas.supernet.layers import TokenEmbedding, layer_norm
 
@@ -70,7 +71,7 @@ def build_operator(
     spec: SpaceSpec, op: Operator, batch: int = 1, copies: int = 1
 ) -> tuple[nn.Module, Tensor]:
     """The operator (`copies` chained copies if chainable) as an eval-mode module with random
-    weights, and an example input."""
+    weights, noised as trained ones (`trained_like_`), and an example input."""
     if copies > 1:
         if not chainable(op):
             raise ValueError(f"operator '{op.key}' cannot be chained")
@@ -89,4 +90,4 @@ def build_operator(
         module, example = _Head(spec, op.task), tokens
     else:
         raise ValueError(f"unknown operator kind '{op.kind}'")
-    return module.eval(), example
+    return trained_like_(module).eval(), example

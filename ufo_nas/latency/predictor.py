@@ -76,12 +76,19 @@ class LatencyPredictor:
                 "peak compute and bandwidth); no measured table"
             )
         m, host, cold = table.metrics, table.provenance.get("host"), table.cold_timed()
+        init = table.timed_on_init_weights()
         return (
             f"measured table ({table.provenance.get('backend')}, "
             f"{m.get('mean_abs_pct_error', float('nan')):.1f}% mean error on "
             f"{m.get('validation_subnets', 0)} subnets"
             + (f", host {host_id(host)}" if host else "")
             + (f"; {' and '.join(cold)} timed cold: slower than a warm engine" if cold else "")
+            + (
+                f"; {' and '.join(init)} timed on init weights: a trained model may run at "
+                "another speed (OpenVINO: 4-8%)"
+                if init
+                else ""
+            )
             + ")"
         )
 

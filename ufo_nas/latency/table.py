@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -156,10 +157,20 @@ class LatencyTable:
         """What of the table was timed cold ("operators", "validation subnets"): by a
         session that made no untimed calls before each timed visit (all before 2026-12-05;
         `ufo_nas.latency.timing`)."""
+        return self._timed_by(lambda session: not session.get("warm_calls"))
+
+    def timed_on_init_weights(self) -> list[str]:
+        """What of the table was timed on a freshly initialised model's weights ("operators",
+        "validation subnets"): by a session that records no `weights` (all before
+        2026-12-06), which OpenVINO runs faster than trained ones (`ufo_nas.latency.weights`)."""
+        return self._timed_by(lambda session: not session.get("weights"))
+
+    def _timed_by(self, matches: Callable[[dict], bool]) -> list[str]:
+        """What of the table ("operators", "validation subnets") a session `matches` timed."""
         sessions = self.provenance.get("sessions") or []
-        cold = {i for i, s in enumerate(sessions) if not s.get("warm_calls")}
+        chosen = {i for i, s in enumerate(sessions) if matches(s)}
         rows = (("operators", self.operators.values()), ("validation subnets", self.validation))
-        return [what for what, kind in rows if any(r.session in cold for r in kind)]
+        return [what for what, kind in rows if any(r.session in chosen for r in kind)]
 
     def op_ms(self, key: str) -> float:
         if key not in self.operators:

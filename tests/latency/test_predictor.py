@@ -143,7 +143,7 @@ def test_spaces_built_in_python_get_a_predictor_over_themselves(tiny):
 COLD = "; operators and validation subnets timed cold: slower than a warm engine"
 INIT = (
     "; operators and validation subnets timed on init weights: a trained model may run at "
-    "another speed (OpenVINO: 4-8%)"
+    "another speed"
 )
 
 

@@ -85,7 +85,7 @@ class LatencyPredictor:
             + (f"; {' and '.join(cold)} timed cold: slower than a warm engine" if cold else "")
             + (
                 f"; {' and '.join(init)} timed on init weights: a trained model may run at "
-                "another speed (OpenVINO: 4-8%)"
+                "another speed"
                 if init
                 else ""
             )

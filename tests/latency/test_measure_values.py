@@ -400,12 +400,67 @@ def test_the_share_of_other_processes_is_kept_to_a_tenth_of_a_percent(
     ],
 )
 def test_the_warning_counts_only_chunks_over_the_limit(shares, warning, recwarn):
-    profiler = SimpleNamespace(others_percent=shares)
+    profiler = SimpleNamespace(others_percent=shares, anchor_shifts=[None] * len(shares))
     measure.warn_if_disturbed(profiler, ProfileSettings(), "t.yaml")
     messages = [str(w.message) for w in recwarn.list if w.category is UfoWarning]
     assert messages == ([] if warning is None else [messages[0]])
     if warning:
         assert messages[0].startswith(f"t.yaml: {warning} of the CPUs (limit 10%, each timed 3")
+
+
+@pytest.mark.parametrize("limit", [0.3, None])
+def test_a_chunk_whose_anchor_ran_far_off_the_runs_median_is_timed_again(
+    tiny, tmp_path, fake, monkeypatch, limit
+):
+    """The third chunk's first attempt runs the anchor 1.8x slow and the subnet 1.3x (a host
+    state that slows models unevenly): timed again, the subnet keeps its true time over the
+    anchor; without the limit it is 28% off."""
+    anchor_arch, anchor_tasks = anchor_subnet(tiny)
+    states = [(1.0, 1.0), (1.0, 1.0), (1.3, 1.8 / 1.3), (1.0, 1.0)]  # (clock, anchor's own)
+    calls, real = [], measure.time_interleaved
+
+    def attempt(*args, **kwargs):
+        fake.clock.slow, fake.odd[anchor_arch.to_string()] = states[len(calls)]
+        calls.append(len(calls))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(measure, "time_interleaved", attempt)
+    profiler = measure.Profiler(tiny, fake.profile, tmp_path)
+    arch, tasks = tiny.largest(), ("face",)
+    models = {"s": profiler.compile_subnet(arch, tasks)}
+    settings = ProfileSettings(rounds=3, max_anchor_shift=limit)
+    scaled = []
+    for _ in range(3):
+        timings, anchor_ms, _ = profiler.time_chunk(models, settings)
+        scaled.append(timings["s"].ms / anchor_ms)
+    subnet = A * float(fake.truth.sum_ms([arch], tasks)[0]) + B
+    anchor = A * float(fake.truth.sum_ms([anchor_arch], anchor_tasks)[0]) + B
+    if limit is None:
+        assert len(calls) == 3
+        assert scaled == pytest.approx([subnet / anchor] * 2 + [subnet / anchor * 1.3 / 1.8])
+    else:
+        assert len(calls) == 4
+        assert scaled == pytest.approx([subnet / anchor] * 3, rel=1e-9)
+    assert profiler.anchor_shifts[:2] == [None, None]
+    assert profiler.anchor_shifts[2] == pytest.approx(0.0 if limit else 0.8)
+
+
+def test_a_chunk_whose_anchor_stays_off_keeps_the_nearest_attempt_and_warns(
+    tiny, tmp_path, fake, monkeypatch
+):
+    slows = [1.0, 1.0, 2.0, 1.6, 1.9]  # the third chunk's three attempts all far off
+    calls = _slowed_per_attempt(monkeypatch, fake.clock, slows)
+    profiler = measure.Profiler(tiny, fake.profile, tmp_path)
+    settings = ProfileSettings(rounds=3)
+    anchors = [profiler.time_chunk({}, settings)[1] for _ in range(3)]
+    assert len(calls) == 5 and anchors[2] == pytest.approx(1.6 * anchors[0])
+    assert profiler.anchor_shifts[2] == pytest.approx(0.6)
+    with pytest.warns(UfoWarning) as caught:
+        measure.warn_if_disturbed(profiler, settings, "t.yaml")
+    assert [str(w.message) for w in caught] == [
+        "t.yaml: 1 of 3 chunks kept an anchor up to 60% off its median in the run (limit 30%, "
+        "each timed 3 times); its times may be off: measure it again on a quiet machine"
+    ]
 
 
 def test_a_disturbed_recalibration_records_it_and_warns_naming_the_table(

@@ -378,6 +378,15 @@ def test_resuming_or_recalibrating_a_table_of_another_engine_recipe_is_refused(
     run_profile(tiny, quick.profile, out, work, SETTINGS)  # no record: the graph as given
 
 
+def _resume_refusal(tiny, quick, out, work) -> str:
+    """The one-line refusal to resume the table at `out`, which it leaves as it was."""
+    before = out.read_bytes()
+    with pytest.raises(LatencyTableError) as error:
+        run_profile(tiny, quick.profile, out, work, SETTINGS)
+    assert out.read_bytes() == before
+    return _message(error)
+
+
 def test_times_of_trained_like_weights_never_join_a_table_timed_on_init_weights(
     tiny, tmp_path, quick
 ):
@@ -394,16 +403,12 @@ def test_times_of_trained_like_weights_never_join_a_table_timed_on_init_weights(
     ]
     del table.operators[next(iter(table.operators))]  # an interrupted run, to resume
     table.save(out)
-    before = out.read_bytes()
-    with pytest.raises(LatencyTableError) as error:
-        run_profile(tiny, quick.profile, out, work, SETTINGS)
-    assert _message(error) == (
+    assert _resume_refusal(tiny, quick, out, work) == (
         f"{out}: its operators and validation subnets were timed on freshly initialised "
         "weights (before 2026-12-06), which some backends run at another speed than trained "
         "ones, and times on trained-like weights cannot join them: move the table aside to "
         "re-measure (or --recalibrate it, which re-times its validation subnets)"
     )
-    assert out.read_bytes() == before
     before = complete.read_bytes()
     with pytest.raises(LatencyTableError, match="timed on freshly initialised weights"):
         recalibrate(tiny, quick.profile, complete, work, SETTINGS, add_session=True)
@@ -423,16 +428,12 @@ def test_warm_times_never_join_a_table_timed_cold_until_it_is_recalibrated(tiny,
     del table.provenance["sessions"][0]["warm_calls"]  # as profiled before 2026-12-05
     del table.operators[next(iter(table.operators))]  # an interrupted run, to resume
     table.save(out)
-    before = out.read_bytes()
     assert LatencyTable.load(out, tiny).cold_timed() == ["operators", "validation subnets"]
-    with pytest.raises(LatencyTableError) as error:
-        run_profile(tiny, quick.profile, out, work, SETTINGS)
-    assert _message(error) == (
+    assert _resume_refusal(tiny, quick, out, work) == (
         f"{out}: its operators and validation subnets were timed cold (one call per visit, "
         "before 2026-12-05), and warm times cannot join them: move the table aside to "
         "re-measure (or --recalibrate it, which re-times its validation subnets)"
     )
-    assert out.read_bytes() == before
     run_profile(tiny, quick.profile, out, work, replace(SETTINGS, warm_calls=0))  # cold: resumes
     with pytest.raises(LatencyTableError, match="timed cold"):
         recalibrate(tiny, quick.profile, out, work, SETTINGS, add_session=True)

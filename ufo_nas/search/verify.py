@@ -143,11 +143,11 @@ def measure_front(
     rows: Sequence[ParetoRow],
     settings: ProfileSettings,
     progress: Progress | None = None,
-) -> tuple[list[float], list[float], list[float | None]]:
-    """(each row's measured ms on the table's scale, each chunk's anchor ms, each chunk's
-    steal percent): the rows timed in chunks of `settings.chunk`, each with the anchor."""
+) -> tuple[list[float], list[float | None]]:
+    """(each row's measured ms on the table's scale, each chunk's steal percent): the rows
+    timed in chunks of `settings.chunk`, each with the anchor (each chunk's anchor ms lands
+    in `profiler.anchor_ms`)."""
     measured: list[float] = []
-    anchors: list[float] = []
     steal: list[float | None] = []
     for start in range(0, len(rows), settings.chunk):
         chunk = rows[start : start + settings.chunk]
@@ -155,16 +155,15 @@ def measure_front(
             f"row-{start + k}": profiler.compile_subnet(space.parse(row.arch), tasks)
             for k, row in enumerate(chunk)
         }
-        timings, anchor_ms, stolen = profiler.time_chunk(models, settings)
+        timings, _, stolen = profiler.time_chunk(models, settings)
         for name, row in zip(models, chunk):  # each by the timed models nearest its size
             scale = profiler.anchor_for(row.latency_ms / table.reference_anchor_ms)
             measured.append(table.scaled_ms(timings[name].ms, scale))
-        anchors.append(anchor_ms)
         steal.append(stolen)
         profiler.release()
         if progress:
             progress(len(chunk))
-    return measured, anchors, steal
+    return measured, steal
 
 
 def verify_front(
@@ -184,7 +183,7 @@ def verify_front(
     work_dir = work_dir or default_work_dir(profile.name, space)
     profiler = Profiler(space, profile, work_dir, table.reference_subnets())
     try:
-        measured, anchors, steal = measure_front(
+        measured, steal = measure_front(
             profiler, table, space, tuple(report.tasks), front.rows, settings, progress
         )
     finally:
@@ -208,7 +207,7 @@ def verify_front(
         "warm_calls": settings.warm_calls,
         "chunk": settings.chunk,
         "reference_anchor_ms": table.reference_anchor_ms,
-        "anchor_ms": anchors,
+        "anchor_ms": profiler.anchor_ms,
         "anchor_alone_ms": profiler.anchor_alone_ms,
         "references": [[ref.arch, list(ref.tasks), ref.anchors] for ref in profiler.references],
         "reference_ms": profiler.reference_ms,

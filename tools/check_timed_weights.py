@@ -25,6 +25,7 @@ from results_io import write_results
 from ufo_nas import load_space
 from ufo_nas.backends import Runner, Target, get_backend
 from ufo_nas.checkpoint import load_supernet, shipped_supernet
+from ufo_nas.errors import UfoError
 from ufo_nas.hardware import host_fingerprint, host_id
 from ufo_nas.latency.measure import validation_subnets
 from ufo_nas.latency.timing import time_interleaved
@@ -41,6 +42,8 @@ def parse_engines(text: str) -> list[tuple[str, str]]:
     engines = [tuple(item.split(":")) for item in text.split(",")]
     if any(len(engine) != 2 for engine in engines):
         raise SystemExit(f"--engines: expected backend:precision pairs, got '{text}'")
+    for backend, _ in engines:
+        get_backend(backend)  # an unknown one: a BackendError naming the allowed ones
     return engines  # type: ignore[return-value]
 
 
@@ -128,4 +131,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except UfoError as exc:  # an unknown space or backend, a precision this CPU lacks
+        sys.exit(f"error: {exc}")

@@ -115,8 +115,9 @@ def main() -> None:
             for k, (arch, tasks) in enumerate(picks):
                 ms = [timed[f"{k}-{n}"].ms for n in names]
                 counts = [ops[f"{k}-{n}"] for n in names]
+                serves = f"{len(tasks)} task{'s' if len(tasks) > 1 else ''}"
                 lines.append(
-                    f"| {backend} {precision} | {arch.to_string()} ({len(tasks)} tasks) | "
+                    f"| {backend} {precision} | {arch.to_string()} ({serves}) | "
                     + " | ".join(f"{t:.3f}" for t in ms)
                     + " | "
                     + " | ".join(f"{t / ms[0]:.3f}" for t in ms[1:])

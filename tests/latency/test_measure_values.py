@@ -391,6 +391,22 @@ def test_the_share_of_other_processes_is_kept_to_a_tenth_of_a_percent(
     assert profiler.others_percent == [12.3]
 
 
+def _host_states(monkeypatch, fake, states: list[tuple[float, float]]) -> list[int]:
+    """Each time_interleaved call (one attempt) runs with the clock at its state's first
+    factor and the anchor subnet at the second on top (a host state that slows models
+    unevenly); returns the list of calls made."""
+    anchor = anchor_subnet(fake.truth.space)[0].to_string()
+    calls, real = [], measure.time_interleaved
+
+    def attempt(*args, **kwargs):
+        fake.clock.slow, fake.odd[anchor] = states[len(calls)]
+        calls.append(len(calls))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(measure, "time_interleaved", attempt)
+    return calls
+
+
 @pytest.mark.parametrize(
     "shares, warning",
     [
@@ -416,15 +432,8 @@ def test_a_chunk_whose_anchor_ran_far_off_the_runs_median_is_timed_again(
     state that slows models unevenly): timed again, the subnet keeps its true time over the
     anchor; without the limit it is 28% off."""
     anchor_arch, anchor_tasks = anchor_subnet(tiny)
-    states = [(1.0, 1.0), (1.0, 1.0), (1.3, 1.8 / 1.3), (1.0, 1.0)]  # (clock, anchor's own)
-    calls, real = [], measure.time_interleaved
-
-    def attempt(*args, **kwargs):
-        fake.clock.slow, fake.odd[anchor_arch.to_string()] = states[len(calls)]
-        calls.append(len(calls))
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(measure, "time_interleaved", attempt)
+    states = [(1.0, 1.0), (1.0, 1.0), (1.3, 1.8 / 1.3), (1.0, 1.0)]
+    calls = _host_states(monkeypatch, fake, states)
     profiler = measure.Profiler(tiny, fake.profile, tmp_path)
     arch, tasks = tiny.largest(), ("face",)
     models = {"s": profiler.compile_subnet(arch, tasks)}
@@ -461,6 +470,67 @@ def test_a_chunk_whose_anchor_stays_off_keeps_the_nearest_attempt_and_warns(
         "t.yaml: 1 of 3 chunks kept an anchor up to 60% off its median in the run (limit 30%, "
         "each timed 3 times); its times may be off: measure it again on a quiet machine"
     ]
+
+
+def test_a_chunk_whose_anchor_ran_off_the_runs_median_can_be_timed_again_in_place(
+    tiny, tmp_path, fake, monkeypatch
+):
+    """Four chunks, the first 12% slow: `off_chunks` names it at a 5% limit, not at 15%; a
+    second attempt at its usual speed replaces its record and keeps the lists aligned, one
+    farther off leaves the first attempt in place."""
+    calls = _slowed_per_attempt(monkeypatch, fake.clock, [1.12, 1.0, 1.0, 1.0, 1.0, 1.2])
+    profiler = measure.Profiler(tiny, fake.profile, tmp_path)
+    settings = ProfileSettings(rounds=3)
+    for _ in range(4):
+        profiler.time_chunk({}, settings)
+    usual = profiler.anchor_alone_ms[1]
+    assert profiler.anchor_alone_ms[0] == pytest.approx(1.12 * usual)
+    assert profiler.off_chunks(0.05) == [0]
+    assert profiler.off_chunks(0.15) == profiler.off_chunks(None) == []
+    assert profiler.retime_chunk(0, {}, settings) is not None  # at 1.0: kept
+    assert profiler.anchor_alone_ms == pytest.approx([usual] * 4)
+    assert profiler.anchor_ms == pytest.approx([usual] * 4)
+    assert len(profiler.anchor_shifts) == len(profiler.others_percent) == 4
+    assert profiler.off_chunks(0.05) == []
+    assert profiler.retime_chunk(1, {}, settings) is None  # at 1.2: the first stays
+    assert profiler.anchor_alone_ms == pytest.approx([usual] * 4)
+    assert len(calls) == 6
+
+
+@pytest.mark.parametrize("recheck", [0.05, None])
+def test_a_verified_chunk_whose_anchor_ran_off_is_timed_again_and_its_rows_land_true(
+    tiny, tmp_path, fake, monkeypatch, recheck
+):
+    """`--verify`'s first chunk runs while the host slows the rows 1.25x and the anchor
+    only 1.10x (as two real runs' first chunks did, before the guard has any history):
+    re-checked at the end it is timed again and every row lands on its true time; without
+    the re-check its rows land 13.6% slow."""
+    table = run_profile(tiny, fake.profile, tmp_path / "t.yaml", tmp_path / "work", SETTINGS)
+    states = [(1.25, 1.10 / 1.25), (1.0, 1.0), (1.0, 1.0), (1.0, 1.0)]
+    calls = _host_states(monkeypatch, fake, states)
+    predictor, tasks = LatencyPredictor(tiny, table), ("face",)
+    pairs = measure.validation_subnets(tiny, 12, seed=3)
+    rows = [
+        ParetoRow(a.to_string(), {}, {}, float(predictor.latency_ms([a], tasks)[0]), 1, 1)
+        for a, _ in pairs
+    ]
+    settings = ProfileSettings(rounds=3, chunk=4, recheck_shift=recheck)
+    profiler = measure.Profiler(tiny, fake.profile, tmp_path / "later")  # the anchor alone
+    try:
+        measured, steal, again = measure_front(profiler, table, tiny, tasks, rows, settings)
+    finally:
+        profiler.close()
+    true_ms = [_true_ms(tiny, fake, arch, tasks) for arch, _ in pairs]
+    off = [m / t - 1 for m, t in zip(measured, true_ms)]
+    if recheck is None:
+        assert len(calls) == 3 and again == []
+        assert off[:4] == pytest.approx([1.25 / 1.10 - 1] * 4, rel=1e-6)
+        assert off[4:] == pytest.approx([0.0] * 8, abs=1e-9)
+    else:
+        assert len(calls) == 4 and len(steal) == 3
+        first = 1.10 * _true_ms(tiny, fake, *anchor_subnet(tiny))
+        assert again == [{"chunk": 0, "first_anchor_ms": pytest.approx(first), "kept": "again"}]
+        assert off == pytest.approx([0.0] * 12, abs=1e-9)
 
 
 def test_a_disturbed_recalibration_records_it_and_warns_naming_the_table(
@@ -549,7 +619,8 @@ def test_a_host_that_slows_large_models_more_is_followed_by_the_references(tiny,
         assert len(rows) >= 4
         profiler = measure.Profiler(tiny, fake.profile, tmp_path / "later", refs)
         try:
-            measured, _ = measure_front(profiler, table, tiny, tasks, rows, settings)
+            measured, _, again = measure_front(profiler, table, tiny, tasks, rows, settings)
+            assert again == []  # every chunk's anchor at the same time: none timed again
             anchors = profiler.anchor_ms
         finally:
             profiler.close()

@@ -89,6 +89,7 @@ def test_measured_columns_are_positive_and_the_error_is_against_the_prediction(s
     timed = front.verification
     assert timed["reference_anchor_ms"] > 0 and timed["anchor_ms"]
     assert len(timed["anchor_alone_ms"]) == len(timed["anchor_ms"])
+    assert all(again["kept"] in ("first", "again") for again in timed["timed_again"])
     assert timed["references"] == [
         [ref.arch, list(ref.tasks), ref.anchors]
         for ref in LatencyTable.load(TODAYS).reference_subnets()
@@ -210,6 +211,21 @@ def test_the_summary_line_says_how_far_the_anchor_drifted_between_chunks():
     )
     one_chunk = replace(front, verification={**timed, "anchor_ms": [0.6]})
     assert summary(one_chunk).endswith("(row 1)")
+
+
+def test_the_summary_line_says_which_chunks_were_timed_again():
+    report = verified_synthetic([1.1, 3.5, 3.0])
+    again = [{"chunk": 0, "first_anchor_ms": 0.29, "kept": "again"}]
+    front = replace(report.fronts[0], verification={"timed_again": again})
+    assert summary(front).endswith(
+        "(row 1); 1 chunk whose anchor ran off the others' timed again (1 kept the new times)"
+    )
+    two = [*again, {"chunk": 3, "first_anchor_ms": 0.25, "kept": "first"}]
+    front = replace(front, verification={"timed_again": two})
+    assert summary(front).endswith(
+        "2 chunks whose anchor ran off the others' timed again (1 kept the new times)"
+    )
+    assert summary(replace(front, verification={"timed_again": []})).endswith("(row 1)")
 
 
 def test_a_long_list_of_rows_off_the_front_is_cut():

@@ -36,7 +36,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     verify_help = (
         "then re-measure every Pareto subnet end to end on the device (a measured table's "
         "device this machine runs), interleaved with the table's anchor, and write measured "
-        "beside predicted latency"
+        "beside predicted latency; a chunk whose anchor ran more than 5%% off the others' is "
+        "timed once more at the end"
     )
     p.add_argument("--verify", action="store_true", help=verify_help)
     default_out = "the first free runs/search/<space>-<device>-<task>[-N]"

@@ -101,6 +101,12 @@ class ProfileSettings:
     # process's earlier chunks (from its third chunk on): a held-out ORT chunk ran 1.8x slow,
     # anchor and references too, and its subnets unevenly (two 32% and 57% off)
     max_anchor_shift: float | None = 0.3
+    # where a caller re-checks its chunks once all are timed (`--verify`, whose rows are each
+    # one measurement), a chunk whose anchor lies more than this off the median over all of
+    # them is timed once more and the attempt nearer that median kept (`Profiler.off_chunks`,
+    # `retime_chunk`): the first two chunks have no history for `max_anchor_shift`, and two
+    # --verify runs' first chunks ran the anchor 7-10% high, their rows up to 15% off
+    recheck_shift: float | None = 0.05
 
 
 TIMING = (
@@ -499,6 +505,42 @@ class Profiler:
         self.others_percent.append(None if others is None else round(others, 1))
         self.anchor_shifts.append(shift)
         return timings, self.pop_anchor_ms(timings), steal
+
+    def off_chunks(self, limit: float | None) -> list[int]:
+        """The chunks whose anchor (its own time) lies more than `limit` (relative) off the
+        median over all this process's chunks, farthest first; none for a `limit` of None
+        or fewer than three chunks."""
+        if limit is None or len(self.anchor_alone_ms) < 3:
+            return []
+        median = float(np.median(self.anchor_alone_ms))
+        shifts = [abs(ms / median - 1) for ms in self.anchor_alone_ms]
+        return sorted((k for k, s in enumerate(shifts) if s > limit), key=lambda k: -shifts[k])
+
+    def retime_chunk(
+        self, chunk: int, models: dict[str, tuple[Runner, np.ndarray]], settings: ProfileSettings
+    ) -> tuple[dict, float, float | None] | None:
+        """Time chunk `chunk`'s `models` again (`time_chunk`) once the run's other chunks
+        are timed: where the new anchor lies nearer the median over the run's chunks, the
+        new attempt replaces the chunk's record (its anchor, references, shift, load) and
+        `time_chunk`'s result is returned; else the chunk stays as it was: None."""
+        median = float(np.median(self.anchor_alone_ms))
+        result = self.time_chunk(models, settings)
+        again = [record.pop() for record in self._chunk_records()]
+        if abs(self.anchor_alone_ms[chunk] / median - 1) <= abs(again[0] / median - 1):
+            return None
+        for record, value in zip(self._chunk_records(), again):
+            record[chunk] = value
+        return result
+
+    def _chunk_records(self) -> tuple[list, ...]:
+        """The per-chunk lists, `anchor_alone_ms` first."""
+        return (
+            self.anchor_alone_ms,
+            self.anchor_ms,
+            self.reference_ms,
+            self.anchor_shifts,
+            self.others_percent,
+        )
 
     def anchor_shift(self, anchor_ms: float) -> float | None:
         """How far an anchor time lies from the median of the anchor's own times in this

@@ -12,7 +12,9 @@ session and `anchor_ms` what the anchor and references timed in the same chunk i
 model of the row's predicted size (`Profiler.anchor_for`): the anchor's time for a model of
 its size, a reference's for one of that reference's, interpolated between (the anchor's own
 time outvoted where it ran more than 15% out of step with the references:
-`implied_anchor_ms`).
+`implied_anchor_ms`). Once every chunk is timed, a chunk whose anchor ran more than 5% off
+the median over them (`ProfileSettings.recheck_shift`) is timed once more, and its rows keep
+the attempt whose anchor lies nearer that median.
 """
 
 from __future__ import annotations
@@ -143,27 +145,65 @@ def measure_front(
     rows: Sequence[ParetoRow],
     settings: ProfileSettings,
     progress: Progress | None = None,
-) -> tuple[list[float], list[float | None]]:
-    """(each row's measured ms on the table's scale, each chunk's steal percent): the rows
-    timed in chunks of `settings.chunk`, each with the anchor (each chunk's anchor ms lands
-    in `profiler.anchor_ms`)."""
+) -> tuple[list[float], list[float | None], list[dict[str, Any]]]:
+    """(each row's measured ms on the table's scale, each chunk's steal percent, each chunk
+    timed again: its index, its first anchor ms and which attempt it kept): the rows timed
+    in chunks of `settings.chunk`, each with the anchor (each chunk's anchor ms lands in
+    `profiler.anchor_ms`); then each chunk whose anchor lies more than
+    `settings.recheck_shift` off the run's median is timed once more, and its rows keep the
+    attempt whose anchor lies nearer it (`Profiler.retime_chunk`)."""
+    chunks = [rows[start : start + settings.chunk] for start in range(0, len(rows), settings.chunk)]
     measured: list[float] = []
     steal: list[float | None] = []
-    for start in range(0, len(rows), settings.chunk):
-        chunk = rows[start : start + settings.chunk]
-        models = {
-            f"row-{start + k}": profiler.compile_subnet(space.parse(row.arch), tasks)
-            for k, row in enumerate(chunk)
-        }
-        timings, _, stolen = profiler.time_chunk(models, settings)
-        for name, row in zip(models, chunk):  # each by the timed models nearest its size
-            scale = profiler.anchor_for(row.latency_ms / table.reference_anchor_ms)
-            measured.append(table.scaled_ms(timings[name].ms, scale))
+    for k, chunk in enumerate(chunks):
+        timings, _, stolen = profiler.time_chunk(_compiled(profiler, space, tasks, chunk), settings)
+        measured += _on_table_scale(profiler, table, chunk, timings, k)
         steal.append(stolen)
         profiler.release()
         if progress:
             progress(len(chunk))
-    return measured, steal
+    again = []
+    for k in profiler.off_chunks(settings.recheck_shift):
+        first_ms = profiler.anchor_alone_ms[k]
+        result = profiler.retime_chunk(k, _compiled(profiler, space, tasks, chunks[k]), settings)
+        profiler.release()
+        again.append(
+            {
+                "chunk": k,
+                "first_anchor_ms": first_ms,
+                "kept": "first" if result is None else "again",
+            }
+        )
+        if result is not None:
+            timings, _, steal[k] = result
+            start = k * settings.chunk
+            measured[start : start + len(chunks[k])] = _on_table_scale(
+                profiler, table, chunks[k], timings, k
+            )
+    return measured, steal, again
+
+
+def _compiled(
+    profiler: Profiler, space: SearchSpace, tasks: tuple[str, ...], chunk: Sequence[ParetoRow]
+) -> dict:
+    return {
+        f"row-{k}": profiler.compile_subnet(space.parse(row.arch), tasks)
+        for k, row in enumerate(chunk)
+    }
+
+
+def _on_table_scale(
+    profiler: Profiler, table: LatencyTable, chunk: Sequence[ParetoRow], timings: dict, k: int
+) -> list[float]:
+    """The chunk's rows' times on the table's scale, each by the timed models nearest its
+    size in chunk `k`."""
+    return [
+        table.scaled_ms(
+            timings[f"row-{i}"].ms,
+            profiler.anchor_for(row.latency_ms / table.reference_anchor_ms, k),
+        )
+        for i, row in enumerate(chunk)
+    ]
 
 
 def verify_front(
@@ -183,7 +223,7 @@ def verify_front(
     work_dir = work_dir or default_work_dir(profile.name, space)
     profiler = Profiler(space, profile, work_dir, table.reference_subnets())
     try:
-        measured, steal = measure_front(
+        measured, steal, again = measure_front(
             profiler, table, space, tuple(report.tasks), front.rows, settings, progress
         )
     finally:
@@ -212,6 +252,7 @@ def verify_front(
         "references": [[ref.arch, list(ref.tasks), ref.anchors] for ref in profiler.references],
         "reference_ms": profiler.reference_ms,
         "steal_percent": steal,
+        "timed_again": again,
         "host": host_fingerprint(),
         "scale": (
             "p25 ms x reference_anchor_ms / the anchor time its chunk implies for a model of "
@@ -260,16 +301,25 @@ def summary(front: DeviceFront) -> str:
         if off
         else "all stay on the front when measured"
     )
-    anchors = (front.verification or {}).get("anchor_ms") or []
+    verification = front.verification or {}
+    again = verification.get("timed_again") or []
+    kept = sum(chunk["kept"] == "again" for chunk in again)
+    retimed = (
+        f"; {len(again)} chunk{'s' if len(again) > 1 else ''} whose anchor ran off the others' "
+        f"timed again ({kept} kept the new times)"
+        if again
+        else ""
+    )
+    anchors = verification.get("anchor_ms") or []
     drift = (
         f"; the anchor ran {min(anchors):.3g}-{max(anchors):.3g} ms over the {len(anchors)} "
         "chunks (as it and the reference subnets put it; table: "
-        f"{front.verification['reference_anchor_ms']:.3g} ms), "
+        f"{verification['reference_anchor_ms']:.3g} ms), "
         "the drift each chunk's times were scaled by"
         if len(anchors) > 1
         else ""
     )
     return (
         f"verified {len(front.rows)} front subnets on {front.device}: mean |error| "
-        f"{errors.mean():.1f}%, max {errors.max():.1f}%, {fell}{drift}"
+        f"{errors.mean():.1f}%, max {errors.max():.1f}%, {fell}{drift}{retimed}"
     )

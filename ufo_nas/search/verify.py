@@ -186,6 +186,7 @@ def measure_front(
 def _compiled(
     profiler: Profiler, space: SearchSpace, tasks: tuple[str, ...], chunk: Sequence[ParetoRow]
 ) -> dict:
+    """The chunk's rows compiled for `tasks`, named `row-<k>` by their place in it."""
     return {
         f"row-{k}": profiler.compile_subnet(space.parse(row.arch), tasks)
         for k, row in enumerate(chunk)

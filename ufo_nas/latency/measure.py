@@ -512,8 +512,7 @@ class Profiler:
         or fewer than three chunks."""
         if limit is None or len(self.anchor_alone_ms) < 3:
             return []
-        median = float(np.median(self.anchor_alone_ms))
-        shifts = [abs(ms / median - 1) for ms in self.anchor_alone_ms]
+        shifts = [_shift(ms, self.anchor_alone_ms) for ms in self.anchor_alone_ms]
         return sorted((k for k, s in enumerate(shifts) if s > limit), key=lambda k: -shifts[k])
 
     def retime_chunk(
@@ -523,10 +522,10 @@ class Profiler:
         are timed: where the new anchor lies nearer the median over the run's chunks, the
         new attempt replaces the chunk's record (its anchor, references, shift, load) and
         `time_chunk`'s result is returned; else the chunk stays as it was: None."""
-        median = float(np.median(self.anchor_alone_ms))
+        run = list(self.anchor_alone_ms)
         result = self.time_chunk(models, settings)
         again = [record.pop() for record in self._chunk_records()]
-        if abs(self.anchor_alone_ms[chunk] / median - 1) <= abs(again[0] / median - 1):
+        if _shift(run[chunk], run) <= _shift(again[0], run):
             return None
         for record, value in zip(self._chunk_records(), again):
             record[chunk] = value
@@ -547,7 +546,12 @@ class Profiler:
         process's earlier chunks, relative; None before its third chunk."""
         if len(self.anchor_alone_ms) < 2:
             return None
-        return abs(anchor_ms / float(np.median(self.anchor_alone_ms)) - 1)
+        return _shift(anchor_ms, self.anchor_alone_ms)
+
+
+def _shift(ms: float, times: Sequence[float]) -> float:
+    """How far `ms` lies from the median of `times`, relative."""
+    return abs(ms / float(np.median(times)) - 1)
 
 
 def _beyond(value: float | None, limit: float | None) -> bool:

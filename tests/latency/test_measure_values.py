@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 from dataclasses import replace
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -531,6 +532,103 @@ def test_a_verified_chunk_whose_anchor_ran_off_is_timed_again_and_its_rows_land_
         first = 1.10 * _true_ms(tiny, fake, *anchor_subnet(tiny))
         assert again == [{"chunk": 0, "first_anchor_ms": pytest.approx(first), "kept": "again"}]
         assert off == pytest.approx([0.0] * 12, abs=1e-9)
+
+
+RECHECKED = replace(SETTINGS, validation_subnets=12)  # three chunks of subnets
+OPERATOR_CHUNKS = 4  # the tiny space's 13 operators in chunks of 4
+
+
+@pytest.mark.parametrize("recheck", [0.05, None])
+def test_a_validation_chunk_whose_anchor_ran_off_is_timed_again_and_its_rows_land_true(
+    tiny, tmp_path, fake, monkeypatch, recheck
+):
+    """The first chunk of validation subnets runs while the host slows them 1.25x and the
+    anchor only 1.10x: re-checked once the three are timed, it is timed again and the table
+    fits its subnets exactly (its session names the chunk); without the re-check its rows
+    are 13.6% slow on the table's scale and the fit misses."""
+    states = [(1.0, 1.0)] * OPERATOR_CHUNKS + [(1.25, 1.10 / 1.25)] + [(1.0, 1.0)] * 3
+    calls = _host_states(monkeypatch, fake, states)
+    out = tmp_path / "t.yaml"
+    settings = replace(RECHECKED, recheck_shift=recheck)
+    table = run_profile(tiny, fake.profile, out, tmp_path / "work", settings)
+    assert table.to_dict() == LatencyTable.load(out, tiny).to_dict()
+    off = [
+        table.scaled_ms(row.measured_ms, row.anchor_ms)
+        / _true_ms(tiny, fake, tiny.parse(row.arch), row.tasks)
+        - 1
+        for row in table.validation
+    ]
+    session = table.provenance["sessions"][0]
+    if recheck is None:
+        assert len(calls) == OPERATOR_CHUNKS + 3 and session["timed_again"] == []
+        assert off[:4] == pytest.approx([1.25 / 1.10 - 1] * 4, rel=1e-6)
+        assert off[4:] == pytest.approx([0.0] * 8, abs=1e-9)
+        assert table.metrics["mean_abs_pct_error"] > 1.0
+    else:
+        assert len(calls) == OPERATOR_CHUNKS + 4
+        first = 1.10 * _true_ms(tiny, fake, *anchor_subnet(tiny))
+        (again,) = session["timed_again"]
+        assert again["chunk"] == OPERATOR_CHUNKS and again["kept"] == "again"
+        assert again["first_anchor_ms"] == pytest.approx(first)
+        slow = [1.25 * _true_ms(tiny, fake, tiny.parse(r.arch), r.tasks) for r in table.validation]
+        assert again["first_ms"] == pytest.approx(slow[:4])  # what the table held before
+        assert off == pytest.approx([0.0] * 12, abs=1e-9)
+        assert table.metrics["mean_abs_pct_error"] == pytest.approx(0.0, abs=1e-3)
+    assert len(session["steal_percent"]) == len(session["others_percent"]) == OPERATOR_CHUNKS + 3
+
+
+def test_undoing_the_recheck_gives_back_the_table_profiled_without_it(
+    tiny, tmp_path, fake, monkeypatch
+):
+    """`tools/undo_recheck.py`: the first attempts a session records put back in place
+    give the rows (and so the fit) a profile without the re-check wrote on the same host."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tools"))
+    from undo_recheck import undo_recheck
+
+    tables, timed = [], measure.time_interleaved
+    for recheck in (0.05, None):
+        states = [(1.0, 1.0)] * OPERATOR_CHUNKS + [(1.25, 1.10 / 1.25)] + [(1.0, 1.0)] * 3
+        monkeypatch.setattr(measure, "time_interleaved", timed)  # each run its own states
+        _host_states(monkeypatch, fake, states)
+        settings = replace(RECHECKED, recheck_shift=recheck)
+        out, work = tmp_path / f"{recheck}.yaml", tmp_path / f"work-{recheck}"
+        tables.append(run_profile(tiny, fake.profile, out, work, settings))
+    rechecked, without = tables
+    assert undo_recheck(rechecked, RECHECKED.chunk) == 1
+    assert rechecked.validation == without.validation
+    measure.calibrate(tiny, rechecked)
+    assert rechecked.calibration == pytest.approx(without.calibration)
+
+
+def test_operator_chunks_are_not_timed_again(tiny, tmp_path, fake, monkeypatch):
+    """The first operator chunk runs its anchor and operators 20% slow: `off_chunks` names
+    it, but only chunks of subnets are timed again; anchor-scaled, its rows are true."""
+    states = [(1.2, 1.0)] + [(1.0, 1.0)] * (OPERATOR_CHUNKS + 2)
+    calls = _host_states(monkeypatch, fake, states)
+    table = run_profile(tiny, fake.profile, tmp_path / "t.yaml", tmp_path / "work", RECHECKED)
+    assert len(calls) == OPERATOR_CHUNKS + 3
+    assert table.provenance["sessions"][0]["timed_again"] == []
+    for key, cost in fake.costs.items():
+        assert table.op_ms(key) == pytest.approx(cost, rel=1e-6)
+
+
+def test_a_recalibration_rechecks_its_chunks_and_keeps_the_first_where_the_second_is_worse(
+    tiny, tmp_path, fake, monkeypatch
+):
+    """Recalibrating (`--recalibrate`, `--add-session`) times subnets as profiling does: its
+    first chunk's anchor runs 8% off, and so does the attempt timed again (16%): the first
+    attempt stays, and the session says so."""
+    out, work = tmp_path / "t.yaml", tmp_path / "work"
+    run_profile(tiny, fake.profile, out, work, RECHECKED)
+    calls = _host_states(monkeypatch, fake, [(1.08, 1.0), (1.0, 1.0), (1.0, 1.0), (1.16, 1.0)])
+    table = measure.recalibrate(tiny, fake.profile, out, work, RECHECKED)
+    assert len(calls) == 4
+    first = 1.08 * _true_ms(tiny, fake, *anchor_subnet(tiny))
+    (again,) = table.provenance["sessions"][-1]["timed_again"]
+    assert again["chunk"] == 0 and again["kept"] == "first"
+    assert again["first_anchor_ms"] == pytest.approx(first)
+    assert again["first_ms"] == [row.measured_ms for row in table.validation[:4]]  # kept
+    assert table.metrics["mean_abs_pct_error"] == pytest.approx(0.0, abs=1e-3)
 
 
 def test_a_disturbed_recalibration_records_it_and_warns_naming_the_table(

@@ -7,8 +7,9 @@
    (`chunk_seconds`, at least `min_rounds`).
 2. Random whole subnets are measured end to end the same way, each built as `ufo export`
    builds it (the same graph, the backend's own artefact loaded back: see `SUBNETS_BUILT`),
-   so the table predicts what is shipped; `measured ~ a*sum + b + d*mparams` is fitted on
-   them.
+   so the table predicts what is shipped; once all are timed, a chunk whose anchor ran off
+   the others' is timed again (`SubnetChunks.recheck`); `measured ~ a*sum + b + d*mparams`
+   is fitted on them.
 The table is saved after every chunk, so an interrupted run resumes without losing a row;
 each run is a new session whose times are scaled to the first by the anchor.
 3. `--recalibrate` moves a complete table to another host in minutes: only the validation
@@ -32,6 +33,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -101,11 +103,13 @@ class ProfileSettings:
     # process's earlier chunks (from its third chunk on): a held-out ORT chunk ran 1.8x slow,
     # anchor and references too, and its subnets unevenly (two 32% and 57% off)
     max_anchor_shift: float | None = 0.3
-    # where a caller re-checks its chunks once all are timed (`--verify`, whose rows are each
-    # one measurement), a chunk whose anchor lies more than this off the median over all of
-    # them is timed once more and the attempt nearer that median kept (`Profiler.off_chunks`,
-    # `retime_chunk`): the first two chunks have no history for `max_anchor_shift`, and two
-    # --verify runs' first chunks ran the anchor 7-10% high, their rows up to 15% off
+    # once all are timed, a chunk of subnets (`--verify`'s rows, a table's validation
+    # subnets) whose anchor lies more than this off the median over them is timed once more
+    # and the attempt nearer that median kept (`Profiler.off_chunks`, `retime_chunk`): the
+    # first two chunks have no history for `max_anchor_shift`; two --verify runs' first chunks
+    # ran the anchor 7-10% high, their rows up to 15% off; and the shipped tables' validation
+    # rows in chunks whose anchor lay over 5% off their session's median missed the tables'
+    # fits by 4.4% (mean), the others by 2.3%
     recheck_shift: float | None = 0.05
 
 
@@ -620,12 +624,14 @@ def _measure(
         table.save(out_path)
         step("operators", len(chunk))
 
-    for rows, stolen in _time_subnets(profiler, todo.validation, settings, session):
+    subnets = SubnetChunks(profiler, todo.validation, settings, session)
+    for rows, stolen in subnets:
         table.validation += rows
         steal.append(stolen)
         others.append(profiler.others_percent[-1])
         table.save(out_path)
         step("subnets", len(rows))
+    subnets.recheck(record, step)
 
     calibrate(space, table)
     table.save(out_path)
@@ -662,31 +668,78 @@ def warn_if_disturbed(profiler: Profiler, settings: ProfileSettings, path: Path)
         )
 
 
-def _time_subnets(
-    profiler: Profiler,
-    subnets: list[tuple[Arch, tuple[str, ...]]],
-    settings: ProfileSettings,
-    session: int,
-) -> Iterator[tuple[list[ValidationRow], float | None]]:
-    """Time the subnets end to end in chunks with the anchor (a short chunk filled with
-    others, `filling`): each chunk's validation rows and steal percent."""
-    pool = subnets + validation_subnets(profiler.space, settings.validation_subnets, settings.seed)
-    for start in range(0, len(subnets), settings.chunk):
-        chunk = subnets[start : start + settings.chunk]
-        models = {f"subnet-{k}": profiler.compile_subnet(*pair) for k, pair in enumerate(chunk)}
-        for k, pair in enumerate(filling(chunk, pool, settings.chunk)):
-            models[f"{CONTEXT}{k}"] = profiler.compile_subnet(*pair)
-        timings, anchor_ms, stolen = profiler.time_chunk(models, settings)
-        profiler.release()
-        yield (
-            [
-                ValidationRow(
-                    arch.to_string(), list(tasks), timings[f"subnet-{k}"].ms, anchor_ms, session
-                )
-                for k, (arch, tasks) in enumerate(chunk)
-            ],
-            stolen,
-        )
+class SubnetChunks:
+    """Subnets timed end to end in chunks with the anchor (a short chunk filled with others,
+    `filling`) into a session's validation rows; once all are timed, `recheck` times again
+    each chunk whose anchor ran off the others'."""
+
+    def __init__(
+        self,
+        profiler: Profiler,
+        subnets: list[tuple[Arch, tuple[str, ...]]],
+        settings: ProfileSettings,
+        session: int,
+    ):
+        self.profiler, self.subnets = profiler, subnets
+        self.settings, self.session = settings, session
+        space = profiler.space
+        self.pool = subnets + validation_subnets(space, settings.validation_subnets, settings.seed)
+        # the profiler's index of each chunk timed: its subnets and their rows
+        self.timed: dict[int, tuple[list, list[ValidationRow]]] = {}
+
+    def __iter__(self) -> Iterator[tuple[list[ValidationRow], float | None]]:
+        """Each chunk's validation rows and steal percent, as it is timed."""
+        for start in range(0, len(self.subnets), self.settings.chunk):
+            chunk = self.subnets[start : start + self.settings.chunk]
+            models = self._models(chunk)
+            timings, anchor_ms, stolen = self.profiler.time_chunk(models, self.settings)
+            self.profiler.release()
+            rows = [
+                ValidationRow(arch.to_string(), list(tasks), ms, anchor_ms, self.session)
+                for (arch, tasks), ms in zip(chunk, self._ms(timings, chunk), strict=True)
+            ]
+            self.timed[len(self.profiler.anchor_alone_ms) - 1] = (chunk, rows)
+            yield rows, stolen
+
+    def recheck(self, record: dict[str, Any], progress: Progress | None = None) -> None:
+        """Time again each of these chunks whose anchor lies more than the settings'
+        `recheck_shift` off the median over the process's chunks (`Profiler.off_chunks`;
+        operator chunks are not timed again); where the new attempt's anchor lies nearer it,
+        the chunk's rows take its times in place, and the session `record` its steal and
+        load. The record lists each chunk timed again (`timed_again`: its index among the
+        session's chunks, the first attempt's anchor ms and rows' ms, the attempt kept: what
+        the table would hold without the re-check); `progress` hears of each ("subnets timed
+        again", 0: the bar's count stays)."""
+        profiler, again = self.profiler, []
+        off = profiler.off_chunks(self.settings.recheck_shift)
+        for k in (k for k in off if k in self.timed):
+            chunk, rows = self.timed[k]
+            if progress:
+                progress("subnets timed again", 0)
+            first_ms = profiler.anchor_alone_ms[k]
+            result = profiler.retime_chunk(k, self._models(chunk), self.settings)
+            profiler.release()
+            kept = "first" if result is None else "again"
+            first = {"first_anchor_ms": first_ms, "first_ms": [row.measured_ms for row in rows]}
+            again.append({"chunk": k, **first, "kept": kept})
+            if result is None:
+                continue
+            timings, anchor_ms, record["steal_percent"][k] = result
+            record["others_percent"][k] = profiler.others_percent[k]
+            for row, ms in zip(rows, self._ms(timings, chunk), strict=True):
+                row.measured_ms, row.anchor_ms = ms, anchor_ms
+        record["timed_again"] = again
+
+    def _models(self, chunk: list) -> dict[str, tuple[Runner, np.ndarray]]:
+        compile_subnet = self.profiler.compile_subnet
+        models = {f"subnet-{k}": compile_subnet(*pair) for k, pair in enumerate(chunk)}
+        for k, pair in enumerate(filling(chunk, self.pool, self.settings.chunk)):
+            models[f"{CONTEXT}{k}"] = compile_subnet(*pair)
+        return models
+
+    @staticmethod
+    def _ms(timings: dict, chunk: list) -> list[float]:
+        return [timings[f"subnet-{k}"].ms for k in range(len(chunk))]
 
 
 def recalibrate(
@@ -735,12 +788,14 @@ def recalibrate(
         kind = "added session" if add_session else "recalibration"
         record.update(kind=kind, host=host_fingerprint(), replaced=before)
         rows: list[ValidationRow] = []
-        for chunk, stolen in _time_subnets(profiler, pairs, settings, session):
+        subnets = SubnetChunks(profiler, pairs, settings, session)
+        for chunk, stolen in subnets:
             rows += chunk
             record["steal_percent"].append(stolen)
             record["others_percent"].append(profiler.others_percent[-1])
             if progress:
                 progress("subnets", len(chunk))
+        subnets.recheck(record, progress)
     finally:
         profiler.close()
     if add_session:  # the reference scale stays the session that timed the operators here

@@ -109,7 +109,7 @@ class ProfileSettings:
     # first two chunks have no history for `max_anchor_shift`; two --verify runs' first chunks
     # ran the anchor 7-10% high, their rows up to 15% off; and the shipped tables' validation
     # rows in chunks whose anchor lay over 5% off their session's median missed the tables'
-    # fits by 4.4% (mean), the others by 2.3%
+    # fits by 4.4-4.7% (mean), the others by 2.0-2.4%
     recheck_shift: float | None = 0.05
 
 

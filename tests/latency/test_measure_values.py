@@ -600,6 +600,23 @@ def test_undoing_the_recheck_gives_back_the_table_profiled_without_it(
     assert rechecked.calibration == pytest.approx(without.calibration)
 
 
+@pytest.mark.parametrize("cap, retimed", [(1, [0]), (None, [0, 1])])
+def test_a_session_times_again_at_most_its_cap_of_chunks_farthest_first(
+    tiny, tmp_path, fake, monkeypatch, cap, retimed
+):
+    """Two of four subnet chunks run anchor and subnets 20% and 10% slow: with a cap of one
+    only the farther is timed again (ViT-Base's P5 has room for about two)."""
+    slow = [(1.2, 1.0), (1.1, 1.0), (1.0, 1.0), (1.0, 1.0)]
+    states = [(1.0, 1.0)] * OPERATOR_CHUNKS + slow + [(1.0, 1.0)] * 2
+    calls = _host_states(monkeypatch, fake, states)
+    settings = replace(RECHECKED, validation_subnets=16, recheck_chunks=cap)
+    table = run_profile(tiny, fake.profile, tmp_path / "t.yaml", tmp_path / "work", settings)
+    assert len(calls) == OPERATOR_CHUNKS + 4 + len(retimed)
+    again = table.provenance["sessions"][0]["timed_again"]
+    assert [a["chunk"] - OPERATOR_CHUNKS for a in again] == retimed
+    assert table.metrics["mean_abs_pct_error"] == pytest.approx(0.0, abs=1e-3)
+
+
 def test_operator_chunks_are_not_timed_again(tiny, tmp_path, fake, monkeypatch):
     """The first operator chunk runs its anchor and operators 20% slow: `off_chunks` names
     it, but only chunks of subnets are timed again; anchor-scaled, its rows are true."""

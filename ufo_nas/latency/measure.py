@@ -111,6 +111,10 @@ class ProfileSettings:
     # rows in chunks whose anchor lay over 5% off their session's median missed the tables'
     # fits by 4.4-4.7% (mean), the others by 2.0-2.4%
     recheck_shift: float | None = 0.05
+    # at most this many chunks of a profiling session's subnets are timed again, the
+    # farthest off first (None: every one): a ViT-Base chunk costs about 1 min 52 s, and P5
+    # with two took 14 min 48 s of its 15
+    recheck_chunks: int | None = 2
 
 
 TIMING = (
@@ -704,15 +708,15 @@ class SubnetChunks:
     def recheck(self, record: dict[str, Any], progress: Progress | None = None) -> None:
         """Time again each of these chunks whose anchor lies more than the settings'
         `recheck_shift` off the median over the process's chunks (`Profiler.off_chunks`;
-        operator chunks are not timed again); where the new attempt's anchor lies nearer it,
-        the chunk's rows take its times in place, and the session `record` its steal and
-        load. The record lists each chunk timed again (`timed_again`: its index among the
-        session's chunks, the first attempt's anchor ms and rows' ms, the attempt kept: what
-        the table would hold without the re-check); `progress` hears of each ("subnets timed
-        again", 0: the bar's count stays)."""
+        operator chunks are not timed again), the `recheck_chunks` farthest off; where the
+        new attempt's anchor lies nearer it, the chunk's rows take its times in place, and
+        the session `record` its steal and load. The record lists each chunk timed again
+        (`timed_again`: its index among the session's chunks, the first attempt's anchor ms
+        and rows' ms, the attempt kept: what the table would hold without the re-check);
+        `progress` hears of each ("subnets timed again", 0: the bar's count stays)."""
         profiler, again = self.profiler, []
-        off = profiler.off_chunks(self.settings.recheck_shift)
-        for k in (k for k in off if k in self.timed):
+        off = [k for k in profiler.off_chunks(self.settings.recheck_shift) if k in self.timed]
+        for k in off[: self.settings.recheck_chunks]:
             chunk, rows = self.timed[k]
             if progress:
                 progress("subnets timed again", 0)

@@ -109,7 +109,7 @@ class ProfileSettings:
     # first two chunks have no history for `max_anchor_shift`; two --verify runs' first chunks
     # ran the anchor 7-10% high, their rows up to 15% off; and the shipped tables' validation
     # rows in chunks whose anchor lay over 5% off their session's median missed the tables'
-    # fits by 4.4-4.7% (mean), the others by 2.0-2.4%
+    # fits by 4.35-4.65% (mean), the others by 1.98-2.35%
     recheck_shift: float | None = 0.05
     # at most this many chunks of a profiling session's subnets are timed again, the
     # farthest off first (None: every one): a ViT-Base chunk costs about 1 min 52 s, and P5

@@ -29,7 +29,7 @@ import shlex
 import shutil
 import sys
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Container, Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -523,6 +523,25 @@ class Profiler:
         shifts = [_shift(ms, self.anchor_alone_ms) for ms in self.anchor_alone_ms]
         return sorted((k for k, s in enumerate(shifts) if s > limit), key=lambda k: -shifts[k])
 
+    def recheck(
+        self,
+        settings: ProfileSettings,
+        models_of: Callable[[int], dict[str, tuple[Runner, np.ndarray]]],
+        among: Container[int] | None = None,
+        most: int | None = None,
+    ) -> Iterator[tuple[int, dict[str, Any], tuple[dict, float, float | None] | None]]:
+        """Once a run's chunks are timed, each that `off_chunks(settings.recheck_shift)`
+        names (of `among`, the `most` farthest off; default all) timed again with
+        `models_of(chunk)` (`retime_chunk`), its models released after: (the chunk, its record
+        {chunk, first_anchor_ms, kept: "first" or "again"}, `retime_chunk`'s result)."""
+        off = [k for k in self.off_chunks(settings.recheck_shift) if among is None or k in among]
+        for k in off[:most]:
+            first_ms = self.anchor_alone_ms[k]
+            result = self.retime_chunk(k, models_of(k), settings)
+            self.release()
+            kept = "first" if result is None else "again"
+            yield k, {"chunk": k, "first_anchor_ms": first_ms, "kept": kept}, result
+
     def retime_chunk(
         self, chunk: int, models: dict[str, tuple[Runner, np.ndarray]], settings: ProfileSettings
     ) -> tuple[dict, float, float | None] | None:
@@ -714,22 +733,21 @@ class SubnetChunks:
         (`timed_again`: its index among the session's chunks, the first attempt's anchor ms
         and rows' ms, the attempt kept: what the table would hold without the re-check);
         `progress` hears of each ("subnets timed again", 0: the bar's count stays)."""
-        profiler, again = self.profiler, []
-        off = [k for k in profiler.off_chunks(self.settings.recheck_shift) if k in self.timed]
-        for k in off[: self.settings.recheck_chunks]:
-            chunk, rows = self.timed[k]
+
+        def models_of(k: int) -> dict[str, tuple[Runner, np.ndarray]]:
             if progress:
                 progress("subnets timed again", 0)
-            first_ms = profiler.anchor_alone_ms[k]
-            result = profiler.retime_chunk(k, self._models(chunk), self.settings)
-            profiler.release()
-            kept = "first" if result is None else "again"
-            first = {"first_anchor_ms": first_ms, "first_ms": [row.measured_ms for row in rows]}
-            again.append({"chunk": k, **first, "kept": kept})
+            return self._models(self.timed[k][0])
+
+        again = []
+        most = self.settings.recheck_chunks
+        for k, timed, result in self.profiler.recheck(self.settings, models_of, self.timed, most):
+            chunk, rows = self.timed[k]
+            again.append(timed | {"first_ms": [row.measured_ms for row in rows]})
             if result is None:
                 continue
             timings, anchor_ms, record["steal_percent"][k] = result
-            record["others_percent"][k] = profiler.others_percent[k]
+            record["others_percent"][k] = self.profiler.others_percent[k]
             for row, ms in zip(rows, self._ms(timings, chunk), strict=True):
                 row.measured_ms, row.anchor_ms = ms, anchor_ms
         record["timed_again"] = again

@@ -162,18 +162,13 @@ def measure_front(
         profiler.release()
         if progress:
             progress(len(chunk))
+
+    def models_of(k: int) -> dict:
+        return _compiled(profiler, space, tasks, chunks[k])
+
     again = []
-    for k in profiler.off_chunks(settings.recheck_shift):
-        first_ms = profiler.anchor_alone_ms[k]
-        result = profiler.retime_chunk(k, _compiled(profiler, space, tasks, chunks[k]), settings)
-        profiler.release()
-        again.append(
-            {
-                "chunk": k,
-                "first_anchor_ms": first_ms,
-                "kept": "first" if result is None else "again",
-            }
-        )
+    for k, timed, result in profiler.recheck(settings, models_of):
+        again.append(timed)
         if result is not None:
             timings, _, steal[k] = result
             start = k * settings.chunk

@@ -52,10 +52,13 @@ def main() -> int:
     args = parser.parse_args()
     if args.out.resolve() == args.table.resolve():
         parser.error("--out must be another file: the table stays as it is")
-    space = load_space(args.space)
-    table = LatencyTable.load(args.table, space)
-    before = dict(table.metrics)
-    undone = undo_recheck(table)
+    try:
+        space = load_space(args.space)
+        table = LatencyTable.load(args.table, space)
+        before = dict(table.metrics)
+        undone = undo_recheck(table)
+    except UfoError as error:  # a missing, foreign or corrupt table: one line, nothing written
+        parser.exit(2, f"undo_recheck.py: {error}\n")
     calibrate(space, table)
     table.save(args.out)
     print(f"{undone} chunk(s) put back to their first attempt -> {args.out}")

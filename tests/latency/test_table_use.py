@@ -27,6 +27,7 @@ from ufo_nas.paths import project_root
 SHIPPED = (
     project_root() / "latency_tables/cpu-onnxruntime/hosts/intel-xeon-84ea994f/ufo_vit_tiny.yaml"
 )
+SHIPPED_BF16 = project_root() / "latency_tables/cpu-openvino-bf16/ufo_vit_tiny.yaml"
 RESUME = "`ufo-profile --device cpu-onnxruntime --space ufo_vit_tiny` resumes it"
 AVX512_HOST = {
     "cpu": "Intel(R) Xeon(R) Platinum 8480+",
@@ -375,3 +376,23 @@ def test_an_int8_table_of_another_or_no_recipe_warns_naming_both(tmp_path, tiny,
             f"for '{name}'; its "
             f"times may not describe the engines built now; {remedy}"
         )
+
+
+def test_a_table_this_host_cannot_re_time_says_so_instead_of_recalibrate(home, tiny, monkeypatch):
+    pytest.importorskip("openvino")
+    from ufo_nas.backends.openvino import OpenVinoBackend
+
+    bf16 = home.parents[1] / "cpu-openvino-bf16" / "ufo_vit_tiny.yaml"
+    bf16.parent.mkdir()
+    data = yaml.safe_load(SHIPPED_BF16.read_text())
+    data["provenance"]["host"] = AVX512_HOST
+    bf16.write_text(yaml.safe_dump(data, sort_keys=False))
+    monkeypatch.setattr(predictor_module, "host_fingerprint", lambda: AVX2_HOST)
+    # what OpenVINO reports on an AVX2-only EPYC (measured there, 2026-12-06)
+    monkeypatch.setattr(OpenVinoBackend, "capabilities", lambda self: ["FP32", "INT8", "BIN"])
+    with pytest.warns(UfoWarning) as caught:
+        latency_predictor(tiny, "cpu-openvino-bf16")
+    (text,) = [str(w.message) for w in caught if "another host" in str(w.message)]
+    assert f"{bf16} was measured on another host: Intel(R) Xeon(R)" in text
+    assert "this host cannot re-time it (openvino CPU has no bf16 compute here" in text
+    assert "so it predicts that host, not this one" in text and "--recalibrate" not in text

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ufo_nas.backends import get_backend
+from ufo_nas.backends import BackendError, get_backend
 from ufo_nas.cost import CostModel, LayerStructure
 from ufo_nas.errors import UfoError, UfoWarning
 from ufo_nas.hardware import (
@@ -273,14 +273,31 @@ def warn_other_host(table: LatencyTable, path: Path) -> None:
         return
     differs = host_difference(table.provenance["host"], host_fingerprint())
     if differs:
+        unrunnable = _why_not_runnable(table.device)
+        remedy = (
+            f"this host cannot re-time it ({unrunnable}), so it predicts that host, not this one"
+            if unrunnable
+            else f"move it to this host in minutes: `ufo-profile --device {table.device} "
+            f"--space {table.space} --recalibrate` (writes a table for this host beside it; "
+            "or re-measure one without --recalibrate)"
+        )
         warnings.warn(
             f"{path} was measured on another host: {differs}; its times may be far off "
-            f"here; move it to this host in minutes: `ufo-profile --device {table.device} "
-            f"--space {table.space} --recalibrate` (writes a table for this host beside it; "
-            "or re-measure one without --recalibrate)",
+            f"here; {remedy}",
             UfoWarning,
             stacklevel=3,
         )
+
+
+def _why_not_runnable(device: str) -> str | None:
+    """None where this machine can run the device's engines (and so re-time its table),
+    else why not, e.g. a bf16 profile on a CPU without bf16, or its backend not installed."""
+    profile = load_profile(device)
+    try:
+        get_backend(profile.backend)(profile.target())
+    except BackendError as error:
+        return str(error)
+    return None
 
 
 def recipe_difference(table: LatencyTable, profile: HardwareProfile) -> str | None:

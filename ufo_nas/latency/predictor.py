@@ -273,7 +273,7 @@ def warn_other_host(table: LatencyTable, path: Path) -> None:
         return
     differs = host_difference(table.provenance["host"], host_fingerprint())
     if differs:
-        unrunnable = _why_not_runnable(table.device)
+        unrunnable = why_not_runnable(table.device)
         remedy = (
             f"this host cannot re-time it ({unrunnable}), so it predicts that host, not this one"
             if unrunnable
@@ -289,7 +289,7 @@ def warn_other_host(table: LatencyTable, path: Path) -> None:
         )
 
 
-def _why_not_runnable(device: str) -> str | None:
+def why_not_runnable(device: str) -> str | None:
     """None where this machine can run the device's engines (and so re-time its table),
     else why not, e.g. a bf16 profile on a CPU without bf16, or its backend not installed."""
     profile = load_profile(device)

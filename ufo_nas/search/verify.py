@@ -27,7 +27,6 @@ from typing import Any
 
 import numpy as np
 
-from ufo_nas.backends import BackendError, get_backend
 from ufo_nas.errors import UfoError
 from ufo_nas.hardware import (
     HardwareProfile,
@@ -48,6 +47,7 @@ from ufo_nas.latency.predictor import (
     latency_predictor,
     load_table_for_this_host,
     table_for_this_host,
+    why_not_runnable,
 )
 from ufo_nas.latency.table import LatencyTable, LatencyTableError
 from ufo_nas.search.pareto import non_dominated
@@ -63,17 +63,7 @@ def _cannot_verify(space: SearchSpace, device: str) -> str | None:
     backend cannot run on this machine), else None."""
     if not latency_predictor(space, device).measured:
         return f"no measured latency table for {space.name} (its latency is a roofline estimate)"
-    return _cannot_run(device)
-
-
-def _cannot_run(device: str) -> str | None:
-    """Why the backend of `device` cannot run on this machine, else None."""
-    profile = load_profile(device)
-    try:
-        get_backend(profile.backend)(profile.target())
-    except BackendError as exc:
-        return str(exc)
-    return None
+    return why_not_runnable(device)
 
 
 def verifiable_devices(space: SearchSpace) -> list[str]:
@@ -83,7 +73,7 @@ def verifiable_devices(space: SearchSpace) -> list[str]:
     for name in shipped_profiles():
         try:
             path, table = load_table_for_this_host(space, name)
-            if table is not None and table.measured and _cannot_run(name) is None:
+            if table is not None and table.measured and why_not_runnable(name) is None:
                 check_usable(space, table, path)
                 out.append(name)
         except UfoError:  # a table being profiled, a broken profile: not verifiable

@@ -220,8 +220,8 @@ def time_runtime(
             work / "anchors" / device,
             predictors[device].table.reference_subnets(),
         )
-        for _, _, _, device in engines
-        if device in predictors
+        for engine, _, _, device in engines
+        if device in predictors and engine in models  # not one this host cannot run
     }
     for device, profiler in profilers.items():
         models.update(profiler.scale_models(device))

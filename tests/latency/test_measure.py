@@ -103,12 +103,12 @@ def test_cli_dry_run_lists_the_work(tmp_path, capsys):
         (
             ["--device", "cpu-onnxruntime", "--space", "ufo_vit_tiny", "--add-session"]
             + ["--sessions", "2"],
-            "--sessions 2 applies to a build; --add-session times one session",
+            "--sessions 2 applies to a build or --recalibrate; --add-session times one session",
         ),
         (
             ["--device", "cpu-onnxruntime", "--space", "ufo_vit_tiny", "--refit"]
             + ["--sessions", "2"],
-            "--sessions 2 applies to a build; --refit times nothing",
+            "--sessions 2 applies to a build or --recalibrate; --refit times nothing",
         ),
         (
             ["--device", "cpu-onnxruntime", "--space", "ufo_vit_tiny", "--refit", "--add-session"],
@@ -134,22 +134,26 @@ def test_new_profile_describes_this_machine(tmp_path, monkeypatch, capsys):
     assert "already exists" in capsys.readouterr().err
 
 
-def stub_sessions(monkeypatch, returncodes: list[int], after: dict | None = None) -> list:
+def stub_sessions(monkeypatch, returncodes: list[int], after: list[dict] | None = None) -> list:
     """Replace each child process of `ufo profile --sessions N` by one that exits with the
-    next of `returncodes` and leaves the table fitting as `after`; the children's argv."""
+    next of `returncodes` and leaves the table fitting as the next of `after`; the children's
+    argv."""
     from types import SimpleNamespace
 
     import ufo_nas.cli.latency as cli
 
     commands: list[list[str]] = []
+    table = SimpleNamespace(metrics=None)
 
     def run(command, check):
         commands.append(command)
+        table.metrics = after[len(commands) - 1] if after else None
         return subprocess.CompletedProcess(command, returncodes[len(commands) - 1])
 
     monkeypatch.setattr(cli.subprocess, "run", run)
-    table = SimpleNamespace(metrics=after)
-    monkeypatch.setattr(LatencyTable, "load", classmethod(lambda cls, path, space: table))
+    real = LatencyTable.load  # tables read before the first child are the real ones
+    load = classmethod(lambda cls, path, space: table if commands else real(path, space))
+    monkeypatch.setattr(LatencyTable, "load", load)
     return commands
 
 
@@ -171,7 +175,7 @@ def test_each_further_session_re_times_the_table_in_a_new_process(monkeypatch, t
     for command in commands:
         assert command[:4] == [sys.executable, "-m", "ufo_nas", "profile"]
         child = build_parser().parse_args(command[3:])  # a command `ufo profile` accepts
-        assert child.add_session and not child.recalibrate and child.sessions == 1
+        assert child.add_session and not child.recalibrate and child.sessions == "auto"
         assert child.no_fit_advice  # the build advises once, after the last session
         assert (child.device, child.space, child.out) == (
             "cpu-onnxruntime",
@@ -179,6 +183,12 @@ def test_each_further_session_re_times_the_table_in_a_new_process(monkeypatch, t
             str(tmp_path / "t.yaml"),
         )
         assert (child.seed, child.rounds, child.validation) == (5, 9, 40)
+
+
+def fit(within_5pct: float) -> dict:
+    """A table's in-sample metrics with `within_5pct` of its subnets within 5%."""
+    metrics = {"validation_subnets": 40, "mean_abs_pct_error": 4.98}
+    return metrics | {"within_5pct": within_5pct, "within_10pct": 0.9}
 
 
 @pytest.mark.parametrize(
@@ -193,12 +203,8 @@ def test_a_poor_fit_in_sample_is_named_with_the_command_that_adds_a_session(
     leave it silent."""
     import ufo_nas.cli.latency as cli
 
-    def fit(within_5pct: float) -> dict:
-        metrics = {"validation_subnets": 40, "mean_abs_pct_error": 4.98}
-        return metrics | {"within_5pct": within_5pct, "within_10pct": 0.9}
-
     monkeypatch.setattr(cli, "_measure", lambda *args: fit(built))
-    stub_sessions(monkeypatch, [0] * (sessions - 1), fit(last) if last else None)
+    stub_sessions(monkeypatch, [0] * (sessions - 1), [fit(last)] * (sessions - 1) if last else None)
     out = tmp_path / "t.yaml"
     argv = ["profile", "--device", "cpu-onnxruntime-int8", "--space", "ufo_vit_base"]
     assert main([*argv, "--out", str(out), "--sessions", str(sessions)]) == 0
@@ -240,3 +246,67 @@ def test_a_failed_session_stops_the_rest_in_one_line(monkeypatch, tmp_path, caps
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
     assert "session 2 of 3 failed (exit 3)" in err and "keeps the sessions before it" in err
+
+
+@pytest.mark.parametrize(
+    ("fits", "children", "said"),
+    [
+        ([0.95], 0, None),  # holds after the build: no further session
+        ([0.65, 0.8, 0.95], 2, None),  # two sessions bring it to 90%
+        ([0.6, 0.7, 0.8], 2, "--add-session` re-times them"),  # at most 3, still improving
+        ([0.65, 0.65], 1, "how the operators sum to whole subnets"),  # a session that did not help
+    ],
+)
+def test_auto_sessions_add_one_while_the_fit_misses_and_improves(
+    monkeypatch, tmp_path, capsys, fits, children, said
+):
+    """By default a build re-times its validation subnets in a new process while fewer than
+    90% fit within 5% in sample, at most 3 sessions in all, and stops where a session did
+    not raise that share (then the error is not drift, and it says so)."""
+    import ufo_nas.cli.latency as cli
+
+    monkeypatch.setattr(cli, "_measure", lambda *args: fit(fits[0]))
+    commands = stub_sessions(monkeypatch, [0, 0], [fit(f) for f in fits[1:]])
+    out = tmp_path / "t.yaml"
+    argv = ["profile", "--device", "cpu-onnxruntime", "--space", "ufo_vit_tiny", "--out", str(out)]
+    assert main(argv) == 0
+    text = capsys.readouterr().out
+    assert len(commands) == children
+    for k in range(2, children + 2):
+        assert f"session {k} of at most 3 ({100 * fits[k - 2]:.0f}% within 5% in sample)" in text
+    assert ("note: only" in text) is bool(said)
+    assert said is None or said in text
+
+
+def test_recalibrate_adds_sessions_and_names_a_full_build_where_they_do_not_help(
+    monkeypatch, tmp_path, capsys
+):
+    """--recalibrate adds sessions like a build; where one does not improve the fit, the
+    moved table's operators are the error, and it names a build on this host."""
+    from types import SimpleNamespace
+
+    import ufo_nas.latency.measure as measure
+    from ufo_nas.paths import project_root
+
+    out = tmp_path / "t.yaml"
+    out.write_bytes(
+        (project_root() / "latency_tables/cpu-onnxruntime/ufo_vit_tiny.yaml").read_bytes()
+    )
+    before = fit(0.1) | {"mean_abs_pct_error": 20.0}
+    moved = SimpleNamespace(provenance={"sessions": [{"before_here": before}]}, metrics=fit(0.7))
+    monkeypatch.setattr(measure, "recalibrate", lambda *args, **kwargs: moved)
+    commands = stub_sessions(monkeypatch, [0, 0], [fit(0.7), fit(0.7)])
+    argv = ["profile", "--device", "cpu-onnxruntime", "--space", "ufo_vit_tiny", "--out", str(out)]
+    assert main([*argv, "--recalibrate"]) == 0
+    text = capsys.readouterr().out
+    assert len(commands) == 1
+    child = build_parser().parse_args(commands[0][3:])
+    assert child.add_session and child.out == str(out) and child.no_fit_advice
+    assert "within 5% 10% -> 70%" in text
+    assert "did not improve it: the error is not drift but the operators" in text
+    assert "ufo profile --device cpu-onnxruntime --space ufo_vit_tiny --out NEW.yaml" in text
+
+    commands.clear()  # a number of sessions is that many, however the fit stands
+    moved.metrics = fit(0.95)
+    assert main([*argv, "--recalibrate", "--sessions", "2"]) == 0
+    assert len(commands) == 1 and "note: only" in capsys.readouterr().out

@@ -17,6 +17,16 @@ if TYPE_CHECKING:
     from ufo_nas.latency.measure import ProfileSettings
 
 
+IN_SAMPLE_GOAL = 0.9  # share of validation subnets within 5% in sample, as P1 asks held out
+AUTO = "auto"  # --sessions: add sessions while the fit misses IN_SAMPLE_GOAL and improves
+AUTO_SESSIONS = 3  # at most, with --sessions auto
+
+
+def _sessions(text: str) -> int | str:
+    """An argument type: `auto` or an integer >= 1."""
+    return AUTO if text == AUTO else shared.positive_int(text)
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `latency` and `profile`."""
     line = "predicted latency of subnets on devices"
@@ -86,16 +96,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "nothing (seconds): a table fitted before a calibration form was added gains it; "
         "the table at --out, else the one predictions for the device read on this host",
     )
-    shared.add_number(
-        p,
+    p.add_argument(
         "--sessions",
-        1,
-        "processes the validation subnets are timed in: after the build, each further session "
-        "re-times them in a new process (as --add-session does, about 90 s on ufo_vit_tiny) and "
-        "each subnet is fitted at its median",
-        shared.positive_int,
+        type=_sessions,
+        default=AUTO,
+        help="processes the validation subnets are timed in, by a build or --recalibrate: each "
+        "session after the first re-times them in a new process (as --add-session does, about "
+        "90 s on ufo_vit_tiny) and each subnet is fitted at its median. N: that many; auto: "
+        f"another while fewer than {100 * IN_SAMPLE_GOAL:.0f}%% fit within 5%% in sample and "
+        f"the last one improved that, at most {AUTO_SESSIONS} (default auto)",
     )
-    # a session of a `--sessions N` build: its parent advises once, after the last session
+    # a session added by `--sessions`: its parent advises once, after the last session
     p.add_argument("--no-fit-advice", action="store_true", help=argparse.SUPPRESS)
     new_help = "first write hardware_profiles/NAME.yaml for this machine (peaks measured here)"
     p.add_argument("--new-profile", metavar="NAME", help=new_help)
@@ -156,15 +167,23 @@ def cmd_profile(args: argparse.Namespace) -> None:
             "--recalibrate moves a table to this host, --add-session adds a session on the "
             "host it describes, --refit refits a table without timing: pass one of them"
         )
-    if args.sessions > 1 and modes:
+    if args.sessions != AUTO and args.sessions > 1 and (args.add_session or args.refit):
         flag = "--" + modes[0].replace("_", "-")
         times = "nothing" if args.refit else "one session: run it again for another"
-        raise UfoError(f"--sessions {args.sessions} applies to a build; {flag} times {times}")
+        raise UfoError(
+            f"--sessions {args.sessions} applies to a build or --recalibrate; {flag} times {times}"
+        )
     if args.refit:
         _refit(space, profile.name, out, args.dry_run)
         return
     if args.recalibrate or args.add_session:
-        _recalibrate(space, profile, out, args, settings, source)
+        metrics = _recalibrate(space, profile, out, args, settings, source)
+        if metrics is None:  # a dry run
+            return
+        stalled = False
+        if args.recalibrate:  # a moved table gains sessions as a build does
+            metrics, stalled = _further_sessions(args, out, space, metrics)
+        _advise_on_fit(metrics, stalled, args, out)
         return
     existing = LatencyTable.load(out, space) if out.exists() else None
     todo = plan(space, existing, settings)
@@ -186,37 +205,84 @@ def cmd_profile(args: argparse.Namespace) -> None:
             print(f"  operator {op.key}")
         for arch, tasks in todo.validation:
             print(f"  subnet   {','.join(tasks)}  {arch}")
-        if args.sessions > 1:
-            print(f"then {args.sessions - 1} more session(s), each in a new process")
+        print(_further_sessions_plan(args.sessions))
         return
     work_dir = Path(args.work_dir) if args.work_dir else None
     metrics = _measure(
         space, profile, out, work_dir, settings, len(todo.operators) + len(todo.validation)
     )
     print(f"wrote {out}")
-    for k in range(2, args.sessions + 1):
-        print(f"session {k} of {args.sessions}: re-timing the validation subnets in a new process")
-        _add_session_in_a_new_process(args, out, k)
-    if args.sessions > 1:  # the fit the last session left
-        metrics = LatencyTable.load(out, space).metrics
-    _advise_on_fit(metrics, args, out)
+    _advise_on_fit(*_further_sessions(args, out, space, metrics), args, out)
 
 
-IN_SAMPLE_GOAL = 0.9  # share of validation subnets within 5% in sample, as P1 asks held out
+def _further_sessions_plan(sessions: int | str) -> str:
+    """What `--sessions` adds after the first session, in words."""
+    if sessions == AUTO:
+        return (
+            f"then up to {AUTO_SESSIONS - 1} more sessions, each in a new process, while fewer "
+            f"than {100 * IN_SAMPLE_GOAL:.0f}% of the validation subnets fit within 5%"
+        )
+    return f"then {sessions - 1} more session(s), each in a new process"
 
 
-def _advise_on_fit(metrics: dict | None, args: argparse.Namespace, out: Path) -> None:
+def _further_sessions(
+    args: argparse.Namespace, out: Path, space: SearchSpace, metrics: dict | None
+) -> tuple[dict | None, bool]:
+    """Re-time the table at `out` in new processes after its first session: --sessions N
+    in all, or (auto) another while fewer than 90% of its validation subnets fit within 5%
+    in sample and the last session raised that share, at most AUTO_SESSIONS. (The fit
+    the last session left, whether an automatic session failed to improve it.)"""
+    from ufo_nas.latency.table import LatencyTable
+
+    auto = args.sessions == AUTO
+    limit = AUTO_SESSIONS if auto else args.sessions
+    for k in range(2, limit + 1):
+        if auto and (not metrics or metrics["within_5pct"] >= IN_SAMPLE_GOAL):
+            break
+        why = f" ({100 * metrics['within_5pct']:.0f}% within 5% in sample)" if auto else ""
+        print(
+            f"session {k} of {'at most ' if auto else ''}{limit}{why}: re-timing the "
+            "validation subnets in a new process"
+        )
+        _add_session_in_a_new_process(args, out, k, limit)
+        before, metrics = metrics, LatencyTable.load(out, space).metrics
+        if auto and metrics and metrics["within_5pct"] <= before["within_5pct"]:
+            return metrics, True
+    return metrics, False
+
+
+def _advise_on_fit(
+    metrics: dict | None, stalled: bool, args: argparse.Namespace, out: Path
+) -> None:
     """Where fewer than 90% of a table's validation subnets fit within 5% in sample, say so
-    and how to add a session: their times drifted within the process that timed them."""
+    and what to do: add a session (their times drifted in the process that timed them), or,
+    where an added session did not improve the fit, re-measure the operators here."""
     if args.no_fit_advice or not metrics or metrics["within_5pct"] >= IN_SAMPLE_GOAL:
         return
     space = f" --space {args.space}" if args.space else ""
-    print(
+    share = (
         f"note: only {100 * metrics['within_5pct']:.0f}% of the validation subnets are within "
-        f"5% in sample (goal {100 * IN_SAMPLE_GOAL:.0f}%): their times likely drifted in the "
-        f"process that timed them. `ufo profile --device {args.device}{space} --out {out} "
-        "--add-session` re-times them in a new process and fits each at its median over "
-        "sessions (repeat until the fit holds; --sessions N does so at build time)"
+        f"5% in sample (goal {100 * IN_SAMPLE_GOAL:.0f}%)"
+    )
+    if stalled:
+        why = f"{share}, and the last session, timed in a new process, did not improve it: "
+        if args.recalibrate:
+            print(
+                f"{why}the error is not drift but the operators, timed on the host the table "
+                f"came from. `ufo profile --device {args.device}{space} --out NEW.yaml` (no "
+                "--recalibrate) measures them on this host"
+            )
+        else:
+            print(
+                f"{why}the error is not drift but how the operators sum to whole subnets "
+                "here, which more sessions do not change"
+            )
+        return
+    print(
+        f"{share}: their times likely drifted in the process that timed them. `ufo profile "
+        f"--device {args.device}{space} --out {out} --add-session` re-times them in a new "
+        "process and fits each at its median over sessions (repeat until the fit holds; "
+        "--sessions N does so after a build or --recalibrate)"
     )
 
 
@@ -243,8 +309,9 @@ def _default_out(
     return new_table_path_for_this_host(space, profile.name), chosen if args.recalibrate else None
 
 
-def _add_session_in_a_new_process(args: argparse.Namespace, out: Path, k: int) -> None:
-    """`ufo profile --add-session` on `out` in a child process, with this run's settings."""
+def _add_session_in_a_new_process(args: argparse.Namespace, out: Path, k: int, limit: int) -> None:
+    """`ufo profile --add-session` on `out` in a child process (session `k` of at most
+    `limit`), with this run's settings."""
     command = [sys.executable, "-m", "ufo_nas", "profile", "--device", args.device]
     command += ["--space", args.space] if args.space else []
     command += ["--out", str(out), "--add-session", "--no-fit-advice", "--seed", str(args.seed)]
@@ -255,7 +322,7 @@ def _add_session_in_a_new_process(args: argparse.Namespace, out: Path, k: int) -
     child = subprocess.run(command, check=False)
     if child.returncode != 0:
         raise UfoError(
-            f"session {k} of {args.sessions} failed (exit {child.returncode}); {out} keeps the "
+            f"session {k} of {limit} failed (exit {child.returncode}); {out} keeps the "
             f"sessions before it: add more with `ufo profile --device {args.device} --add-session`"
         )
 
@@ -289,10 +356,10 @@ def _refit(space: SearchSpace, device: str, path: Path, dry_run: bool) -> None:
 
 def _recalibrate(
     space, profile, out: Path, args: argparse.Namespace, settings, source: Path | None
-) -> None:
+) -> dict | None:
     """`ufo profile --recalibrate` / `--add-session`: re-time the validation subnets of
     the table at `source` (else `out`) on this host, refit, write `out`, and print the fit
-    before and after."""
+    before and after; its metrics (None on --dry-run)."""
     import time
 
     from tqdm import tqdm
@@ -310,7 +377,9 @@ def _recalibrate(
     into = "" if source == out else f" into {out}"
     if args.dry_run:
         print(f"would re-time {total} of the {held} validation subnets of {source} here{into}")
-        return
+        if args.recalibrate:
+            print(_further_sessions_plan(args.sessions))
+        return None
     get_backend(profile.backend)(profile.target())  # fails here, in one line, if it cannot run
     work_dir = Path(args.work_dir) if args.work_dir else default_work_dir(profile.name, space)
     began = time.perf_counter()
@@ -335,7 +404,7 @@ def _recalibrate(
         f"5% {100 * old['within_5pct']:.0f}% -> {100 * new['within_5pct']:.0f}%, within 10% "
         f"{100 * old['within_10pct']:.0f}% -> {100 * new['within_10pct']:.0f}%"
     )
-    _advise_on_fit(new, args, out)
+    return new
 
 
 def _write_new_profile(name: str, backend: str | None, threads: int) -> None:

@@ -11,7 +11,12 @@ import pytest
 
 from tests.conftest import DATASETS
 from ufo_nas.backends import BackendError
-from ufo_nas.backends.onnxruntime import INT8_RECIPE, SPINNING_RECIPE
+from ufo_nas.backends.onnxruntime import (
+    INT8_RECIPE,
+    REDUCED_RANGE_RECIPE,
+    SPINNING_RECIPE,
+    int8_saturates_here,
+)
 from ufo_nas.backends.openvino import INT8_RECIPE as NNCF_RECIPE
 from ufo_nas.data import read_image_folder
 from ufo_nas.errors import ArchError, UfoError
@@ -96,7 +101,9 @@ def test_every_format_here_exports_files_that_match_pytorch(
     assert meta["arch"] == manifest["subnet"]["arch"] and meta["tasks"] == ["face", "object"]
     recipes = {  # how the engine was built and runs
         "tvm": "untuned (TVM's default schedules)",
-        "onnxruntime": f"{INT8_RECIPE}; {SPINNING_RECIPE}"
+        "onnxruntime": "; ".join(
+            [INT8_RECIPE, *[REDUCED_RANGE_RECIPE] * int8_saturates_here(), SPINNING_RECIPE]
+        )
         if precision == "int8"
         else SPINNING_RECIPE,
         "openvino": NNCF_RECIPE if precision == "int8" else "",

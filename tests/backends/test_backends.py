@@ -311,12 +311,66 @@ def test_int8_quantisation_of_an_unreadable_graph_names_it(tmp_path):
         quantize_int8(broken, tmp_path)
 
 
-def test_onnxruntimes_int8_and_fp16_and_tvms_tuning_are_the_recipes_a_table_records():
+@pytest.mark.parametrize("saturates", [False, True])
+def test_int8_weights_are_7_bit_on_a_cpu_whose_int8_kernels_saturate(
+    subnet, tmp_path, monkeypatch, saturates
+):
+    """Without VNNI, ONNX Runtime's u8 x s8 kernels add pairs of products in 16 bits and
+    saturate on 8-bit weights: there the weights are quantised to 7 bits (and the recipe
+    says so); with VNNI, to the full 8."""
+    from onnx import numpy_helper
+
+    import ufo_nas.backends.onnxruntime as ort_backend
+
+    monkeypatch.setattr(ort_backend, "int8_saturates_here", lambda: saturates)
+    graph = export_for_backend(subnet, tmp_path / "subnet.onnx", 1)
+    quantised = onnx.load(str(ort_backend.quantize_int8(graph, tmp_path)))
+    weights = [
+        numpy_helper.to_array(init)
+        for init in quantised.graph.initializer
+        if init.data_type == onnx.TensorProto.INT8 and init.name.endswith("_quantized")
+    ]
+    assert len(weights) == 32  # every Linear's weight (40 matmuls: some run once per task)
+    largest = max(int(abs(w.astype(int)).max()) for w in weights)
+    assert largest == (64 if saturates else 127)
+    recipe = get_backend("onnxruntime").recipe(Target("cpu", "int8"))
+    assert (ort_backend.REDUCED_RANGE_RECIPE in recipe) is saturates
+
+
+@pytest.mark.parametrize(
+    ("machine", "isa", "checked", "saturates"),
+    [
+        ("x86_64", ["avx2"], True, True),  # the AVX2 EPYC
+        ("x86_64", ["avx2", "avx512f"], True, True),  # AVX-512 before VNNI
+        ("x86_64", ["avx2", "avx512f", "avx512_vnni"], True, False),
+        ("x86_64", ["avx2", "avx_vnni"], True, False),
+        ("x86_64", ["avx2"], False, False),  # a fingerprint that did not look for VNNI
+        ("aarch64", ["neon", "asimd"], True, False),
+    ],
+)
+def test_which_hosts_int8_kernels_saturate_and_what_recipe_their_tables_name(
+    machine, isa, checked, saturates
+):
+    from ufo_nas.backends.onnxruntime import REDUCED_RANGE_RECIPE, int8_saturates
+    from ufo_nas.hardware import ISA_FLAGS
+
+    host = {"machine": machine, "isa": isa}
+    if checked:
+        host["isa_checked"] = list(ISA_FLAGS)
+    assert int8_saturates(host) is saturates
+    recipe = get_backend("onnxruntime").recipe(Target("cpu", "int8"), host)
+    assert (REDUCED_RANGE_RECIPE in recipe) is saturates
+    assert REDUCED_RANGE_RECIPE not in get_backend("onnxruntime").recipe(Target("cpu"), host)
+
+
+def test_onnxruntimes_int8_and_fp16_and_tvms_tuning_are_the_recipes_a_table_records(monkeypatch):
     """What a table records of how its engines were built: the graph as given ("") except
     ONNX Runtime's int8 quantisation, CUDA fp16 conversion and how its CPU threads wait, and
     TVM's tuning budget (kernels tuned with another budget run at other speeds)."""
+    import ufo_nas.backends.onnxruntime as ort_backend
     from ufo_nas.backends.onnxruntime import FP16_RECIPE, INT8_RECIPE, SPINNING_RECIPE
 
+    monkeypatch.setattr(ort_backend, "int8_saturates_here", lambda: False)  # a VNNI CPU
     ort = get_backend("onnxruntime")
     assert ort.recipe(Target("cpu", "int8")) == f"{INT8_RECIPE}; {SPINNING_RECIPE}"
     assert "constants folded first" in INT8_RECIPE  # what the fp32-timing tables lacked

@@ -118,9 +118,9 @@ def test_profiling_on_a_new_host_builds_a_table_for_it_beside_the_others(
     assert f"-> {for_here}\n" in out and "to measure: 13 operators, 40 validation subnets" in out
     assert main([*ARGV, "--recalibrate"]) == 0
     out = capsys.readouterr().out
-    assert (
-        out
-        == f"would re-time 40 of the 40 validation subnets of {reference} here into {for_here}\n"
+    assert out.startswith(
+        f"would re-time 40 of the 40 validation subnets of {reference} here into {for_here}\n"
+        "then up to 2 more sessions, each in a new process, while fewer than 90%"
     )
     assert main([*ARGV, "--add-session"]) == 0  # joins only the host a table describes
     assert f"validation subnets of {reference} here\n" in capsys.readouterr().out
@@ -133,9 +133,8 @@ def test_recalibrating_without_out_on_the_tables_host_moves_it_in_place(
     _, intel = project
     _on(monkeypatch, INTEL_HOST)
     assert main([*ARGV, "--recalibrate"]) == 0
-    assert (
-        capsys.readouterr().out
-        == f"would re-time 40 of the 40 validation subnets of {intel} here\n"
+    assert capsys.readouterr().out.startswith(
+        f"would re-time 40 of the 40 validation subnets of {intel} here\nthen up to 2 more"
     )
 
 

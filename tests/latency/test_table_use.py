@@ -28,6 +28,10 @@ SHIPPED = (
     project_root() / "latency_tables/cpu-onnxruntime/hosts/intel-xeon-84ea994f/ufo_vit_tiny.yaml"
 )
 SHIPPED_BF16 = project_root() / "latency_tables/cpu-openvino-bf16/ufo_vit_tiny.yaml"
+SHIPPED_INT8_OF_VNNI = (  # a table of a host with VNNI
+    project_root()
+    / "latency_tables/cpu-onnxruntime-int8/hosts/intel-xeon-84ea994f/ufo_vit_tiny.yaml"
+)
 RESUME = "`ufo-profile --device cpu-onnxruntime --space ufo_vit_tiny` resumes it"
 AVX512_HOST = {
     "cpu": "Intel(R) Xeon(R) Platinum 8480+",
@@ -322,7 +326,7 @@ def test_every_shipped_cpu_table_is_complete_self_consistent_and_of_todays_engin
     table = LatencyTable.load(path, space)
     assert table.measured and table.device == path.relative_to(TABLES).parts[0]
     check_usable(space, table, path)
-    assert recipe_difference(table, load_profile(table.device)) is None
+    assert recipe_difference(table, load_profile(table.device), on_its_host=True) is None
     measured, predicted = LatencyPredictor(space, table).validation()
     error = np.abs(predicted / measured - 1)
     assert table.metrics["validation_subnets"] == len(error) >= 40
@@ -396,3 +400,56 @@ def test_a_table_this_host_cannot_re_time_says_so_instead_of_recalibrate(home, t
     assert f"{bf16} was measured on another host: Intel(R) Xeon(R)" in text
     assert "this host cannot re-time it (openvino CPU has no bf16 compute here" in text
     assert "so it predicts that host, not this one" in text and "--recalibrate" not in text
+
+
+def test_a_vnni_hosts_int8_table_is_of_todays_recipe_there_but_not_resumed_where_int8_saturates(
+    tiny, monkeypatch
+):
+    """A table of a VNNI host was built by the recipe that host builds today: read on a CPU
+    whose int8 kernels saturate, it names no other recipe (the host warning speaks for it);
+    re-timing it there (a resume, --recalibrate) would build 7-bit engines, and is refused
+    naming them."""
+    import ufo_nas.backends.onnxruntime as ort_backend
+    from ufo_nas.hardware import load_profile
+    from ufo_nas.latency.measure import check_same_setup
+    from ufo_nas.latency.predictor import recipe_difference
+
+    path = (
+        project_root()
+        / "latency_tables/cpu-onnxruntime-int8"
+        / "hosts"
+        / INTEL
+        / "ufo_vit_tiny.yaml"
+    )
+    table = LatencyTable.load(path, tiny)
+    profile = load_profile("cpu-onnxruntime-int8")
+    monkeypatch.setattr(ort_backend, "int8_saturates_here", lambda: True)
+    assert recipe_difference(table, profile, on_its_host=True) is None
+    with pytest.raises(LatencyTableError, match=r"but onnxruntime now builds .*weights 7-bit"):
+        check_same_setup(table, profile, path)
+    monkeypatch.setattr(ort_backend, "int8_saturates_here", lambda: False)  # a VNNI host
+    check_same_setup(table, profile, path)
+
+
+def test_a_vnni_hosts_int8_table_read_where_int8_saturates_names_a_build_not_recalibrate(
+    home, tiny, monkeypatch
+):
+    """Where this host builds its int8 engines by another recipe than the table's host, the
+    host warning names a build for this host, since --recalibrate is refused there."""
+    import ufo_nas.backends.onnxruntime as ort_backend
+
+    name = "cpu-onnxruntime-int8"
+    table = home.parents[1] / name / "ufo_vit_tiny.yaml"
+    table.parent.mkdir()
+    data = yaml.safe_load(SHIPPED_INT8_OF_VNNI.read_text())
+    data["provenance"]["host"] = AVX512_HOST
+    table.write_text(yaml.safe_dump(data, sort_keys=False))
+    monkeypatch.setattr(predictor_module, "host_fingerprint", lambda: AVX2_HOST)
+    monkeypatch.setattr(ort_backend, "int8_saturates_here", lambda: True)
+    with pytest.warns(UfoWarning) as caught:
+        latency_predictor(tiny, name)
+    (text,) = [str(w.message) for w in caught]  # the host warning alone: no recipe warning
+    assert "was measured on another host" in text
+    assert "--recalibrate cannot move it here" in text and "weights 7-bit" in text
+    assert f"`ufo-profile --device {name} --space ufo_vit_tiny` (writes it beside" in text
+    assert "move it to this host in minutes" not in text

@@ -83,11 +83,13 @@ class Backend(ABC):
         """Library versions for a table's provenance."""
 
     @classmethod
-    def recipe(cls, target: Target) -> str:
+    def recipe(cls, target: Target, host: dict[str, Any] | None = None) -> str:
         """How the backend turns the ONNX graph into the engine it runs for `target`, where
         that is more than compiling the graph as given (a quantisation, a conversion): a
         table records it, and one timed under another recipe does not predict this
-        backend's engines. "" when the graph runs as given."""
+        backend's engines. "" when the graph runs as given. `host`: the fingerprint
+        (`hardware.host_fingerprint`) of the CPU that builds it, where that matters; by
+        default this one."""
         return ""
 
     def export(

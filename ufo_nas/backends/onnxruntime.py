@@ -10,10 +10,12 @@ TensorRT is the provider's own `trt_fp16_enable`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -33,6 +35,13 @@ INT8_RECIPE = (
     "dynamic int8: constants folded first; every MatMul/Gemm weight QInt8 per output "
     "channel, activations quantised at run time; Conv fp32"
 )
+# An x86 CPU without VNNI (AVX2, AVX-512 before Cascade Lake) multiplies u8 activations by
+# s8 weights with vpmaddubsw, which adds each pair of products in 16 bits and saturates: on
+# the AVX2 EPYC host the tiny front subnets' int8 engines came out at cosine 0.9975-0.9982
+# against PyTorch (tools/results/bench_export-ufo_vit_tiny-amd-avx2.md). 7-bit weights (the
+# quantiser's `reduce_range`) keep the sums in range: 0.9999 there, as fast (...-avx2-
+# reduce-range.md). Decided by the CPU that builds the engine.
+REDUCED_RANGE_RECIPE = "weights 7-bit (reduce_range: no VNNI, 8-bit products saturate)"
 FP16_RECIPE = "fp16: weights and ops float16, inputs and outputs float32"
 # How the CPU sessions' worker threads wait: spinning within a run, stopped when it returns.
 # Asleep between operators (until 2026-12-05), tiny fp32 subnets ran 1.15x slower (int8 the
@@ -40,6 +49,26 @@ FP16_RECIPE = "fp16: weights and ops float16, inputs and outputs float32"
 # (`tools/check_ort_threads.py`).
 SPINNING = {"session.intra_op.allow_spinning": "1", "session.force_spinning_stop": "1"}
 SPINNING_RECIPE = "intra-op threads spin within a run, stop when it returns"
+
+
+VNNI = {"avx512_vnni", "avx_vnni"}
+
+
+def int8_saturates(host: dict[str, Any]) -> bool:
+    """Whether the host (a `hardware.host_fingerprint`) is an x86 CPU without VNNI, whose
+    int8 kernels saturate on 8-bit weights (see `REDUCED_RANGE_RECIPE`); False where its
+    fingerprint predates checking for VNNI."""
+    x86 = str(host.get("machine", "")).lower() in ("x86_64", "amd64", "i386", "i686")
+    checked = VNNI <= set(host.get("isa_checked", ()))
+    return x86 and checked and not VNNI & set(host.get("isa", ()))
+
+
+@functools.cache
+def int8_saturates_here() -> bool:
+    """`int8_saturates` for this CPU."""
+    from ufo_nas.hardware import host_fingerprint
+
+    return int8_saturates(host_fingerprint())
 
 
 class OnnxRuntimeBackend(Backend):
@@ -76,14 +105,16 @@ class OnnxRuntimeBackend(Backend):
         return {"onnxruntime": ort.__version__}
 
     @classmethod
-    def recipe(cls, target: Target) -> str:
+    def recipe(cls, target: Target, host: dict[str, Any] | None = None) -> str:
         """On the CPU: `INT8_RECIPE` for int8, then `SPINNING_RECIPE` (how its threads
         wait; a table without it timed sessions whose threads slept between operators,
         which ran slower). fp16 on CUDA: `FP16_RECIPE`; else as given. (ONNX Runtime int8 tables
         profiled from 2026-12-02 to 12-03, which record none, timed unquantised graphs: the
         quantiser did not yet fold constants.)"""
         if target.device == "cpu":
-            return "; ".join([INT8_RECIPE] * (target.precision == "int8") + [SPINNING_RECIPE])
+            saturates = int8_saturates(host) if host else int8_saturates_here()
+            int8 = [INT8_RECIPE] + [REDUCED_RANGE_RECIPE] * saturates
+            return "; ".join(int8 * (target.precision == "int8") + [SPINNING_RECIPE])
         if target.precision == "fp16" and target.device == "cuda":
             return FP16_RECIPE
         return ""
@@ -170,8 +201,9 @@ def session_runner(session: ort.InferenceSession) -> Runner:
 
 
 def quantize_int8(onnx_path: Path, work_dir: Path) -> Path:
-    """Dynamic int8 quantisation of `onnx_path`'s weight matmuls (per-channel QInt8) into
-    `work_dir`, after folding the graph's constants (`fold_constants`).
+    """Dynamic int8 quantisation of `onnx_path`'s weight matmuls (per-channel QInt8; 7-bit
+    where `int8_saturates_here`) into `work_dir`, after folding the graph's constants
+    (`fold_constants`).
 
     The patch embedding's Conv stays fp32: ONNX Runtime's ConvInteger has no fast kernel
     (timm ViT-B/16, 2 threads, AVX-512 VNNI: 88 ms with it quantised, 68 ms without)."""
@@ -191,6 +223,7 @@ def quantize_int8(onnx_path: Path, work_dir: Path) -> Path:
             out,
             weight_type=QuantType.QInt8,
             per_channel=True,
+            reduce_range=int8_saturates_here(),
             op_types_to_quantize=["MatMul", "Gemm"],
         )
     return out

@@ -114,8 +114,8 @@ class OpenVinoBackend(Backend):
         return compiled
 
     @classmethod
-    def recipe(cls, target: Target) -> str:
-        """`INT8_RECIPE` for int8; other precisions compile the graph as given."""
+    def recipe(cls, target: Target, host: dict[str, Any] | None = None) -> str:
+        """`INT8_RECIPE` for int8 (on any host); other precisions compile the graph as given."""
         return INT8_RECIPE if target.precision == "int8" else ""
 
     def compile(self, module: torch.nn.Module, onnx_path: Path, work_dir: Path) -> Runner:

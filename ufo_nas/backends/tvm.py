@@ -99,8 +99,9 @@ class TvmBackend(Backend):
         return {"tvm": tvm.__version__}
 
     @classmethod
-    def recipe(cls, target: Target) -> str:
-        """The tuning budget: kernels tuned with another one run at other speeds."""
+    def recipe(cls, target: Target, host: dict[str, Any] | None = None) -> str:
+        """The tuning budget (on any host): kernels tuned with another one run at other
+        speeds."""
         trials = tuning_trials(target.options)
         if trials == 0:
             return "untuned (TVM's default schedules)"

@@ -274,13 +274,25 @@ def warn_other_host(table: LatencyTable, path: Path) -> None:
     differs = host_difference(table.provenance["host"], host_fingerprint())
     if differs:
         unrunnable = why_not_runnable(table.device)
-        remedy = (
-            f"this host cannot re-time it ({unrunnable}), so it predicts that host, not this one"
-            if unrunnable
-            else f"move it to this host in minutes: `ufo-profile --device {table.device} "
-            f"--space {table.space} --recalibrate` (writes a table for this host beside it; "
-            "or re-measure one without --recalibrate)"
-        )
+        profile = load_profile(table.device)
+        other_recipe = None if unrunnable else recipe_difference(table, profile)
+        if unrunnable:
+            remedy = (
+                f"this host cannot re-time it ({unrunnable}), so it predicts that host, not "
+                "this one"
+            )
+        elif other_recipe:  # e.g. ONNX Runtime int8 of a VNNI host read on one without
+            remedy = (
+                f"--recalibrate cannot move it here: it {other_recipe} on this host; measure "
+                f"one for this host: `ufo-profile --device {table.device} --space "
+                f"{table.space}` (writes it beside this one)"
+            )
+        else:
+            remedy = (
+                f"move it to this host in minutes: `ufo-profile --device {table.device} "
+                f"--space {table.space} --recalibrate` (writes a table for this host beside it; "
+                "or re-measure one without --recalibrate)"
+            )
         warnings.warn(
             f"{path} was measured on another host: {differs}; its times may be far off "
             f"here; {remedy}",
@@ -300,11 +312,15 @@ def why_not_runnable(device: str) -> str | None:
     return None
 
 
-def recipe_difference(table: LatencyTable, profile: HardwareProfile) -> str | None:
+def recipe_difference(
+    table: LatencyTable, profile: HardwareProfile, on_its_host: bool = False
+) -> str | None:
     """None when the table's engines were built by the recipe its profile's backend builds
-    now (`Backend.recipe`; a table without a record was built from the graph as given),
-    else what differs, in words."""
-    wanted = get_backend(profile.backend).recipe(profile.target())
+    now (`Backend.recipe`; a table without a record was built from the graph as given), on
+    this host or (`on_its_host`) on the host the table describes, else what differs, in
+    words."""
+    host = table.provenance.get("host") if on_its_host else None
+    wanted = get_backend(profile.backend).recipe(profile.target(), host)
     recorded = table.provenance.get("recipe")
     if (recorded or "") == wanted:
         return None
@@ -318,12 +334,13 @@ def recipe_difference(table: LatencyTable, profile: HardwareProfile) -> str | No
 
 def warn_other_recipe(table: LatencyTable, path: Path) -> None:
     """Warn (UfoWarning) when a measured table's engines were built by another recipe than
-    its profile's backend builds now: its times may not describe what `ufo export` builds."""
+    its profile's backend builds now on the host the table describes (a table of another
+    host warns for that apart): its times may not describe what `ufo export` builds."""
     if not table.measured:
         return
     try:
         profile = load_profile(table.device)
-        differs = recipe_difference(table, profile)
+        differs = recipe_difference(table, profile, on_its_host=True)  # the host warns apart
     except (UfoError, ImportError):  # no profile, or its backend's runtime is not installed
         return
     if differs:

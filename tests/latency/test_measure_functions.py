@@ -360,7 +360,9 @@ def test_resuming_or_recalibrating_a_table_of_another_engine_recipe_is_refused(
     run_profile(tiny, quick.profile, out, work, SETTINGS)
     before = out.read_bytes()
     name = quick.profile.name
-    monkeypatch.setattr(TorchBackend, "recipe", classmethod(lambda cls, target: "int8 v9"))
+    monkeypatch.setattr(
+        TorchBackend, "recipe", classmethod(lambda cls, target, host=None: "int8 v9")
+    )
     for call in (run_profile, recalibrate):
         with pytest.raises(LatencyTableError) as error:
             call(tiny, quick.profile, out, work, SETTINGS)
@@ -374,7 +376,7 @@ def test_resuming_or_recalibrating_a_table_of_another_engine_recipe_is_refused(
     table.save(out)
     with pytest.raises(LatencyTableError, match=f"^{out} records no engine recipe \\(tables"):
         run_profile(tiny, quick.profile, out, work, SETTINGS)
-    monkeypatch.setattr(TorchBackend, "recipe", classmethod(lambda cls, target: ""))
+    monkeypatch.setattr(TorchBackend, "recipe", classmethod(lambda cls, target, host=None: ""))
     run_profile(tiny, quick.profile, out, work, SETTINGS)  # no record: the graph as given
 
 

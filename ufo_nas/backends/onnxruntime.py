@@ -106,15 +106,17 @@ class OnnxRuntimeBackend(Backend):
 
     @classmethod
     def recipe(cls, target: Target, host: dict[str, Any] | None = None) -> str:
-        """On the CPU: `INT8_RECIPE` for int8, then `SPINNING_RECIPE` (how its threads
+        """On the CPU: `INT8_RECIPE` for int8 (and `REDUCED_RANGE_RECIPE` where the host's int8
+        kernels saturate), then `SPINNING_RECIPE` (how its threads
         wait; a table without it timed sessions whose threads slept between operators,
         which ran slower). fp16 on CUDA: `FP16_RECIPE`; else as given. (ONNX Runtime int8 tables
         profiled from 2026-12-02 to 12-03, which record none, timed unquantised graphs: the
         quantiser did not yet fold constants.)"""
+        if target.device == "cpu" and target.precision != "int8":
+            return SPINNING_RECIPE
         if target.device == "cpu":
             saturates = int8_saturates(host) if host else int8_saturates_here()
-            int8 = [INT8_RECIPE] + [REDUCED_RANGE_RECIPE] * saturates
-            return "; ".join(int8 * (target.precision == "int8") + [SPINNING_RECIPE])
+            return "; ".join([INT8_RECIPE, *[REDUCED_RANGE_RECIPE] * saturates, SPINNING_RECIPE])
         if target.precision == "fp16" and target.device == "cuda":
             return FP16_RECIPE
         return ""

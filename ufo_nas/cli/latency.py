@@ -205,7 +205,7 @@ def cmd_profile(args: argparse.Namespace) -> None:
             print(f"  operator {op.key}")
         for arch, tasks in todo.validation:
             print(f"  subnet   {','.join(tasks)}  {arch}")
-        print(_further_sessions_plan(args.sessions))
+        _print_further_sessions_plan(args.sessions)
         return
     work_dir = Path(args.work_dir) if args.work_dir else None
     metrics = _measure(
@@ -215,14 +215,15 @@ def cmd_profile(args: argparse.Namespace) -> None:
     _advise_on_fit(*_further_sessions(args, out, space, metrics), args, out)
 
 
-def _further_sessions_plan(sessions: int | str) -> str:
-    """What `--sessions` adds after the first session, in words."""
+def _print_further_sessions_plan(sessions: int | str) -> None:
+    """Say what `--sessions` adds after the first session (a dry run), where it adds any."""
     if sessions == AUTO:
-        return (
+        print(
             f"then up to {AUTO_SESSIONS - 1} more sessions, each in a new process, while fewer "
             f"than {100 * IN_SAMPLE_GOAL:.0f}% of the validation subnets fit within 5%"
         )
-    return f"then {sessions - 1} more session(s), each in a new process"
+    elif sessions > 1:
+        print(f"then {sessions - 1} more session(s), each in a new process")
 
 
 def _further_sessions(
@@ -378,7 +379,7 @@ def _recalibrate(
     if args.dry_run:
         print(f"would re-time {total} of the {held} validation subnets of {source} here{into}")
         if args.recalibrate:
-            print(_further_sessions_plan(args.sessions))
+            _print_further_sessions_plan(args.sessions)
         return None
     get_backend(profile.backend)(profile.target())  # fails here, in one line, if it cannot run
     work_dir = Path(args.work_dir) if args.work_dir else default_work_dir(profile.name, space)

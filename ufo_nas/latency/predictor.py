@@ -273,8 +273,8 @@ def warn_other_host(table: LatencyTable, path: Path) -> None:
         return
     differs = host_difference(table.provenance["host"], host_fingerprint())
     if differs:
-        unrunnable = why_not_runnable(table.device)
         profile = load_profile(table.device)
+        unrunnable = why_not_runnable(profile)
         other_recipe = None if unrunnable else recipe_difference(table, profile)
         if unrunnable:
             remedy = (
@@ -301,10 +301,9 @@ def warn_other_host(table: LatencyTable, path: Path) -> None:
         )
 
 
-def why_not_runnable(device: str) -> str | None:
-    """None where this machine can run the device's engines (and so re-time its table),
+def why_not_runnable(profile: HardwareProfile) -> str | None:
+    """None where this machine can run the profile's engines (and so re-time its table),
     else why not, e.g. a bf16 profile on a CPU without bf16, or its backend not installed."""
-    profile = load_profile(device)
     try:
         get_backend(profile.backend)(profile.target())
     except BackendError as error:

@@ -63,7 +63,7 @@ def _cannot_verify(space: SearchSpace, device: str) -> str | None:
     backend cannot run on this machine), else None."""
     if not latency_predictor(space, device).measured:
         return f"no measured latency table for {space.name} (its latency is a roofline estimate)"
-    return why_not_runnable(device)
+    return why_not_runnable(load_profile(device))
 
 
 def verifiable_devices(space: SearchSpace) -> list[str]:
@@ -73,7 +73,11 @@ def verifiable_devices(space: SearchSpace) -> list[str]:
     for name in shipped_profiles():
         try:
             path, table = load_table_for_this_host(space, name)
-            if table is not None and table.measured and why_not_runnable(name) is None:
+            if (
+                table is not None
+                and table.measured
+                and why_not_runnable(load_profile(name)) is None
+            ):
                 check_usable(space, table, path)
                 out.append(name)
         except UfoError:  # a table being profiled, a broken profile: not verifiable

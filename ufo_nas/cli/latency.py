@@ -24,7 +24,12 @@ AUTO_SESSIONS = 3  # at most, with --sessions auto
 
 def _sessions(text: str) -> int | str:
     """An argument type: `auto` or an integer >= 1."""
-    return AUTO if text == AUTO else shared.positive_int(text)
+    if text == AUTO:
+        return AUTO
+    try:
+        return shared.positive_int(text)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected auto or an integer >= 1") from None
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

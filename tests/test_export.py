@@ -20,15 +20,24 @@ from ufo_nas.backends.onnxruntime import (
 from ufo_nas.backends.openvino import INT8_RECIPE as NNCF_RECIPE
 from ufo_nas.data import read_image_folder
 from ufo_nas.errors import ArchError, UfoError
-from ufo_nas.export import export_subject, export_subnet, export_target, verify_onnx
+from ufo_nas.export import (
+    PAYS,
+    export_subject,
+    export_subnet,
+    export_target,
+    fp32_runner,
+    onnx_runner,
+    precision_note,
+    verify_onnx,
+)
 from ufo_nas.hardware import load_profile
 from ufo_nas.latency.measure import matched_anchor_ms
 from ufo_nas.latency.predictor import latency_predictor
-from ufo_nas.onnx_io import export_onnx, read_onnx_metadata
+from ufo_nas.onnx_io import export_for_backend, export_onnx, read_onnx_metadata
 from ufo_nas.search.report import DeviceFront, ParetoRow, SearchReport
 from ufo_nas.space import Arch
 from ufo_nas.supernet import extract
-from ufo_nas.verification import MIN_COSINE, VERIFY_IMAGES
+from ufo_nas.verification import MIN_COSINE, VERIFY_IMAGES, verification_images, verify
 
 UNTRAINED = {"checkpoint": None, "trained": False}
 HAVE_TVM = importlib.util.find_spec("tvm") is not None
@@ -185,6 +194,7 @@ def test_retiming_compares_with_the_devices_table_and_torch(tmp_path, tiny, tiny
     assert abs(t["prediction_error_pct"]) < 50
     assert t["speedup_vs_torch"] == pytest.approx(t["torch_eager_ms"] / t["measured_ms"], rel=1e-2)
     assert manifest["runs_on"]["profile"] == "cpu-onnxruntime"
+    assert "fp32_ms" not in t and "precision_note" not in t  # fp32 is its own baseline
 
 
 def test_a_precision_other_than_the_tables_is_not_predicted(tmp_path, tiny, tiny_supernet):
@@ -192,6 +202,43 @@ def test_a_precision_other_than_the_tables_is_not_predicted(tmp_path, tiny, tiny
     assert where.format == "onnxruntime" and not where.predicts
     t = _export(tiny, tiny_supernet, where, tmp_path / "e", time_it=True)["latency"]
     assert "predicted_ms" not in t and t["torch_eager_ms"] > 0
+    assert t["speedup_vs_fp32"] == pytest.approx(t["fp32_ms"] / t["measured_ms"], rel=1e-2)
+
+
+def test_int8_is_timed_beside_its_fp32_build_on_the_tables_scale(tmp_path, tiny, tiny_supernet):
+    where = export_target(load_profile("cpu-onnxruntime-int8"))
+    assert where.predicts
+    t = _export(tiny, tiny_supernet, where, tmp_path / "e", time_it=True)["latency"]
+    assert t["predicted_ms"] > 0 and t["scaled_ms"] > 0 and t["fp32_ms"] > 0
+    assert t["speedup_vs_fp32"] == pytest.approx(t["fp32_ms"] / t["measured_ms"], rel=1e-2)
+    assert ("precision_note" in t) == (t["speedup_vs_fp32"] < PAYS)
+
+
+def test_the_build_timed_beside_a_reduced_precision_is_fp32(tmp_path, tiny, tiny_supernet):
+    subnet = extract(tiny_supernet.eval(), tiny.parse(ARCH), ("face", "object"))
+    onnx_path = export_for_backend(subnet, tmp_path / "subnet.onnx", 1, 18)
+    assert fp32_runner(export_target(None, "onnxruntime"), onnx_path, tmp_path / "w") is None
+    int8 = export_target(None, "onnxruntime", "int8")
+    images = verification_images(tiny.spec, None, 1)
+    fp32_build = verify(fp32_runner(int8, onnx_path, tmp_path / "w"), subnet, images, 1, "fp32")
+    int8_build = verify(
+        onnx_runner(onnx_path, int8.target, tmp_path / "q"), subnet, images, 1, "int8"
+    )
+    for task in ("face", "object"):
+        exact = fp32_build["outputs"][task]
+        assert exact["min_cosine"] > 0.99999 and exact["max_abs_diff"] < 1e-3
+        assert int8_build["outputs"][task]["max_abs_diff"] > 10 * exact["max_abs_diff"]
+
+
+@pytest.mark.parametrize(
+    "speedup, pays", [(0.58, False), (0.98, False), (1.09, False), (PAYS, True), (1.67, True)]
+)
+def test_a_precision_that_does_not_pay_on_this_cpu_is_named(speedup, pays):
+    note = precision_note("int8", speedup)
+    assert (note is None) == pays
+    if not pays:
+        assert note.startswith(f"int8 ran {speedup:.2f}x as fast as the fp32 build")
+        assert "--precision fp32" in note
 
 
 def test_tensorrt_fails_with_one_clear_line_and_writes_nothing(tmp_path, tiny, tiny_supernet):

@@ -38,7 +38,7 @@ from results_io import write_results
 
 from ufo_nas import load_space
 from ufo_nas.backends import BackendError, Runner, Target, get_backend
-from ufo_nas.backends.onnxruntime import fold_constants
+from ufo_nas.backends.onnxruntime import fold_constants, int8_saturates_here
 from ufo_nas.checkpoint import load_supernet, shipped_supernet
 from ufo_nas.data import load_task_data, read_image_folder
 from ufo_nas.hardware import host_fingerprint, load_profile
@@ -99,7 +99,8 @@ class Case:
 def static_int8(onnx_path: Path, calibration: np.ndarray, work: Path) -> Runner:
     """ONNX Runtime static int8: QDQ MatMuls (per-channel s8 weights, u8 activations)
     calibrated on the images, loaded with every CPU optimisation. The graph's constants are
-    folded first, as for dynamic int8, so each weight is an initializer of its matmul."""
+    folded first, as for dynamic int8, so each weight is an initializer of its matmul; the
+    weights are 7-bit where this CPU's int8 kernels saturate, as for dynamic int8."""
     from onnxruntime.quantization import (
         CalibrationDataReader,
         QuantFormat,
@@ -125,6 +126,7 @@ def static_int8(onnx_path: Path, calibration: np.ndarray, work: Path) -> Runner:
         activation_type=QuantType.QUInt8,
         weight_type=QuantType.QInt8,
         op_types_to_quantize=["MatMul", "Gemm"],
+        reduce_range=int8_saturates_here(),
     )
     # loaded as ONNX Runtime's backend loads any model: its threads and spinning, ENABLE_ALL
     backend = get_backend("onnxruntime")(Target("cpu", "fp32", THREADS, {"batch": 1}))

@@ -8,8 +8,9 @@ calibration images), `tvm` (a MetaSchedule-tuned library; the profiling run's tu
 database is reused), `tensorrt` (a serialised plan). The artefact is loaded
 back from its files and run on fixed inputs next to the PyTorch subnet, then timed with the
 profiling code (interleaved with the table's anchor and reference subnets, so the time is on
-the table's scale and compares with the predicted latency), and torch eager is timed in its
-own round.
+the table's scale and compares with the predicted latency) and, for a reduced precision,
+beside the same backend's fp32 build of the subnet (does the precision pay on this CPU?);
+torch eager is timed in its own round.
 Everything goes to a temporary folder first, then renamed into place with `manifest.json`.
 """
 
@@ -64,6 +65,7 @@ from ufo_nas.verification import VERIFY_SEED, failure, held_out, verification_im
 FORMAT, SCHEMA = "ufo-nas-export", 1
 FORMATS = EXPORT_FORMATS
 NOISY_SPREAD = 0.2  # (p90 - p10) / p10 of timing rounds beyond which a speed-up is noisy
+PAYS = 1.1  # a reduced precision at least this much faster than fp32 pays for its accuracy cost
 MANIFEST = "manifest.json"
 
 
@@ -213,6 +215,26 @@ def verify_onnx(onnx_path: Path, subnet: SubnetViT) -> dict[str, Any]:
         return verify(runner, subnet, images, len(images), "fp32")
 
 
+def fp32_runner(where: ExportTarget, onnx_path: Path, work_dir: Path) -> Runner | None:
+    """The same backend's fp32 build of the export's graph, to time beside a reduced
+    precision; None for an fp32 export."""
+    if where.target.precision == "fp32":
+        return None
+    fp32 = get_backend(where.format)(replace(where.target, precision="fp32"))
+    return fp32.compile(torch.nn.Identity(), onnx_path, work_dir)
+
+
+def precision_note(precision: str, speedup_vs_fp32: float) -> str | None:
+    """Why not to ship `precision` where it ran under `PAYS` times as fast as fp32."""
+    if speedup_vs_fp32 >= PAYS:
+        return None
+    return (
+        f"{precision} ran {speedup_vs_fp32:.2f}x as fast as the fp32 build of this subnet, "
+        f"timed beside it here (under {PAYS}x): on this CPU it does not pay for its accuracy "
+        "cost; --precision fp32 exports that build"
+    )
+
+
 def retime(
     runner: Runner,
     subnet: SubnetViT,
@@ -220,12 +242,15 @@ def retime(
     where: ExportTarget,
     space: SearchSpace,
     settings: ProfileSettings = ProfileSettings(),
+    fp32: Runner | None = None,
 ) -> dict[str, Any]:
     """Time the artefact as profiling does (with the table's anchor where the profile's
-    table describes this setup) and torch eager in a chunk of its own."""
+    table describes this setup), beside `fp32` (the fp32 build, for a reduced precision)
+    where given, and torch eager in a chunk of its own."""
     from ufo_nas.latency.predictor import latency_predictor
 
     out: dict[str, Any] = {"rounds": settings.rounds, "percentile": 25, "batch": len(images)}
+    models = {"export": (runner, images)} | ({"fp32": (fp32, images)} if fp32 else {})
     predictor = latency_predictor(space, where.profile.name) if where.predicts else None
     if predictor is not None:
         predicted = float(predictor.latency_ms([subnet.arch], subnet.tasks)[0])
@@ -234,7 +259,7 @@ def retime(
         references = predictor.table.reference_subnets()
         profiler = Profiler(space, where.profile, work_dir, references)
         try:
-            timings, anchor_ms, steal = profiler.time_chunk({"export": (runner, images)}, settings)
+            timings, anchor_ms, steal = profiler.time_chunk(models, settings)
         finally:
             profiler.close()
         timing = timings["export"]
@@ -253,9 +278,17 @@ def retime(
                 "time on the table's scale are for that host, not this one"
             )
     else:
-        timing = time_interleaved({"export": runner}, {"export": images}, settings.rounds)["export"]
+        runners = {name: r for name, (r, _) in models.items()}
+        timings = time_interleaved(runners, {name: images for name in runners}, settings.rounds)
+        timing = timings["export"]
     out.update(measured_ms=round(timing.ms, 4), median_ms=round(timing.median_ms, 4))
     out["spread"] = round(timing.spread, 4)
+    if fp32 is not None:
+        out["fp32_ms"] = round(timings["fp32"].ms, 4)
+        out["speedup_vs_fp32"] = round(timings["fp32"].ms / timing.ms, 3)
+        note = precision_note(where.target.precision, out["speedup_vs_fp32"])
+        if note:
+            out["precision_note"] = note
     if predictor is not None:
         measured = out.get("scaled_ms", out["measured_ms"])
         out["predicted_ms"] = round(predicted, 4)
@@ -374,8 +407,10 @@ def export_subnet(
         )
         latency = None
         if time_it:
-            step("timing")
-            latency = retime(exported.runner, subnet, images[:batch], where, space)
+            fp32 = fp32_runner(where, onnx_path, work / ".fp32")
+            step("timing" + (" beside the fp32 build" if fp32 else ""))
+            latency = retime(exported.runner, subnet, images[:batch], where, space, fp32=fp32)
+            shutil.rmtree(work / ".fp32", ignore_errors=True)
         manifest = _manifest(
             subnet,
             space,

@@ -41,8 +41,9 @@ def cmd_export(args: argparse.Namespace) -> None:
     quantisation), OpenVINO IR (fp32, fp16, int8 with NNCF on --calibration images), a TVM
     library (MetaSchedule-tuned, reusing the profiling database) or a TensorRT plan. The
     artefact is loaded back, checked against PyTorch (cosine >= 0.999, int8 >= 0.98) and timed
-    like ufo-profile, against the device table's prediction and torch eager; manifest.json
-    records it all.
+    like ufo-profile, against the device table's prediction and torch eager (a reduced
+    precision also beside its fp32 build: it notes where the precision does not pay on this
+    CPU); manifest.json records it all.
 
     examples:
       ufo-export --pareto runs/search/ufo_vit_base-cpu-openvino-face --row 5 --out m
@@ -137,6 +138,13 @@ def _print_manifest(manifest: dict[str, Any], out: Path) -> None:
             print("  no prediction: the target is not a hardware profile's measured setup")
         if "other_host" in t:
             print(f"  note: {t['other_host']}")
+        if "fp32_ms" in t:
+            print(
+                f"  the fp32 build, timed beside it: {t['fp32_ms']:.3f} ms: "
+                f"{art['precision']} {t['speedup_vs_fp32']:.2f}x"
+            )
+        if "precision_note" in t:
+            print(f"  note: {t['precision_note']}")
         noisy = ""
         if t.get("speedup_noisy"):
             noisy = (

@@ -217,10 +217,12 @@ def test_int8_is_timed_beside_its_fp32_build_on_the_tables_scale(tmp_path, tiny,
 def test_the_build_timed_beside_a_reduced_precision_is_fp32(tmp_path, tiny, tiny_supernet):
     subnet = extract(tiny_supernet.eval(), tiny.parse(ARCH), ("face", "object"))
     onnx_path = export_for_backend(subnet, tmp_path / "subnet.onnx", 1, 18)
-    assert fp32_runner(export_target(None, "onnxruntime"), onnx_path, tmp_path / "w") is None
+    assert fp32_runner(export_target(None, "onnxruntime"), tiny, onnx_path, tmp_path / "w") is None
     int8 = export_target(None, "onnxruntime", "int8")
     images = verification_images(tiny.spec, None, 1)
-    fp32_build = verify(fp32_runner(int8, onnx_path, tmp_path / "w"), subnet, images, 1, "fp32")
+    fp32_build = verify(
+        fp32_runner(int8, tiny, onnx_path, tmp_path / "w"), subnet, images, 1, "fp32"
+    )
     int8_build = verify(
         onnx_runner(onnx_path, int8.target, tmp_path / "q"), subnet, images, 1, "int8"
     )

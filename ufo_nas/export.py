@@ -9,7 +9,7 @@ database is reused), `tensorrt` (a serialised plan). The artefact is loaded
 back from its files and run on fixed inputs next to the PyTorch subnet, then timed with the
 profiling code (interleaved with the table's anchor and reference subnets, so the time is on
 the table's scale and compares with the predicted latency) and, for a reduced precision,
-beside the same backend's fp32 build of the subnet (does the precision pay on this CPU?);
+beside the fp32 artefact of the same graph (does the precision pay on this CPU?);
 torch eager is timed in its own round.
 Everything goes to a temporary folder first, then renamed into place with `manifest.json`.
 """
@@ -215,13 +215,16 @@ def verify_onnx(onnx_path: Path, subnet: SubnetViT) -> dict[str, Any]:
         return verify(runner, subnet, images, len(images), "fp32")
 
 
-def fp32_runner(where: ExportTarget, onnx_path: Path, work_dir: Path) -> Runner | None:
-    """The same backend's fp32 build of the export's graph, to time beside a reduced
-    precision; None for an fp32 export."""
+def fp32_runner(
+    where: ExportTarget, space: SearchSpace, onnx_path: Path, work_dir: Path
+) -> Runner | None:
+    """The artefact `--precision fp32` would export from the same graph, loaded back from
+    `work_dir`, to time beside a reduced precision; None for an fp32 export."""
     if where.target.precision == "fp32":
         return None
-    fp32 = get_backend(where.format)(replace(where.target, precision="fp32"))
-    return fp32.compile(torch.nn.Identity(), onnx_path, work_dir)
+    fp32 = replace(where, target=replace(where.target, precision="fp32"))
+    work_dir.mkdir(parents=True, exist_ok=True)
+    return _artefact(fp32, space, onnx_path, work_dir, None).runner
 
 
 def precision_note(precision: str, speedup_vs_fp32: float) -> str | None:
@@ -407,7 +410,7 @@ def export_subnet(
         )
         latency = None
         if time_it:
-            fp32 = fp32_runner(where, onnx_path, work / ".fp32")
+            fp32 = fp32_runner(where, space, onnx_path, work / ".fp32")
             step("timing" + (" beside the fp32 build" if fp32 else ""))
             latency = retime(exported.runner, subnet, images[:batch], where, space, fp32=fp32)
             shutil.rmtree(work / ".fp32", ignore_errors=True)

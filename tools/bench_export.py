@@ -43,7 +43,7 @@ from ufo_nas.checkpoint import load_supernet, shipped_supernet
 from ufo_nas.data import load_task_data, read_image_folder
 from ufo_nas.hardware import host_fingerprint, load_profile
 from ufo_nas.latency.measure import Profiler
-from ufo_nas.latency.peak import isa_peak_gmacs, measure_gemm_peaks
+from ufo_nas.latency.peak import clock, isa_peak_gmacs, measure_gemm_peaks
 from ufo_nas.latency.predictor import LatencyPredictor, load_table_for_this_host
 from ufo_nas.latency.timing import WARM_CALLS, time_interleaved
 from ufo_nas.latency.weights import trained_like_
@@ -304,6 +304,20 @@ def _best_peak(peaks: dict, precision: str) -> float | None:
     return max(values) if values else None
 
 
+def _clock_line() -> str:
+    """What clock the ISA bound counts cycles at, and how it was found."""
+    found = clock()
+    if found is None:
+        return "The ISA bound: no clock known here."
+    ghz, how = found
+    source = (
+        "measured: a chain of dependent adds timed on every core at once"
+        if how == "measured"
+        else "nominal, from /proc/cpuinfo: a core in turbo runs faster"
+    )
+    return f"The ISA bound is cores x MACs per cycle x {ghz:.2f} GHz ({source})."
+
+
 def report(results: list[Result], peaks: dict, host: dict, notes: dict, args, seconds: float):
     isa, cores = host["isa"], host["cores"]
     lines = [
@@ -320,6 +334,8 @@ def report(results: list[Result], peaks: dict, host: dict, notes: dict, args, se
         + ".",
         "",
         "## Peak per precision",
+        "",
+        _clock_line(),
         "",
         "| precision | ISA bound (GMAC/s) | runtime GEMM | GEMM GMAC/s (M x K x N) | "
         "of the bound |",

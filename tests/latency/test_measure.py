@@ -278,6 +278,35 @@ def test_auto_sessions_add_one_while_the_fit_misses_and_improves(
     assert said is None or said in text
 
 
+def test_each_further_session_says_how_long_the_last_took(monkeypatch, tmp_path, capsys):
+    """A further session can take half an hour (ViT-Base int8 on 2 cores): before each, the
+    time the session before it took, the build's own first."""
+    from types import SimpleNamespace
+
+    import ufo_nas.cli.latency as cli
+
+    ticks = iter([0.0, 1740.0, 1740.0, 1785.0, 1785.0, 1800.0])  # build 29 min, session 2 45 s
+    monkeypatch.setattr(cli, "time", SimpleNamespace(perf_counter=lambda: next(ticks)))
+    monkeypatch.setattr(cli, "_measure", lambda *args: fit(0.6))
+    stub_sessions(monkeypatch, [0, 0], [fit(0.7), fit(0.8)])
+    argv = ["profile", "--device", "cpu-onnxruntime", "--space", "ufo_vit_tiny"]
+    assert main([*argv, "--out", str(tmp_path / "t.yaml")]) == 0
+    text = capsys.readouterr().out
+    assert "session 2 of at most 3 (60% within 5% in sample)" in text
+    assert "new process (the last session took 29 min)\nsession 3" in text
+    assert "session 3 of at most 3 (70% within 5% in sample): " in text
+    assert text.count("(the last session took 45 s)") == 1
+
+
+@pytest.mark.parametrize(
+    ("seconds", "said"), [(45.4, "45 s"), (89, "89 s"), (1717, "29 min"), (5400, "1.5 h")]
+)
+def test_durations_read_as_people_read_them(seconds, said):
+    from ufo_nas.cli.latency import _duration
+
+    assert _duration(seconds) == said
+
+
 def test_recalibrate_adds_sessions_and_names_a_full_build_where_they_do_not_help(
     monkeypatch, tmp_path, capsys
 ):

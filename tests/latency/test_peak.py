@@ -1,6 +1,9 @@
 """The compute peaks: the ISA bound's arithmetic, and GEMM graphs whose outputs are the
 products they claim to time."""
 
+import platform
+import sys
+
 import numpy as np
 import onnxruntime as ort
 import pytest
@@ -62,6 +65,46 @@ def test_isa_peak_is_cores_times_clock_times_macs(monkeypatch):
     assert peak.isa_peak_gmacs(ZEN4, 2, "int8") == pytest.approx(2 * 2.5 * 64)
     monkeypatch.setattr(peak, "clock_ghz", lambda: None)
     assert peak.isa_peak_gmacs(["avx2"], 2, "fp32") is None
+
+
+X86_LINUX = sys.platform == "linux" and platform.machine() in ("x86_64", "AMD64")
+
+
+@pytest.mark.skipif(not X86_LINUX, reason="the clock probe is x86-64 Linux machine code")
+def test_the_clock_probe_counts_its_adds_and_lands_near_the_nominal_clock(monkeypatch):
+    monkeypatch.setattr(peak, "CHAIN_LOOPS", 1_000_000)
+    measured, nominal = peak.measured_clock_ghz(1), peak.nominal_clock_ghz()
+    assert measured is not None  # the probe also checks the chain returns loops * adds
+    assert 0.4 * nominal <= measured <= 2.5 * nominal  # turbo: above nominal, never 2.5x
+
+
+def test_the_add_chain_jumps_back_to_its_first_add():
+    code = peak.add_chain_code(4)
+    assert code[:3] == b"\x48\x31\xc0" and code[-1:] == b"\xc3"  # xor rax, rax ... ret
+    assert code[3:15] == b"\x48\x01\xf0" * 4  # add rax, rsi
+    back = int.from_bytes(code[-2:-1], "little", signed=True)
+    assert code[-3:-2] == b"\x75" and len(code) - 1 + back == 3  # jnz lands on the first add
+
+
+@pytest.mark.parametrize(
+    "measured, nominal, expected",
+    [
+        (3.2, 2.45, (3.2, "measured")),  # turbo
+        (None, 2.45, (2.45, "nominal")),  # the probe cannot run here
+        (9.0, 2.45, (2.45, "nominal")),  # a probe far off the nominal clock is not believed
+        (3.2, None, (3.2, "measured")),
+        (None, None, None),
+    ],
+)
+def test_the_bound_counts_cycles_at_the_measured_clock_where_believable(
+    monkeypatch, measured, nominal, expected
+):
+    peak.clock.cache_clear()
+    monkeypatch.setattr(peak, "measured_clock_ghz", lambda: measured)
+    monkeypatch.setattr(peak, "nominal_clock_ghz", lambda: nominal)
+    assert peak.clock() == expected
+    assert peak.clock_ghz() == (None if expected is None else expected[0])
+    peak.clock.cache_clear()
 
 
 @pytest.mark.parametrize("precision", ["fp32", "int8"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -181,13 +182,15 @@ def cmd_profile(args: argparse.Namespace) -> None:
     if args.refit:
         _refit(space, profile.name, out, args.dry_run)
         return
+    began = time.perf_counter()
     if args.recalibrate or args.add_session:
         metrics = _recalibrate(space, profile, out, args, settings, source)
         if metrics is None:  # a dry run
             return
         stalled = False
         if args.recalibrate:  # a moved table gains sessions as a build does
-            metrics, stalled = _further_sessions(args, out, space, metrics)
+            took = time.perf_counter() - began
+            metrics, stalled = _further_sessions(args, out, space, metrics, took)
         _advise_on_fit(metrics, stalled, args, out)
         return
     existing = LatencyTable.load(out, space) if out.exists() else None
@@ -217,7 +220,8 @@ def cmd_profile(args: argparse.Namespace) -> None:
         space, profile, out, work_dir, settings, len(todo.operators) + len(todo.validation)
     )
     print(f"wrote {out}")
-    _advise_on_fit(*_further_sessions(args, out, space, metrics), args, out)
+    took = time.perf_counter() - began
+    _advise_on_fit(*_further_sessions(args, out, space, metrics, took), args, out)
 
 
 def _print_further_sessions_plan(sessions: int | str) -> None:
@@ -232,12 +236,13 @@ def _print_further_sessions_plan(sessions: int | str) -> None:
 
 
 def _further_sessions(
-    args: argparse.Namespace, out: Path, space: SearchSpace, metrics: dict | None
+    args: argparse.Namespace, out: Path, space: SearchSpace, metrics: dict | None, took: float
 ) -> tuple[dict | None, bool]:
-    """Re-time the table at `out` in new processes after its first session: --sessions N
-    in all, or (auto) another while fewer than 90% of its validation subnets fit within 5%
-    in sample and the last session raised that share, at most AUTO_SESSIONS. (The fit
-    the last session left, whether an automatic session failed to improve it.)"""
+    """Re-time the table at `out` in new processes after its first session (which took
+    `took` seconds): --sessions N in all, or (auto) another while fewer than 90% of its
+    validation subnets fit within 5% in sample and the last session raised that share, at
+    most AUTO_SESSIONS. Each says how long the last took. (The fit the last session left,
+    whether an automatic session failed to improve it.)"""
     from ufo_nas.latency.table import LatencyTable
 
     auto = args.sessions == AUTO
@@ -248,13 +253,22 @@ def _further_sessions(
         why = f" ({100 * metrics['within_5pct']:.0f}% within 5% in sample)" if auto else ""
         print(
             f"session {k} of {'at most ' if auto else ''}{limit}{why}: re-timing the "
-            "validation subnets in a new process"
+            f"validation subnets in a new process (the last session took {_duration(took)})"
         )
+        began = time.perf_counter()
         _add_session_in_a_new_process(args, out, k, limit)
+        took = time.perf_counter() - began
         before, metrics = metrics, LatencyTable.load(out, space).metrics
         if auto and metrics and metrics["within_5pct"] <= before["within_5pct"]:
             return metrics, True
     return metrics, False
+
+
+def _duration(seconds: float) -> str:
+    """`seconds` as a person reads it: 45 s, 12 min, 1.5 h."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 90 * 60 else f"{seconds / 3600:.1f} h"
 
 
 def _advise_on_fit(
@@ -366,8 +380,6 @@ def _recalibrate(
     """`ufo profile --recalibrate` / `--add-session`: re-time the validation subnets of
     the table at `source` (else `out`) on this host, refit, write `out`, and print the fit
     before and after; its metrics (None on --dry-run)."""
-    import time
-
     from tqdm import tqdm
 
     from ufo_nas.backends import get_backend

@@ -42,6 +42,18 @@ def test_a_closed_pipe_ends_quietly():
     assert reader_gone.wait(timeout=120) == cli.EXIT_BROKEN_PIPE
 
 
+def test_ctrl_c_ends_in_one_line_with_the_exit_status_of_sigint(monkeypatch, capsys):
+    """Ctrl-C during a long command (a profiling session, training): no traceback."""
+    import ufo_nas.cli.space as space_cli
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(space_cli, "load_space", stopped)
+    assert main(["space", "--space", "ufo_vit_tiny"]) == cli.EXIT_INTERRUPTED == 130
+    assert capsys.readouterr().err == "\nufo space: interrupted\n"
+
+
 def test_sample_prints_parseable_archs(capsys, tiny):
     assert (
         main(["sample", "--space", "ufo_vit_tiny", "-n", "4", "--seed", "2", "--task", "face"]) == 0

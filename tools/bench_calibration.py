@@ -344,12 +344,15 @@ def own_anchor_rows() -> list[str]:
 def committed_fronts() -> list[tuple[str, str, str, tuple[str, ...], list[dict], dict | None]]:
     """(file name, space, device, tasks, rows with `arch` and `measured_ms`, verification or
     None) of each committed `ufo search --verify` front: `verify-<space>-<device>.csv`
-    (single-task rows; it records no verification: timed on the reference table's host and
-    scale) and the `pareto.json` results `verify-*.json` (each verified front, with its
-    verification record: host, the table's reference anchor)."""
+    (single-task rows of the first AVX2 host, in its milliseconds; it records no
+    verification) and the `pareto.json` results `verify-*.json` (each verified front, with its
+    verification record: host, the table's reference anchor). A CSV beside a JSON of its
+    name is that front's `pareto.csv`: read from the JSON."""
     folder = ROOT / "tools/results"
     fronts = []
     for path in sorted(folder.glob("verify-*.csv")):
+        if path.with_suffix(".json").is_file():
+            continue
         space, device = path.stem.removeprefix("verify-").split("-", 1)
         rows = list(csv.DictReader(path.open()))
         task = next(k.removeprefix("score_") for k in rows[0] if k.startswith("score_"))
@@ -377,16 +380,33 @@ def front_rows() -> list[str]:
     """Per committed `ufo search --verify` front: each fit's error on the front subnets,
     measured end to end on the host of the shipped table they are scored with, on its scale;
     the fits refitted on that table's rows. A front verified on another scale than the
-    table's now (the table was re-measured since) is named, not scored."""
+    table's now (the table was re-measured since), or recording no host (a CSV of the first
+    AVX2 host's milliseconds, whose reference tables have since been rebuilt elsewhere), is
+    named, not scored."""
     rows = []
     for name, space_name, device, tasks, front, verification in committed_fronts():
+        if verification is None:
+            rows.append(
+                f"| {name} | - | {len(front)} | not scored: records no host or scale (its "
+                "times are milliseconds of the host that timed it) | - | - | - | - |"
+            )
+            continue
         space = load_space(space_name)
-        host = verification and verification["host"]
+        host = verification["host"]
         table_file = next(
-            path
-            for path in host_table_paths(device, space)
-            if host is None or not host_difference(_load(path, space).provenance["host"], host)
+            (
+                path
+                for path in host_table_paths(device, space)
+                if not host_difference(_load(path, space).provenance["host"], host)
+            ),
+            None,
         )
+        if table_file is None:
+            rows.append(
+                f"| {name} | - | {len(front)} | not scored: no shipped {device} table "
+                "describes the host that timed it | - | - | - | - |"
+            )
+            continue
         predictor = LatencyPredictor(space, _load(table_file, space))
         then, now = (
             (verification or {}).get("reference_anchor_ms"),
@@ -532,11 +552,10 @@ def main() -> int:
         "",
         "The subnets of each committed `ufo search --verify` front (what a search returns), "
         "each timed end to end interleaved with the table's anchor, in one process, on the "
-        "host of the table they are scored with (the reference one for the CSV, which "
-        "records no host), on its scale; predicted by each fit of that table's validation "
-        "rows. One process: a front's fast end moved by +-5% between processes on the Intel "
-        "host (README, 'The fast end of a front'). Errors in %; bias is the median signed "
-        "error.",
+        "host of the table they are scored with, on its scale; predicted by each fit of "
+        "that table's validation rows. One process: a front's fast end moved by +-5% "
+        "between processes on the Intel host (README, 'The fast end of a front'). Errors in "
+        "%; bias is the median signed error.",
         "",
         "| front | table | subnets | fit | mean error | within 5% | within 10% | bias |",
         "|---|---|---|---|---|---|---|---|",

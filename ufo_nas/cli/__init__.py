@@ -19,6 +19,7 @@ from ufo_nas.errors import UfoError, UfoWarning
 
 COMMAND_GROUPS = (space, accuracy, latency, search, export, train)
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for `cmd | head` in C tools
+EXIT_INTERRUPTED = 130  # 128 + SIGINT: Ctrl-C
 
 
 class _CommandsFormatter(argparse.HelpFormatter):
@@ -68,6 +69,9 @@ def _run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
         except BrokenPipeError:
             _discard_stdout()
             return EXIT_BROKEN_PIPE
+        except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback
+            print(f"\n{prog}: interrupted", file=sys.stderr)
+            return EXIT_INTERRUPTED
     return 0
 
 

@@ -78,6 +78,19 @@ def test_the_clock_probe_counts_its_adds_and_lands_near_the_nominal_clock(monkey
     assert 0.4 * nominal <= measured <= 2.5 * nominal  # turbo: above nominal, never 2.5x
 
 
+@pytest.mark.parametrize(
+    "probe", ["raise SystemExit(3)", "import time; time.sleep(30)"], ids=["fails", "hangs"]
+)
+def test_a_clock_probe_that_fails_or_hangs_gives_no_clock(monkeypatch, probe):
+    """Where the probe cannot run (no executable memory: it raises) or never ends, the
+    bound falls back to the nominal clock: None here, not an error, not a wait."""
+    monkeypatch.setattr(peak, "_CHAIN_PROBE", probe)
+    monkeypatch.setattr(peak, "PROBE_TIMEOUT_S", 2.0)
+    monkeypatch.setattr(peak.sys, "platform", "linux")
+    monkeypatch.setattr(peak.platform, "machine", lambda: "x86_64")
+    assert peak.measured_clock_ghz(2) is None
+
+
 def test_the_add_chain_jumps_back_to_its_first_add():
     code = peak.add_chain_code(4)
     assert code[:3] == b"\x48\x31\xc0" and code[-1:] == b"\xc3"  # xor rax, rax ... ret

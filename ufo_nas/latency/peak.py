@@ -70,6 +70,7 @@ def nominal_clock_ghz() -> float | None:
 
 CHAIN_ADDS = 32  # dependent adds per loop iteration of the clock probe
 CHAIN_LOOPS = 5_000_000  # iterations per timing: 1.6e8 cycles, about 50 ms at 3 GHz
+PROBE_TIMEOUT_S = 60.0  # a probe takes about a second where it runs at all
 # A child process: time the add chain (machine code in argv[1]), print its best GHz
 _CHAIN_PROBE = """
 import ctypes, mmap, sys, time
@@ -111,7 +112,15 @@ def measured_clock_ghz(cores: int | None = None) -> float | None:
         subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         for _ in range(cores)
     ]
-    outputs = [(probe.communicate(timeout=120)[0], probe.returncode) for probe in probes]
+    try:
+        outputs = [
+            (probe.communicate(timeout=PROBE_TIMEOUT_S)[0], probe.returncode) for probe in probes
+        ]
+    except subprocess.TimeoutExpired:
+        for probe in probes:
+            probe.kill()
+            probe.wait()
+        return None
     if any(code != 0 for _, code in outputs):
         return None
     return float(np.median([float(out) for out, _ in outputs]))

@@ -409,7 +409,7 @@ def front_rows() -> list[str]:
             continue
         predictor = LatencyPredictor(space, _load(table_file, space))
         then, now = (
-            (verification or {}).get("reference_anchor_ms"),
+            verification.get("reference_anchor_ms"),
             predictor.table.reference_anchor_ms,
         )
         if then is not None and not np.isclose(then, now, rtol=1e-6):

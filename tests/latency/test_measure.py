@@ -2,13 +2,14 @@
 
 import subprocess
 import sys
+import weakref
 
 import pytest
 import yaml
 
 from ufo_nas.cli import build_parser, main
 from ufo_nas.hardware import load_profile, profile_from_dict
-from ufo_nas.latency.measure import NO_EXPORT, ProfileSettings, plan, run_profile
+from ufo_nas.latency.measure import NO_EXPORT, Profiler, ProfileSettings, plan, run_profile
 from ufo_nas.latency.predictor import LatencyPredictor
 from ufo_nas.latency.table import CALIBRATION_FORMS, LatencyTable, LatencyTableError
 
@@ -339,3 +340,28 @@ def test_recalibrate_adds_sessions_and_names_a_full_build_where_they_do_not_help
     moved.metrics = fit(0.95)
     assert main([*argv, "--recalibrate", "--sessions", "2"]) == 0
     assert len(commands) == 1 and "note: only" in capsys.readouterr().out
+
+
+def test_a_chunk_s_models_are_freed_before_the_next_chunk_s_are_built(tiny, tmp_path, monkeypatch):
+    """Peak memory holds one chunk of models (and the anchor), not two: a ViT-Base
+    OpenVINO recalibration held the last chunk's models while building the next (21 GB)."""
+    live: weakref.WeakSet = weakref.WeakSet()
+    most = []
+
+    class Tracked:
+        def __init__(self, run):
+            self.run = run
+            live.add(self)
+            most.append(len(live))
+
+        def __call__(self, images):
+            return self.run(images)
+
+    for method in ("compile", "load_artefact"):
+        built = getattr(Profiler, method)
+        monkeypatch.setattr(
+            Profiler, method, lambda self, *a, _built=built: Tracked(_built(self, *a))
+        )
+    run_profile(tiny, load_profile("cpu-torch"), tmp_path / "t.yaml", tmp_path / "w", SETTINGS)
+    assert len(most) > 3 * SETTINGS.chunk  # operators and subnets in several chunks
+    assert max(most) == SETTINGS.chunk + 1  # one chunk and the anchor

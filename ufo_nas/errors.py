@@ -17,6 +17,11 @@ class CheckpointError(UfoError):
     """A checkpoint or exported model is unreadable or belongs to another space."""
 
 
+class InterruptReported(KeyboardInterrupt):
+    """A Ctrl-C that a child process heard too and has already reported: the CLI exits
+    as interrupted without a second line."""
+
+
 class UfoWarning(UserWarning):
     """Something a user must know but that does not stop the work; the CLI prints it as
     one line."""

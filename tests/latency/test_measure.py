@@ -1,7 +1,10 @@
 """`ufo profile` end to end on ufo_vit_tiny with the torch backend and few rounds."""
 
+import os
+import signal
 import subprocess
 import sys
+import time
 import weakref
 
 import pytest
@@ -146,12 +149,12 @@ def stub_sessions(monkeypatch, returncodes: list[int], after: list[dict] | None 
     commands: list[list[str]] = []
     table = SimpleNamespace(metrics=None)
 
-    def run(command, check):
+    def run(command):
         commands.append(command)
         table.metrics = after[len(commands) - 1] if after else None
-        return subprocess.CompletedProcess(command, returncodes[len(commands) - 1])
+        return returncodes[len(commands) - 1]
 
-    monkeypatch.setattr(cli.subprocess, "run", run)
+    monkeypatch.setattr(cli, "run_child", run)
     real = LatencyTable.load  # tables read before the first child are the real ones
     load = classmethod(lambda cls, path, space: table if commands else real(path, space))
     monkeypatch.setattr(LatencyTable, "load", load)
@@ -365,3 +368,67 @@ def test_a_chunk_s_models_are_freed_before_the_next_chunk_s_are_built(tiny, tmp_
     run_profile(tiny, load_profile("cpu-torch"), tmp_path / "t.yaml", tmp_path / "w", SETTINGS)
     assert len(most) > 3 * SETTINGS.chunk  # operators and subnets in several chunks
     assert max(most) == SETTINGS.chunk + 1  # one chunk and the anchor
+
+
+CHILD = """
+import signal, sys, time
+from pathlib import Path
+out, heard = Path(sys.argv[1]), []
+signal.signal(signal.SIGINT, lambda *args: heard.append(1))
+out.write_text("started")
+deadline = time.monotonic() + 20
+while not heard and time.monotonic() < deadline:
+    time.sleep(0.01)
+time.sleep(0.5)  # cleaning up: a second SIGINT would be heard here
+out.write_text(f"heard {len(heard)}")
+sys.exit(130)
+"""
+
+
+@pytest.mark.parametrize("both_hear_it", [True, False], ids=["from-a-terminal", "to-the-parent"])
+def test_ctrl_c_during_a_session_s_child_lets_it_stop_and_report_once(
+    tmp_path, monkeypatch, both_hear_it
+):
+    """A Ctrl-C at a terminal reaches the child too: the parent waits for it to stop on its
+    own (no second signal); a SIGINT to the parent alone is passed on after the grace
+    time. Either way the parent raises `InterruptReported`: the child said it."""
+    import threading
+
+    import ufo_nas.cli.latency as cli
+    from ufo_nas.errors import InterruptReported
+
+    out, children, popen = tmp_path / "child.txt", [], subprocess.Popen
+    monkeypatch.setattr(
+        cli.subprocess, "Popen", lambda cmd: children.append(popen(cmd)) or children[-1]
+    )
+    monkeypatch.setattr(cli, "INTERRUPT_GRACE_S", 30.0 if both_hear_it else 0.5)
+
+    def ctrl_c() -> None:
+        while not out.is_file():
+            time.sleep(0.01)
+        if both_hear_it:
+            os.kill(children[0].pid, signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=ctrl_c, daemon=True).start()
+    began = time.monotonic()
+    with pytest.raises(InterruptReported):
+        cli.run_child([sys.executable, "-c", CHILD, str(out)])
+    assert out.read_text() == "heard 1" and children[0].returncode == 130
+    assert time.monotonic() - began < 15  # not the 30 s grace: the child stopped itself
+
+
+def test_a_child_s_reported_interrupt_ends_the_parent_without_a_second_line(
+    monkeypatch, tmp_path, capsys
+):
+    import ufo_nas.cli.latency as cli
+    from ufo_nas.errors import InterruptReported
+
+    def interrupted(command):
+        raise InterruptReported
+
+    monkeypatch.setattr(cli, "_measure", lambda *args: None)
+    monkeypatch.setattr(cli, "run_child", interrupted)
+    argv = ["profile", "--device", "cpu-onnxruntime", "--space", "ufo_vit_tiny", "--sessions", "2"]
+    assert main([*argv, "--out", str(tmp_path / "t.yaml")]) == 130
+    assert "interrupted" not in capsys.readouterr().err

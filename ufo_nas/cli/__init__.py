@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from ufo_nas.cli import accuracy, export, latency, search, space, train
 from ufo_nas.cli.args import settle_space
-from ufo_nas.errors import UfoError, UfoWarning
+from ufo_nas.errors import InterruptReported, UfoError, UfoWarning
 
 COMMAND_GROUPS = (space, accuracy, latency, search, export, train)
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for `cmd | head` in C tools
@@ -69,8 +69,9 @@ def _run(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> int:
         except BrokenPipeError:
             _discard_stdout()
             return EXIT_BROKEN_PIPE
-        except KeyboardInterrupt:  # Ctrl-C: one line, not a traceback
-            print(f"\n{prog}: interrupted", file=sys.stderr)
+        except KeyboardInterrupt as exc:  # Ctrl-C: one line, not a traceback
+            if not isinstance(exc, InterruptReported):  # else a child process said it
+                print(f"\n{prog}: interrupted", file=sys.stderr)
             return EXIT_INTERRUPTED
     return 0
 

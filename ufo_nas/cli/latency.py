@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import signal
 import subprocess
 import sys
 import time
@@ -10,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ufo_nas.cli import args as shared
-from ufo_nas.errors import UfoError
+from ufo_nas.errors import InterruptReported, UfoError
 from ufo_nas.space import SearchSpace, load_space
 
 if TYPE_CHECKING:
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
 IN_SAMPLE_GOAL = 0.9  # share of validation subnets within 5% in sample, as P1 asks held out
 AUTO = "auto"  # --sessions: add sessions while the fit misses IN_SAMPLE_GOAL and improves
 AUTO_SESSIONS = 3  # at most, with --sessions auto
+INTERRUPT_GRACE_S = 30.0  # on Ctrl-C, how long a session's child process may take to stop
 
 
 def _sessions(text: str) -> int | str:
@@ -339,12 +341,29 @@ def _add_session_in_a_new_process(args: argparse.Namespace, out: Path, k: int, l
     command += ["--chunk-seconds", str(args.chunk_seconds), "--calls", str(args.calls)]
     command += ["--chunk", str(args.chunk), "--copies", str(args.copies)]
     command += ["--work-dir", args.work_dir] if args.work_dir else []
-    child = subprocess.run(command, check=False)
-    if child.returncode != 0:
+    returncode = run_child(command)
+    if returncode != 0:
         raise UfoError(
-            f"session {k} of {limit} failed (exit {child.returncode}); {out} keeps the "
+            f"session {k} of {limit} failed (exit {returncode}); {out} keeps the "
             f"sessions before it: add more with `ufo profile --device {args.device} --add-session`"
         )
+
+
+def run_child(command: list[str]) -> int:
+    """Run `command` in a child process to its end; its exit status. On Ctrl-C, which the
+    child hears too (one process group), wait for it to stop as it does on its own (its
+    temporaries removed, one line said); after `INTERRUPT_GRACE_S` pass it the SIGINT (a
+    signal sent to this process alone); then raise `InterruptReported`."""
+    child = subprocess.Popen(command)
+    try:
+        return child.wait()
+    except KeyboardInterrupt:
+        try:
+            child.wait(timeout=INTERRUPT_GRACE_S)
+        except subprocess.TimeoutExpired:
+            child.send_signal(signal.SIGINT)
+            child.wait()
+        raise InterruptReported from None
 
 
 def _refit(space: SearchSpace, device: str, path: Path, dry_run: bool) -> None:

@@ -428,7 +428,7 @@ def _recalibrate(
             out,
             work_dir,
             settings,
-            progress=lambda what, n: bar.update(n),
+            progress=lambda what, n: (bar.set_postfix_str(what), bar.update(n)),
             add_session=args.add_session,
             source=source,
         )

@@ -649,14 +649,14 @@ def _measure(
         table.save(out_path)
         step("operators", len(chunk))
 
-    subnets = SubnetChunks(profiler, todo.validation, settings, session)
+    subnets = SubnetChunks(profiler, todo.validation, settings, session, progress)
     for rows, stolen in subnets:
         table.validation += rows
         steal.append(stolen)
         others.append(profiler.others_percent[-1])
         table.save(out_path)
         step("subnets", len(rows))
-    subnets.recheck(record, step)
+    subnets.recheck(record)
 
     calibrate(space, table)
     table.save(out_path)
@@ -696,7 +696,8 @@ def warn_if_disturbed(profiler: Profiler, settings: ProfileSettings, path: Path)
 class SubnetChunks:
     """Subnets timed end to end in chunks with the anchor (a short chunk filled with others,
     `filling`) into a session's validation rows; once all are timed, `recheck` times again
-    each chunk whose anchor ran off the others'."""
+    each chunk whose anchor ran off the others'. `progress` hears what each step does
+    ("building subnet 3 of 8", "timing chunk 2 of 5", ...: 0 units, the bar's count stays)."""
 
     def __init__(
         self,
@@ -704,9 +705,11 @@ class SubnetChunks:
         subnets: list[tuple[Arch, tuple[str, ...]]],
         settings: ProfileSettings,
         session: int,
+        progress: Progress | None = None,
     ):
         self.profiler, self.subnets = profiler, subnets
         self.settings, self.session = settings, session
+        self.say = (lambda what: progress(what, 0)) if progress else (lambda what: None)
         space = profiler.space
         self.pool = subnets + validation_subnets(space, settings.validation_subnets, settings.seed)
         # the profiler's index of each chunk timed: its subnets and their rows
@@ -714,12 +717,13 @@ class SubnetChunks:
 
     def __iter__(self) -> Iterator[tuple[list[ValidationRow], float | None]]:
         """Each chunk's validation rows and steal percent, as it is timed."""
-        for start in range(0, len(self.subnets), self.settings.chunk):
+        starts = range(0, len(self.subnets), self.settings.chunk)
+        for c, start in enumerate(starts):
             chunk = self.subnets[start : start + self.settings.chunk]
             # built in the call, so this chunk's models are freed before the next chunk's are
             # built: a ViT-Base OpenVINO recalibration peaked at 21 GB holding two chunks
             timings, anchor_ms, stolen = self.profiler.time_chunk(
-                self._models(chunk), self.settings
+                self._models(chunk, f"timing chunk {c + 1} of {len(starts)}"), self.settings
             )
             self.profiler.release()
             rows = [
@@ -729,20 +733,17 @@ class SubnetChunks:
             self.timed[len(self.profiler.anchor_alone_ms) - 1] = (chunk, rows)
             yield rows, stolen
 
-    def recheck(self, record: dict[str, Any], progress: Progress | None = None) -> None:
+    def recheck(self, record: dict[str, Any]) -> None:
         """Time again each of these chunks whose anchor lies more than the settings'
         `recheck_shift` off the median over the process's chunks (`Profiler.off_chunks`;
         operator chunks are not timed again), the `recheck_chunks` farthest off; where the
         new attempt's anchor lies nearer it, the chunk's rows take its times in place, and
         the session `record` its steal and load. The record lists each chunk timed again
         (`timed_again`: its index among the session's chunks, the first attempt's anchor ms
-        and rows' ms, the attempt kept: what the table would hold without the re-check);
-        `progress` hears of each ("subnets timed again", 0: the bar's count stays)."""
+        and rows' ms, the attempt kept: what the table would hold without the re-check)."""
 
         def models_of(k: int) -> dict[str, tuple[Runner, np.ndarray]]:
-            if progress:
-                progress("subnets timed again", 0)
-            return self._models(self.timed[k][0])
+            return self._models(self.timed[k][0], f"timing chunk {k + 1} again")
 
         again = []
         most = self.settings.recheck_chunks
@@ -757,11 +758,19 @@ class SubnetChunks:
                 row.measured_ms, row.anchor_ms = ms, anchor_ms
         record["timed_again"] = again
 
-    def _models(self, chunk: list) -> dict[str, tuple[Runner, np.ndarray]]:
-        compile_subnet = self.profiler.compile_subnet
-        models = {f"subnet-{k}": compile_subnet(*pair) for k, pair in enumerate(chunk)}
-        for k, pair in enumerate(filling(chunk, self.pool, self.settings.chunk)):
-            models[f"{CONTEXT}{k}"] = compile_subnet(*pair)
+    def _models(self, chunk: list, then: str) -> dict[str, tuple[Runner, np.ndarray]]:
+        """The chunk's subnets (and those filling it) built, named as `_ms` reads them, the
+        anchor and references too; `then` is said once they are."""
+        pairs = [*chunk, *filling(chunk, self.pool, self.settings.chunk)]
+        models = {}
+        for k, pair in enumerate(pairs):
+            self.say(f"building subnet {k + 1} of {len(pairs)}")
+            name = f"subnet-{k}" if k < len(chunk) else f"{CONTEXT}{k - len(chunk)}"
+            models[name] = self.profiler.compile_subnet(*pair)
+        if not self.timed:  # the first chunk: the anchor and references are built with it
+            self.say("building the anchor and references")
+            self.profiler.scale_models()
+        self.say(then)
         return models
 
     @staticmethod
@@ -815,14 +824,14 @@ def recalibrate(
         kind = "added session" if add_session else "recalibration"
         record.update(kind=kind, host=host_fingerprint(), replaced=before)
         rows: list[ValidationRow] = []
-        subnets = SubnetChunks(profiler, pairs, settings, session)
+        subnets = SubnetChunks(profiler, pairs, settings, session, progress)
         for chunk, stolen in subnets:
             rows += chunk
             record["steal_percent"].append(stolen)
             record["others_percent"].append(profiler.others_percent[-1])
             if progress:
                 progress("subnets", len(chunk))
-        subnets.recheck(record, progress)
+        subnets.recheck(record)
     finally:
         profiler.close()
     if add_session:  # the reference scale stays the session that timed the operators here

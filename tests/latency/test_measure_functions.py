@@ -418,6 +418,10 @@ def test_times_of_trained_like_weights_never_join_a_table_timed_on_init_weights(
     moved = recalibrate(tiny, quick.profile, complete, work, SETTINGS)
     assert moved.timed_on_init_weights() == ["operators"]  # its subnets re-timed noised
     assert moved.provenance["sessions"][-1]["weights"] == TIMED_WEIGHTS
+    # a session joins the re-timed subnets (what `--recalibrate --sessions 2` runs next)
+    added = recalibrate(tiny, quick.profile, complete, work, SETTINGS, add_session=True)
+    assert len({row.session for row in added.validation}) == 2
+    assert added.timed_on_init_weights() == ["operators"]
     assert LatencyPredictor(tiny, moved).source.endswith(
         "; operators timed on init weights: a trained model may run at another speed)"
     )
@@ -441,6 +445,8 @@ def test_warm_times_never_join_a_table_timed_cold_until_it_is_recalibrated(tiny,
         recalibrate(tiny, quick.profile, out, work, SETTINGS, add_session=True)
     moved = recalibrate(tiny, quick.profile, out, work, SETTINGS)
     assert moved.cold_timed() == ["operators"]  # its validation subnets re-timed warm
+    added = recalibrate(tiny, quick.profile, out, work, SETTINGS, add_session=True)
+    assert len({row.session for row in added.validation}) == 2
     assert LatencyPredictor(tiny, moved).source.endswith(
         "; operators timed cold: slower than a warm engine)"
     )

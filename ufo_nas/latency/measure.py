@@ -203,20 +203,28 @@ def new_table(space: SearchSpace, profile: HardwareProfile) -> LatencyTable:
     )
 
 
-def check_same_timing(table: LatencyTable, settings: ProfileSettings, path: Path) -> None:
-    """Refuse to add warm times to a table timed cold (`LatencyTable.cold_timed`), and times
-    of trained-like weights to one timed on init weights (`timed_on_init_weights`)."""
+def check_same_timing(
+    table: LatencyTable,
+    settings: ProfileSettings,
+    path: Path,
+    joined: tuple[str, ...] = ("operators", "validation subnets"),
+) -> None:
+    """Refuse to add warm times to `joined` parts of a table timed cold
+    (`LatencyTable.cold_timed`), and times of trained-like weights to those timed on init
+    weights (`timed_on_init_weights`). A build joins both parts; an added session only the
+    validation subnets (a table recalibrated from one timed on init weights keeps those
+    operators, and its sessions join)."""
     remedy = (
         "move the table aside to re-measure (or --recalibrate it, which re-times its "
         "validation subnets)"
     )
-    cold = table.cold_timed()
+    cold = [what for what in table.cold_timed() if what in joined]
     if cold and settings.warm_calls:
         raise LatencyTableError(
             f"{path}: its {' and '.join(cold)} were timed cold (one call per visit, before "
             f"2026-12-05), and warm times cannot join them: {remedy}"
         )
-    init = table.timed_on_init_weights()
+    init = [what for what in table.timed_on_init_weights() if what in joined]
     if init:
         raise LatencyTableError(
             f"{path}: its {' and '.join(init)} were timed on freshly initialised weights "
@@ -811,7 +819,7 @@ def recalibrate(
                 f"{source} describes another host ({differs}); --add-session only joins times "
                 "of the host a table describes: run --recalibrate first"
             )
-        check_same_timing(table, settings, source)
+        check_same_timing(table, settings, source, joined=("validation subnets",))
     kept = table.validation_times()[: settings.validation_subnets]  # fewer: faster, looser
     pairs = [(space.parse(arch), tasks) for arch, tasks, _ in kept]
     old = LatencyPredictor(space, table)

@@ -67,14 +67,16 @@ def quick(fake, monkeypatch):
 
 
 class Recorder:
-    """A progress callback that records its calls and raises Interrupt at `stop_at`."""
+    """A progress callback that records its counted calls (not the steps it hears of with
+    0 units) and raises Interrupt at `stop_at`."""
 
     def __init__(self, stop_at: str | None = None) -> None:
         self.calls: list[tuple[str, int]] = []
         self.stop_at = stop_at
 
     def __call__(self, what: str, n: int) -> None:
-        self.calls.append((what, n))
+        if n:
+            self.calls.append((what, n))
         if what == self.stop_at:
             raise Interrupt
 

@@ -751,7 +751,8 @@ class SubnetChunks:
         and rows' ms, the attempt kept: what the table would hold without the re-check)."""
 
         def models_of(k: int) -> dict[str, tuple[Runner, np.ndarray]]:
-            return self._models(self.timed[k][0], f"timing chunk {k + 1} again")
+            place = list(self.timed).index(k) + 1  # among these chunks, as `__iter__` counts
+            return self._models(self.timed[k][0], f"timing chunk {place} again")
 
         again = []
         most = self.settings.recheck_chunks

@@ -381,17 +381,22 @@ while not heard and time.monotonic() < deadline:
     time.sleep(0.01)
 time.sleep(0.5)  # cleaning up: a second SIGINT would be heard here
 out.write_text(f"heard {len(heard)}")
-sys.exit(130)
+sys.exit(int(sys.argv[2]))
 """
 
 
-@pytest.mark.parametrize("both_hear_it", [True, False], ids=["from-a-terminal", "to-the-parent"])
+@pytest.mark.parametrize(
+    "both_hear_it, status",
+    [(True, 130), (False, 130), (True, 0)],
+    ids=["from-a-terminal", "to-the-parent", "the-child-ends-well"],
+)
 def test_ctrl_c_during_a_session_s_child_lets_it_stop_and_report_once(
-    tmp_path, monkeypatch, both_hear_it
+    tmp_path, monkeypatch, both_hear_it, status
 ):
     """A Ctrl-C at a terminal reaches the child too: the parent waits for it to stop on its
     own (no second signal); a SIGINT to the parent alone is passed on after the grace
-    time. Either way the parent raises `InterruptReported`: the child said it."""
+    time. The parent raises `InterruptReported` where the child ended as interrupted (it
+    said so), else the KeyboardInterrupt itself (the parent says it)."""
     import threading
 
     import ufo_nas.cli.latency as cli
@@ -412,9 +417,10 @@ def test_ctrl_c_during_a_session_s_child_lets_it_stop_and_report_once(
 
     threading.Thread(target=ctrl_c, daemon=True).start()
     began = time.monotonic()
-    with pytest.raises(InterruptReported):
-        cli.run_child([sys.executable, "-c", CHILD, str(out)])
-    assert out.read_text() == "heard 1" and children[0].returncode == 130
+    with pytest.raises(KeyboardInterrupt) as stopped:
+        cli.run_child([sys.executable, "-c", CHILD, str(out), str(status)])
+    assert isinstance(stopped.value, InterruptReported) == (status == 130)
+    assert out.read_text() == "heard 1" and children[0].returncode == status
     assert time.monotonic() - began < 15  # not the 30 s grace: the child stopped itself
 
 

@@ -14,12 +14,11 @@ import warnings
 from collections.abc import Sequence
 
 from ufo_nas.cli import accuracy, export, latency, search, space, train
-from ufo_nas.cli.args import settle_space
+from ufo_nas.cli.args import EXIT_INTERRUPTED, settle_space
 from ufo_nas.errors import InterruptReported, UfoError, UfoWarning
 
 COMMAND_GROUPS = (space, accuracy, latency, search, export, train)
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for `cmd | head` in C tools
-EXIT_INTERRUPTED = 130  # 128 + SIGINT: Ctrl-C
 
 
 class _CommandsFormatter(argparse.HelpFormatter):

@@ -15,6 +15,7 @@ from ufo_nas.backends import PRECISIONS
 from ufo_nas.errors import UfoError
 
 DEFAULT_SPACE = "ufo_vit_base"
+EXIT_INTERRUPTED = 130  # 128 + SIGINT: Ctrl-C
 _LEGACY_SPACE = "legacy_space"  # dest of the deprecated positional SPACE
 _ARCH_HELP = (
     "an arch string (see `ufo sample`), a CVPR'22 competition string, 'largest' or 'smallest'"

@@ -353,7 +353,8 @@ def run_child(command: list[str]) -> int:
     """Run `command` in a child process to its end; its exit status. On Ctrl-C, which the
     child hears too (one process group), wait for it to stop as it does on its own (its
     temporaries removed, one line said); after `INTERRUPT_GRACE_S` pass it the SIGINT (a
-    signal sent to this process alone); then raise `InterruptReported`."""
+    signal sent to this process alone); then raise `InterruptReported` where it ended as
+    interrupted, else the KeyboardInterrupt (this process says it)."""
     child = subprocess.Popen(command)
     try:
         return child.wait()
@@ -363,7 +364,9 @@ def run_child(command: list[str]) -> int:
         except subprocess.TimeoutExpired:
             child.send_signal(signal.SIGINT)
             child.wait()
-        raise InterruptReported from None
+        if child.returncode == shared.EXIT_INTERRUPTED:
+            raise InterruptReported from None
+        raise
 
 
 def _refit(space: SearchSpace, device: str, path: Path, dry_run: bool) -> None:

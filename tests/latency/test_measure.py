@@ -385,13 +385,22 @@ sys.exit(int(sys.argv[2]))
 """
 
 
+@pytest.fixture
+def sigint_raises():
+    """SIGINT raising KeyboardInterrupt, as at a terminal: a job a shell starts in the
+    background (as CI may run the tests) ignores it, and Python then leaves it ignored."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 @pytest.mark.parametrize(
     "both_hear_it, status",
     [(True, 130), (False, 130), (True, 0)],
     ids=["from-a-terminal", "to-the-parent", "the-child-ends-well"],
 )
 def test_ctrl_c_during_a_session_s_child_lets_it_stop_and_report_once(
-    tmp_path, monkeypatch, both_hear_it, status
+    tmp_path, monkeypatch, sigint_raises, both_hear_it, status
 ):
     """A Ctrl-C at a terminal reaches the child too: the parent waits for it to stop on its
     own (no second signal); a SIGINT to the parent alone is passed on after the grace

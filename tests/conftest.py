@@ -10,6 +10,7 @@ import torch
 import yaml
 
 from ufo_nas import SearchSpace, load_space
+from ufo_nas.graph_cache import CACHE_ENV
 from ufo_nas.supernet import SuperViT
 
 # $UFO_NAS_DATA where set (tools/mutation.py runs the tests from a copy of the tree)
@@ -39,6 +40,15 @@ def as_on_the_shipped_tables_host(monkeypatch, shipped_host):
 
     for module in (ufo_nas.export, ufo_nas.latency.predictor):
         monkeypatch.setattr(module, "host_fingerprint", lambda: dict(shipped_host))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def graph_cache_of_the_session(tmp_path_factory):
+    """Exported graphs are kept for this session only (and its child processes), never in
+    the user's cache."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(CACHE_ENV, str(tmp_path_factory.mktemp("cache")))
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,7 @@ import ufo_nas
 LAYERS = [
     {"errors", "formats", "fileio", "paths"},
     {"spec", "space", "cost"},
-    {"supernet", "onnx_io", "checkpoint"},
+    {"supernet", "onnx_io", "graph_cache", "checkpoint"},
     {"backends", "hardware"},
     {"data", "accuracy", "cvpr22", "evaluate", "verification"},
     {"latency"},

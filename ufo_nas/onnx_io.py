@@ -10,13 +10,16 @@ from typing import Any
 
 import onnx
 import torch
+from onnx.external_data_helper import set_external_data
 
 from ufo_nas.errors import CheckpointError, UfoError
 from ufo_nas.fileio import write_atomic
+from ufo_nas.graph_cache import graph_cache
 from ufo_nas.supernet import SubnetViT
 
 MIN_OPSET = 17
 INPUT_NAME = "images"
+EXTERNAL_BYTES = 1024  # tensors this large go in the weights' file (onnx's default)
 META_PREFIX = "ufo_nas."
 # The graphs backends build from (profiling's operators and subnets, and `ufo export` to a
 # backend format) skip onnxscript's graph optimiser: it is half of a ViT-Base export's time
@@ -74,22 +77,49 @@ def export_module(
     opset: int = 18,
     output_names: list[str] | None = None,
     metadata: dict[str, str] | None = None,
+    structure: dict[str, Any] | None = None,
 ) -> Path:
     """Write any one-input module as ONNX with the example's fixed shape, unoptimised (for
     backends to build from: see PROFILE_EXPORT), its weights in `<path>.data` beside it
     (twice as fast to write as one protobuf for a ViT-Base); the input is named `images`.
-    Overwrites `path`; `external_data(path)` names the weights' file."""
+    Overwrites `path` and its weights' file (`external_data(path)`). `structure`: what
+    determines the module's graph (JSON-able), where it does: then the graph is taken from
+    the graph cache (`ufo_nas.graph_cache`) where it holds one, and kept there otherwise."""
     if opset < MIN_OPSET:
         raise UfoError(f"ONNX opset {opset} is too old; use {MIN_OPSET} or newer")
-    program = _onnx_program(
-        module, example, output_names, opset, dynamic_batch=False, optimize=False
-    )
-    model, path = program.model_proto, Path(path)
-    for key, value in (metadata or {}).items():
-        model.metadata_props.add(key=META_PREFIX + key, value=value)
+    cache = graph_cache() if structure is not None else None
+    key = ""
+    if cache:
+        key = cache.key(
+            {
+                **(structure or {}),
+                "module": type(module).__qualname__,
+                "example": [list(example.shape), str(example.dtype)],
+                "outputs": output_names,
+                "opset": opset,
+                "export": PROFILE_EXPORT,
+            }
+        )
+    model = cache.load(key, module) if cache else None
+    if model is None:
+        model = _onnx_program(
+            module, example, output_names, opset, dynamic_batch=False, optimize=False
+        ).model_proto
+        if cache:
+            cache.store(key, model, module)
+    path = Path(path)
+    for name, value in (metadata or {}).items():
+        model.metadata_props.add(key=META_PREFIX + name, value=value)
 
     def save(tmp: Path) -> None:
-        onnx.save(model, str(tmp), save_as_external_data=True, location=external_data(path).name)
+        # `onnx.save(save_as_external_data=True)` refuses a weights file of that name in the
+        # current folder, and appends to one beside `path`: the tensors are marked here
+        weights = external_data(path)
+        weights.unlink(missing_ok=True)
+        for tensor in model.graph.initializer:
+            if tensor.HasField("raw_data") and len(tensor.raw_data) >= EXTERNAL_BYTES:
+                set_external_data(tensor, weights.name)
+        onnx.save(model, str(tmp))
 
     return write_atomic(path, save, overwrite=True)
 
@@ -103,7 +133,9 @@ def export_for_backend(
     spec = subnet.spec
     example = torch.zeros(batch, spec.in_chans, spec.image_size, spec.image_size)
     tasks = list(subnet.tasks)
-    return export_module(subnet, example, path, opset, tasks, onnx_metadata(subnet, batch))
+    structure = {"arch": subnet.arch.to_string(), "space": spec.fingerprint()}
+    metadata = onnx_metadata(subnet, batch)
+    return export_module(subnet, example, path, opset, tasks, metadata, structure)
 
 
 def external_data(path: str | os.PathLike) -> Path:

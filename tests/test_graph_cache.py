@@ -175,3 +175,33 @@ def test_an_export_replaces_a_stale_weights_file(tmp_path, cache_dir, monkeypatc
         assert external_data(path).stat().st_size == weights
         with torch.no_grad():
             np.testing.assert_allclose(run(path, example)[0], module(example).numpy(), atol=1e-6)
+
+
+class Picked(torch.nn.Module):
+    """Picks columns by an int64 buffer: state that is not float."""
+
+    def __init__(self, columns: list[int]):
+        super().__init__()
+        self.linear = torch.nn.Linear(64, 32)
+        self.register_buffer("columns", torch.tensor(columns))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.linear(x)[:, self.columns]
+
+
+def test_integer_state_is_taken_from_the_module_too(cache_dir, traces, tmp_path):
+    example = torch.randn(1, 64)
+    for k, columns in enumerate(([0, 5, 9], [31, 2, 7])):
+        module = Picked(columns)
+        path = export_module(module, example, tmp_path / f"{k}.onnx", structure={"name": "p"})
+        with torch.no_grad():
+            np.testing.assert_allclose(run(path, example)[0], module(example).numpy(), atol=1e-6)
+    assert traces == ["Picked"]
+
+
+def test_state_without_a_numpy_dtype_is_exported_and_not_kept(cache_dir, traces, tmp_path):
+    module, example = Scaled().to(torch.bfloat16), torch.randn(1, 64, dtype=torch.bfloat16)
+    for _ in range(2):
+        path = export_module(module, example, tmp_path / "m.onnx", structure={"name": "b"})
+    assert traces == ["Scaled", "Scaled"] and path.is_file()
+    assert not cache_dir.exists() or not list(cache_dir.glob("*.onnx"))

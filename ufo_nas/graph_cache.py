@@ -37,6 +37,15 @@ from ufo_nas.fileio import write_atomic
 CACHE_ENV = "UFO_NAS_CACHE"
 LIMIT_BYTES = 512 << 20  # about 100 ViT-Base subnet graphs (4-5 MB each), 300 tiny ones
 SUFFIX = ".onnx"
+DATA_FIELDS = (  # where a TensorProto may hold its values
+    "raw_data",
+    "float_data",
+    "int32_data",
+    "int64_data",
+    "double_data",
+    "uint64_data",
+    "string_data",
+)
 
 
 class GraphCache:
@@ -67,6 +76,8 @@ class GraphCache:
             path.unlink(missing_ok=True)
             return None
         state = _state(module)
+        if state is None:
+            return None
         if not _fits(model, state):
             path.unlink(missing_ok=True)
             return None
@@ -81,16 +92,20 @@ class GraphCache:
         `module`'s state; True if kept. The least recently used entries then go beyond the
         size limit."""
         state = _state(module)
-        if not _fits(model, state) or not all(
-            np.array_equal(numpy_helper.to_array(init), state[init.name])
-            for init in model.graph.initializer
+        if (
+            state is None
+            or not _fits(model, state)
+            or not all(
+                np.array_equal(numpy_helper.to_array(init), state[init.name])
+                for init in model.graph.initializer
+            )
         ):
             return False
         template = onnx.ModelProto()
         template.CopyFrom(model)
         for init in template.graph.initializer:
-            init.ClearField("raw_data")
-            init.ClearField("float_data")
+            for field in DATA_FIELDS:
+                init.ClearField(field)
             del init.external_data[:]
             init.data_location = onnx.TensorProto.DEFAULT
         try:
@@ -157,8 +172,12 @@ def environment() -> dict[str, str]:
     }
 
 
-def _state(module: torch.nn.Module) -> dict[str, np.ndarray]:
-    return {name: t.detach().cpu().numpy() for name, t in module.state_dict().items()}
+def _state(module: torch.nn.Module) -> dict[str, np.ndarray] | None:
+    """The module's state as arrays; None where a tensor has no numpy dtype (bf16)."""
+    try:
+        return {name: t.detach().cpu().numpy() for name, t in module.state_dict().items()}
+    except TypeError:
+        return None
 
 
 def _fits(model: onnx.ModelProto, state: Mapping[str, np.ndarray]) -> bool:

@@ -56,7 +56,13 @@ from ufo_nas.fileio import (
 from ufo_nas.hardware import HardwareProfile, host_difference, host_fingerprint, runs_here
 from ufo_nas.latency.measure import Profiler, ProfileSettings, default_work_dir
 from ufo_nas.latency.timing import time_interleaved
-from ufo_nas.onnx_io import export_for_backend, export_onnx, external_data, onnx_metadata
+from ufo_nas.onnx_io import (
+    export_for_backend,
+    export_onnx,
+    external_data,
+    onnx_metadata,
+    save_with_weights_beside,
+)
 from ufo_nas.search.report import SearchReport
 from ufo_nas.space import Arch, SearchSpace, load_space
 from ufo_nas.supernet import SubnetViT, SuperViT, extract
@@ -336,8 +342,7 @@ def _simplify(path: Path) -> None:
         model.metadata_props.add(key=key, value=value)
     data = external_data(path)
     if data.exists():
-        data.unlink()
-        onnx.save(model, str(path), save_as_external_data=True, location=data.name)
+        save_with_weights_beside(model, path, data)
     else:
         onnx.save(model, str(path))
 

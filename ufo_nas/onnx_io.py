@@ -111,17 +111,9 @@ def export_module(
     for name, value in (metadata or {}).items():
         model.metadata_props.add(key=META_PREFIX + name, value=value)
 
-    def save(tmp: Path) -> None:
-        # `onnx.save(save_as_external_data=True)` refuses a weights file of that name in the
-        # current folder, and appends to one beside `path`: the tensors are marked here
-        weights = external_data(path)
-        weights.unlink(missing_ok=True)
-        for tensor in model.graph.initializer:
-            if tensor.HasField("raw_data") and len(tensor.raw_data) >= EXTERNAL_BYTES:
-                set_external_data(tensor, weights.name)
-        onnx.save(model, str(tmp))
-
-    return write_atomic(path, save, overwrite=True)
+    return write_atomic(
+        path, lambda tmp: save_with_weights_beside(model, tmp, external_data(path)), True
+    )
 
 
 def export_for_backend(
@@ -136,6 +128,18 @@ def export_for_backend(
     structure = {"arch": subnet.arch.to_string(), "space": spec.fingerprint()}
     metadata = onnx_metadata(subnet, batch)
     return export_module(subnet, example, path, opset, tasks, metadata, structure)
+
+
+def save_with_weights_beside(model: onnx.ModelProto, graph: Path, weights: Path) -> None:
+    """Write `model` to `graph`, its tensors of `EXTERNAL_BYTES` or more to `weights` (in the
+    same folder), replacing what either held. (`onnx.save(save_as_external_data=True)`
+    refuses a weights file of that name in the current folder, and appends to one beside the
+    graph: the tensors are marked here.)"""
+    weights.unlink(missing_ok=True)
+    for tensor in model.graph.initializer:
+        if tensor.HasField("raw_data") and len(tensor.raw_data) >= EXTERNAL_BYTES:
+            set_external_data(tensor, weights.name)
+    onnx.save(model, str(graph))
 
 
 def external_data(path: str | os.PathLike) -> Path:

@@ -163,7 +163,8 @@ def test_a_model_exported_where_another_was_runs_itself(tiny, tiny_supernet, tmp
 
     folder = tmp_path / "subnet-0"
     backend = tvm_backend(**UNTUNED)
-    for k, arch in enumerate((tiny.smallest(), tiny.largest())):
+    second = tiny.parse(tiny.smallest().to_string().replace("-h2,", "-h4,", 1))  # small: quick
+    for k, arch in enumerate((tiny.smallest(), second)):
         subnet = extract(tiny_supernet, arch, "face")
         onnx_file = export_onnx(subnet, tmp_path / f"model-{k}.onnx", opset=18)
         folder.mkdir()

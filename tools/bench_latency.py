@@ -531,7 +531,9 @@ def _report(space, rows: list[dict], args, command: str, seconds: float) -> list
         f"in {where}, interleaved in chunks of 8 "
         + _order_text(args)
         + "with the anchor and 2 reference subnets, "
-        f"{timing.rounds} rounds (each visit up to {timing.warm_calls} untimed calls, as many "
+        f"{timing.rounds} rounds, or as many as fill {timing.fill_seconds:g} s (at most "
+        f"{timing.max_rounds}) for a chunk of fast models "
+        f"(each visit up to {timing.warm_calls} untimed calls, as many "
         f"as last {WARM_SECONDS * 1e3:g} ms, then {timing.calls_per_round} timed), "
         f"{args.repeats} timing(s) per chunk (median{over}). Error: |predicted - measured| / "
         "measured.",

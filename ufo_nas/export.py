@@ -258,7 +258,7 @@ def retime(
     where given, and torch eager in a chunk of its own."""
     from ufo_nas.latency.predictor import latency_predictor
 
-    out: dict[str, Any] = {"rounds": settings.rounds, "percentile": 25, "batch": len(images)}
+    out: dict[str, Any] = {"percentile": 25, "batch": len(images)}
     models = {"export": (runner, images)} | ({"fp32": (fp32, images)} if fp32 else {})
     predictor = latency_predictor(space, where.profile.name) if where.predicts else None
     if predictor is not None:
@@ -272,6 +272,7 @@ def retime(
         finally:
             profiler.close()
         timing = timings["export"]
+        out["rounds"] = timing.calls // settings.calls_per_round  # more for a fast chunk
         out["anchor_ms"] = round(anchor_ms, 4)  # implied with the references
         out["anchor_alone_ms"] = round(profiler.anchor_alone_ms[-1], 4)
         scale = profiler.anchor_for(predicted / predictor.table.reference_anchor_ms)
@@ -290,6 +291,7 @@ def retime(
         runners = {name: r for name, (r, _) in models.items()}
         timings = time_interleaved(runners, {name: images for name in runners}, settings.rounds)
         timing = timings["export"]
+        out["rounds"] = timing.calls
     out.update(measured_ms=round(timing.ms, 4), median_ms=round(timing.median_ms, 4))
     out["spread"] = round(timing.spread, 4)
     if fp32 is not None:

@@ -166,10 +166,13 @@ def sessions_run(monkeypatch, tmp_path, returncodes: list[int]) -> tuple[int, li
     by one that exits with the next of `returncodes`; (exit status, the children's argv)."""
     import ufo_nas.cli.latency as cli
 
-    monkeypatch.setattr(cli, "_measure", lambda *args: None)
+    settings = []
+    monkeypatch.setattr(cli, "_measure", lambda *args: settings.append(args[4]))
     commands = stub_sessions(monkeypatch, returncodes)
     argv = ["profile", "--device", "cpu-onnxruntime", "--space", "ufo_vit_tiny", "--seed", "5"]
-    status = main([*argv, "--rounds", "9", "--out", str(tmp_path / "t.yaml"), "--sessions", "3"])
+    argv += ["--rounds", "9", "--fill-seconds", "2.5"]
+    status = main([*argv, "--out", str(tmp_path / "t.yaml"), "--sessions", "3"])
+    assert [(s.rounds, s.fill_seconds) for s in settings] == [(9, 2.5)]
     return status, commands
 
 
@@ -187,6 +190,7 @@ def test_each_further_session_re_times_the_table_in_a_new_process(monkeypatch, t
             str(tmp_path / "t.yaml"),
         )
         assert (child.seed, child.rounds, child.validation) == (5, 9, 40)
+        assert child.fill_seconds == 2.5  # each session times as the first
 
 
 def fit(within_5pct: float) -> dict:
@@ -465,3 +469,15 @@ def test_progress_says_what_each_long_step_does(tiny, tmp_path, monkeypatch):
         *building, ("timing chunk 2 of 2", 0), ("subnets", 2),
         *building, ("timing chunk 2 again", 0),
     ]  # fmt: skip
+
+
+def test_fill_seconds_0_keeps_every_chunk_to_its_rounds(monkeypatch, tmp_path):
+    import ufo_nas.cli.latency as cli
+
+    settings = []
+    monkeypatch.setattr(cli, "_measure", lambda *args: settings.append(args[4]))
+    stub_sessions(monkeypatch, [])
+    argv = ["profile", "--device", "cpu-onnxruntime", "--space", "ufo_vit_tiny"]
+    argv += ["--fill-seconds", "0", "--sessions", "1", "--out", str(tmp_path / "t.yaml")]
+    assert main(argv) == 0
+    assert [(s.rounds, s.fill_seconds) for s in settings] == [(15, None)]

@@ -184,6 +184,8 @@ def test_a_new_table_records_its_setup_anchor_and_session(tiny, tmp_path, quick)
         "rounds": 3,
         "min_rounds": 7,
         "chunk_seconds": 30.0,
+        "fill_seconds": 10.0,
+        "max_rounds": 60,
         "calls_per_round": 2,
         "warm_calls": 3,  # each visit warm: 3 untimed calls before the 2 timed ones
         "copies": 2,

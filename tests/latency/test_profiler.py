@@ -226,8 +226,10 @@ def _chunk(tiny, profiler: Profiler, fake, calls: list[str]) -> dict:
     return models
 
 
-def test_a_chunk_is_timed_in_rounds_that_fit_its_budget(tiny, tmp_path, fake, monkeypatch):
-    ticks = iter([(100, 10_000), (130, 10_200)] * 3)
+def test_a_chunk_is_timed_in_rounds_that_fit_its_budget_or_fill_its_time(
+    tiny, tmp_path, fake, monkeypatch
+):
+    ticks = iter([(100, 10_000), (130, 10_200)] * 6)
     monkeypatch.setattr(measure, "cpu_steal_ticks", lambda: next(ticks))
     profiler = Profiler(tiny, fake.profile, tmp_path)
     models = _chunk(tiny, profiler, fake, [])
@@ -237,8 +239,23 @@ def test_a_chunk_is_timed_in_rounds_that_fit_its_budget(tiny, tmp_path, fake, mo
     anchor_ms = A * float(fake.truth.sum_ms([arch], tasks)[0]) + B
     calls = WARM_CALLS + 2  # a round's calls of each model: untimed, then 2 timed
     round_s = calls * (sum(fake.costs[key] for key in models) + anchor_ms) / 1e3
-    for budget, rounds in ((5.5 * round_s, 5), (round_s / 10, 3), (None, 9)):
-        settings = ProfileSettings(rounds=9, calls_per_round=2, min_rounds=3, chunk_seconds=budget)
+    cases = [  # budget, fill (s): rounds of the chunk
+        (5.5 * round_s, None, 5),
+        (round_s / 10, None, 3),
+        (None, None, 9),
+        (None, 12.5 * round_s, 12),  # a fast chunk gets the rounds that fill its time
+        (None, 1e3 * round_s, 20),  # at most max_rounds
+        (None, 2.5 * round_s, 9),  # never fewer than `rounds`
+    ]
+    for budget, fill, rounds in cases:
+        settings = ProfileSettings(
+            rounds=9,
+            calls_per_round=2,
+            min_rounds=3,
+            chunk_seconds=budget,
+            fill_seconds=fill,
+            max_rounds=20,
+        )
         timings, anchor, steal = profiler.time_chunk(models, settings)
         assert list(timings) == list(models)
         for key, timing in timings.items():

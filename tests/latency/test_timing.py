@@ -123,3 +123,18 @@ def test_budget_cuts_rounds_of_slow_models_only():
     assert fast["a"].calls == 5  # never more than `rounds`
     few = time_interleaved(slow, {"a": x, "b": x}, rounds=2, budget_s=0.001, min_rounds=7)
     assert few["a"].calls == 2  # `rounds` below the floor wins
+
+
+def test_fill_adds_rounds_to_fast_models_only():
+    x = np.zeros(1, np.float32)
+    fast = time_interleaved({"a": sleeper(0.0)}, {"a": x}, rounds=5, fill_s=1.0, max_rounds=40)
+    assert fast["a"].calls == 40  # as many as fill 1 s: far more than 40
+    slow = {"a": sleeper(0.02)}  # a round: 1 untimed and 1 timed call of at least 20 ms
+    kept = time_interleaved(slow, {"a": x}, rounds=5, fill_s=0.1, max_rounds=40)
+    assert kept["a"].calls == 5  # 5 rounds already last longer than 0.1 s
+    filled = time_interleaved(slow, {"a": x}, rounds=2, fill_s=0.6, max_rounds=40)
+    assert 2 < filled["a"].calls <= 15  # 0.6 s / at least 40 ms
+    capped = time_interleaved(slow, {"a": x}, rounds=2, fill_s=0.6, budget_s=0.2, max_rounds=40)
+    assert 2 <= capped["a"].calls <= 5  # the chunk's budget bounds the fill
+    off = time_interleaved({"a": sleeper(0.0)}, {"a": x}, rounds=5)
+    assert off["a"].calls == 5

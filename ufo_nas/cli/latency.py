@@ -50,13 +50,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     shared.add_space(p)
     shared.add_number(p, "--validation", 40, "random subnets measured end to end to calibrate")
     # the defaults of ProfileSettings (not imported here: it imports torch)
-    shared.add_number(p, "--rounds", 15, "interleaved rounds (at most)", shared.positive_int)
+    shared.add_number(
+        p,
+        "--rounds",
+        15,
+        "interleaved rounds of a chunk (fewer for slow models: --chunk-seconds; more for fast "
+        "ones: --fill-seconds)",
+        shared.positive_int,
+    )
     shared.add_number(
         p,
         "--chunk-seconds",
         30.0,
         "timing budget of a chunk: chunks of slow models get fewer rounds, at least 7 "
         "(0: always --rounds)",
+        shared.non_negative_float,
+    )
+    shared.add_number(
+        p,
+        "--fill-seconds",
+        10.0,
+        "a chunk of fast models gets as many rounds as fill this, at most 60: a tiny subnet's "
+        "time is steadier over 60 rounds than over 15 (0: at most --rounds)",
         shared.non_negative_float,
     )
     shared.add_number(
@@ -168,6 +183,7 @@ def cmd_profile(args: argparse.Namespace) -> None:
         rounds=args.rounds,
         calls_per_round=args.calls,
         chunk_seconds=args.chunk_seconds or None,
+        fill_seconds=args.fill_seconds or None,
         copies=args.copies,
         seed=args.seed,
     )
@@ -341,6 +357,7 @@ def _add_session_in_a_new_process(args: argparse.Namespace, out: Path, k: int, l
     command += ["--out", str(out), "--add-session", "--no-fit-advice", "--seed", str(args.seed)]
     command += ["--validation", str(args.validation), "--rounds", str(args.rounds)]
     command += ["--chunk-seconds", str(args.chunk_seconds), "--calls", str(args.calls)]
+    command += ["--fill-seconds", str(args.fill_seconds)]
     command += ["--chunk", str(args.chunk), "--copies", str(args.copies)]
     command += ["--work-dir", args.work_dir] if args.work_dir else []
     returncode = run_child(command)

@@ -4,7 +4,8 @@
    by the profile's backend and timed warm in interleaved rounds (`time_interleaved`;
    attention and FFN operators as a chain of copies), in chunks that each include the
    anchor, a fixed reference subnet; a chunk of slow models gets fewer rounds
-   (`chunk_seconds`, at least `min_rounds`).
+   (`chunk_seconds`, at least `min_rounds`), a chunk of fast ones more (`fill_seconds`, at
+   most `max_rounds`).
 2. Random whole subnets are measured end to end the same way, each built as `ufo export`
    builds it (the same graph, the backend's own artefact loaded back: see `SUBNETS_BUILT`),
    so the table predicts what is shipped; once all are timed, a chunk whose anchor ran off
@@ -93,6 +94,11 @@ class ProfileSettings:
     warm_calls: int = WARM_CALLS  # untimed calls of a model at each visit, at most
     chunk_seconds: float | None = 30.0  # timing budget of a chunk; None: always `rounds`
     min_rounds: int = 7
+    # a chunk whose `rounds` would take less than this gets as many as fill it, at most
+    # `max_rounds` (None: `rounds`): two identical builds of a tiny subnet in one chunk
+    # differed by 4.5-6.1% (mean) over 15 rounds, 3.2-4.0% over 60 (`tools/check_rounds.py`)
+    fill_seconds: float | None = 10.0
+    max_rounds: int = 60
     copies: int = 4  # chained copies of each attention / FFN operator
     seed: int = 0
     # a chunk timed while other processes used more than this share of the CPUs (percent
@@ -278,6 +284,8 @@ def start_session(table: LatencyTable, settings: ProfileSettings, needs_onnx: bo
             "rounds": settings.rounds,
             "min_rounds": settings.min_rounds,
             "chunk_seconds": settings.chunk_seconds,
+            "fill_seconds": settings.fill_seconds,
+            "max_rounds": settings.max_rounds,
             "calls_per_round": settings.calls_per_round,
             "warm_calls": settings.warm_calls,
             "copies": settings.copies,
@@ -505,6 +513,8 @@ class Profiler:
                 seed=settings.seed,
                 budget_s=settings.chunk_seconds,
                 min_rounds=settings.min_rounds,
+                fill_s=settings.fill_seconds,
+                max_rounds=settings.max_rounds,
                 warm_calls=settings.warm_calls,
             )
             steal = steal_percent(before, cpu_steal_ticks())

@@ -6,8 +6,11 @@ every model, in a shuffled order), and reported by a low percentile with its spr
 short rounds beat few long ones: on this machine the ratio of two models' p25 over 21
 rounds of 1 call varies by 1.9% between repeats, over 7 rounds of 3 calls by 3.1%.
 Slow models need fewer rounds for the same spread, so a time budget may cut the rounds of
-a chunk of slow models (never below `min_rounds`). Steal time (the hypervisor running other
-guests) is read from /proc/stat.
+a chunk of slow models (never below `min_rounds`); fast ones need more, and a chunk whose
+rounds take under `fill_s` gets as many as fill it (at most `max_rounds`): two builds of one
+tiny subnet, identical engines timed in one chunk, differed by 4.5-6.1% (mean) over 15
+rounds and by 3.2-4.0% over 60 (`tools/check_rounds.py`, 2-vCPU AVX2 EPYC). Steal time
+(the hypervisor running other guests) is read from /proc/stat.
 
 Each visit of a model in a round is warm: it first makes `WARM_CALLS` untimed calls (fewer
 where fewer last `WARM_SECONDS`, at least one: a 40-200 ms ViT-Base subnet, cold, ran only
@@ -101,12 +104,15 @@ def time_interleaved(
     budget_s: float | None = None,
     min_rounds: int = 7,
     warm_calls: int = WARM_CALLS,
+    fill_s: float | None = None,
+    max_rounds: int = 60,
 ) -> dict[str, Timing]:
     """Time every runner on its input in shuffled rounds; in each, every runner makes
     untimed calls, then `calls_per_round` timed ones. Untimed: `warm_calls`, or fewer (at
-    least one) where fewer of its warm-up calls last `WARM_SECONDS`. `rounds` of them, or
-    with `budget_s` as many as fit in it by the last warm-up calls, between `min_rounds`
-    and `rounds`."""
+    least one) where fewer of its warm-up calls last `WARM_SECONDS`. `rounds` of them; by
+    the last warm-up calls' times, with `budget_s` no more than fit in it (at least
+    `min_rounds`), with `fill_s` (or `budget_s` if less) no fewer than fit in it (at most
+    `max_rounds`)."""
     rng = np.random.default_rng(seed)
     names = list(runners)
     last_call_s = dict.fromkeys(names, 0.0)
@@ -116,9 +122,12 @@ def time_interleaved(
             runners[name](inputs[name])
             last_call_s[name] = (time.perf_counter_ns() - start) / 1e9
     untimed = {name: untimed_calls(warm_calls, last_call_s[name]) for name in names}
+    round_s = max(sum((untimed[n] + calls_per_round) * last_call_s[n] for n in names), 1e-9)
     if budget_s is not None and warmup:
-        round_s = sum((untimed[n] + calls_per_round) * last_call_s[n] for n in names)
-        rounds = min(rounds, max(min_rounds, int(budget_s / max(round_s, 1e-9))))
+        rounds = min(rounds, max(min_rounds, int(budget_s / round_s)))
+    if fill_s is not None and warmup:
+        fill_s = fill_s if budget_s is None else min(fill_s, budget_s)
+        rounds = max(rounds, min(max_rounds, int(fill_s / round_s)))
     samples: dict[str, list[float]] = {name: [] for name in names}
     for r in range(rounds):
         for k in rng.permutation(len(names)):

@@ -233,6 +233,8 @@ def verify_front(
         "backend": profile.backend,
         "versions": profiler.backend.versions(),
         "rounds": settings.rounds,
+        "fill_seconds": settings.fill_seconds,
+        "max_rounds": settings.max_rounds,
         "calls_per_round": settings.calls_per_round,
         "warm_calls": settings.warm_calls,
         "chunk": settings.chunk,

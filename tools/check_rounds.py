@@ -23,19 +23,16 @@ took.
 from __future__ import annotations
 
 import argparse
-import shlex
 import shutil
-import sys
 import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-from results_io import write_results
+from results_io import command_line, rows_per_device, write_results
 
 from ufo_nas import load_space
-from ufo_nas.errors import UfoError
 from ufo_nas.hardware import host_fingerprint, host_id, load_profile
 from ufo_nas.latency.measure import Profiler, ProfileSettings, validation_subnets
 from ufo_nas.latency.predictor import latency_predictor
@@ -123,14 +120,11 @@ def main() -> int:
     args = parser.parse_args()
     if args.subnets < 1:
         parser.error(f"--subnets must be at least 1, not {args.subnets}")
-    start, lines = time.time(), []
-    try:
-        for device in args.devices.split(","):
-            lines += rows_of(device, time_device(device, args.space, args.subnets))
-    except UfoError as exc:
-        sys.exit(f"error: {exc}")
-    host = host_fingerprint()
-    command = shlex.join(["python", "tools/check_rounds.py", *sys.argv[1:]])
+    start = time.time()
+    lines = rows_per_device(
+        args.devices, lambda device: rows_of(device, time_device(device, args.space, args.subnets))
+    )
+    host, command = host_fingerprint(), command_line("tools/check_rounds.py")
     write_results(
         [
             "# Rounds of a chunk of fast models (check_rounds)",

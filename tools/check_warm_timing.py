@@ -21,17 +21,14 @@ ratios moved between its two repeats.
 from __future__ import annotations
 
 import argparse
-import shlex
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from results_io import write_results
+from results_io import command_line, rows_per_device, write_results
 
 from ufo_nas import load_space
-from ufo_nas.errors import UfoError
 from ufo_nas.hardware import host_fingerprint, host_id, load_profile
 from ufo_nas.latency.measure import Profiler, ProfileSettings, validation_subnets
 
@@ -101,14 +98,11 @@ def main() -> int:
     args = parser.parse_args()
     if args.subnets < 2:
         parser.error(f"--subnets must be at least 2, not {args.subnets}")
-    start, lines = time.time(), []
-    try:
-        for device in args.devices.split(","):
-            lines += rows_of(device, time_device(device, args.space, args.subnets))
-    except UfoError as exc:
-        sys.exit(f"error: {exc}")
-    host = host_fingerprint()
-    command = shlex.join(["python", "tools/check_warm_timing.py", *sys.argv[1:]])
+    start = time.time()
+    lines = rows_per_device(
+        args.devices, lambda device: rows_of(device, time_device(device, args.space, args.subnets))
+    )
+    host, command = host_fingerprint(), command_line("tools/check_warm_timing.py")
     write_results(
         [
             "# Cold or warm timing (check_warm_timing)",

@@ -16,7 +16,8 @@ from ufo_nas.latency.measure import NO_EXPORT, Profiler, ProfileSettings, plan, 
 from ufo_nas.latency.predictor import LatencyPredictor
 from ufo_nas.latency.table import CALIBRATION_FORMS, LatencyTable, LatencyTableError
 
-SETTINGS = ProfileSettings(validation_subnets=6, chunk=4, rounds=2, copies=2)
+# quick: 2 rounds, not filled to 10 s a chunk
+SETTINGS = ProfileSettings(validation_subnets=6, chunk=4, rounds=2, copies=2, fill_seconds=None)
 
 
 class Interrupt(Exception):
@@ -57,7 +58,9 @@ def test_profile_resumes_and_calibrates(tiny, tmp_path):
 def test_profile_refuses_to_mix_setups(tiny, tmp_path):
     out, work = tmp_path / "table.yaml", tmp_path / "work"
     profile = load_profile("cpu-torch")
-    settings = ProfileSettings(validation_subnets=0, chunk=12, rounds=1, copies=1)
+    settings = ProfileSettings(
+        validation_subnets=0, chunk=12, rounds=1, copies=1, fill_seconds=None
+    )
     run_profile(tiny, profile, out, work, settings)
     before = out.read_bytes()
     other_threads = profile_from_dict(profile.to_dict() | {"threads": 1}, "p.yaml")

@@ -58,6 +58,7 @@ from ufo_nas.latency.table import (
     fit_calibration,
 )
 from ufo_nas.latency.timing import (
+    MAX_ROUNDS,
     WARM_CALLS,
     WARM_SECONDS,
     Timing,
@@ -98,7 +99,7 @@ class ProfileSettings:
     # `max_rounds` (None: `rounds`): two identical builds of a tiny subnet in one chunk
     # differed by 4.5-6.1% (mean) over 15 rounds, 3.2-4.0% over 60 (`tools/check_rounds.py`)
     fill_seconds: float | None = 10.0
-    max_rounds: int = 60
+    max_rounds: int = MAX_ROUNDS
     copies: int = 4  # chained copies of each attention / FFN operator
     seed: int = 0
     # a chunk timed while other processes used more than this share of the CPUs (percent

@@ -37,6 +37,7 @@ from ufo_nas.backends import Runner
 LOW_PERCENTILE = 25
 WARM_CALLS = 3  # untimed calls at each visit of a model, before its timed ones: at most
 WARM_SECONDS = 0.010  # fewer where fewer last this long (at least one): a slow model is warm
+MAX_ROUNDS = 60  # the most rounds a fill gives a chunk of fast models
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ def time_interleaved(
     min_rounds: int = 7,
     warm_calls: int = WARM_CALLS,
     fill_s: float | None = None,
-    max_rounds: int = 60,
+    max_rounds: int = MAX_ROUNDS,
 ) -> dict[str, Timing]:
     """Time every runner on its input in shuffled rounds; in each, every runner makes
     untimed calls, then `calls_per_round` timed ones. Untimed: `warm_calls`, or fewer (at

@@ -80,7 +80,7 @@ def test_a_non_finite_loss_stops_naming_step_and_task_and_keeps_the_checkpoint(t
 
 def test_resume_after_sigkill_ends_with_the_weights_of_an_unbroken_run(tmp_path, data_root):
     # killed after the task stage's first checkpoint (of four), so the resumed run redoes
-    # steps of both stages; a checkpoint redraws the curves (0.6 s), so only a few steps
+    # steps of both stages
     stages = {"task": {"steps": 8}, "chip": {"steps": 8, "random_subnets": 1}}
     write_setup(tmp_path, stages=stages, drop_path_rate=0.1)
     whole = cli(tmp_path, "--out", str(tmp_path / "whole"))
@@ -109,6 +109,23 @@ def test_resume_after_sigkill_ends_with_the_weights_of_an_unbroken_run(tmp_path,
     assert steps == [("task", s) for s in range(1, 9)] + [("chip", s) for s in range(1, 9)]
     again = cli(tmp_path, "--out", str(tmp_path / "whole"))
     assert again.returncode == 2 and "already exists and is not empty" in again.stderr
+
+
+def test_checkpoints_redraw_the_curves_at_most_every_30_s_and_each_stage_end(
+    tmp_path, data_root, monkeypatch
+):
+    import ufo_nas.train.trainer as trainer_module
+
+    drawn = []
+    real = trainer_module.write_curves
+    monkeypatch.setattr(trainer_module, "write_curves", lambda *a: drawn.append(a[2]) or real(*a))
+    stages = {"task": {"steps": 4}, "chip": {"steps": 2, "random_subnets": 1}}
+    train(tmp_path, stages=stages, checkpoint_every=1)
+    assert len(drawn) == 2  # 6 checkpoints in a few seconds: each stage's last
+    assert (tmp_path / "run" / "curves.png").stat().st_size > 10_000
+    monkeypatch.setattr(trainer_module, "CURVES_EVERY_S", 0.0)
+    train(tmp_path, out="every", stages=stages, checkpoint_every=1)
+    assert len(drawn) == 2 + 6
 
 
 def test_resume_refuses_a_changed_recipe(tmp_path, data_root):

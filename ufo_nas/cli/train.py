@@ -56,15 +56,24 @@ def cmd_train(args: argparse.Namespace) -> None:
       ufo train --recipe ufo_vit_tiny --out runs/tiny --resume
       torchrun --nproc-per-node 2 -m ufo_nas train --recipe ufo_vit_tiny --out runs/tiny2
     """
-    import torch
-
     from ufo_nas.errors import UfoError
     from ufo_nas.fileio import check_empty_folder, check_writable
     from ufo_nas.paths import resolve_named_file
+
+    recipe_path = resolve_named_file(args.recipe, "recipes", "recipe")
+    out = Path(args.out)  # judged before torch is imported: a wrong folder is said at once
+    if args.resume and not out.is_dir():
+        raise UfoError(f"--resume: {out} is not a run folder (it does not exist)")
+    if not args.resume and os.environ.get("RANK", "0") == "0":
+        # one process judges: under torchrun another's probe (check_writable) or files
+        # could already be in it
+        check_empty_folder(out)
+
+    import torch
+
     from ufo_nas.train import Trainer, load_recipe
     from ufo_nas.train.distributed import start_processes, stop_processes
 
-    recipe_path = resolve_named_file(args.recipe, "recipes", "recipe")
     recipe, space = load_recipe(recipe_path)
     recipe = recipe.with_overrides(
         task_steps=args.task_steps,
@@ -73,13 +82,6 @@ def cmd_train(args: argparse.Namespace) -> None:
         seed=args.seed,
         amp=args.amp,
     )
-    out = Path(args.out)
-    if args.resume and not out.is_dir():
-        raise UfoError(f"--resume: {out} is not a run folder (it does not exist)")
-    if not args.resume and os.environ.get("RANK", "0") == "0":
-        # one process judges: under torchrun another's probe (check_writable) or files
-        # could already be in it
-        check_empty_folder(out)
     out.mkdir(parents=True, exist_ok=True)
     check_writable(out)
     if args.threads:

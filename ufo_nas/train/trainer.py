@@ -51,6 +51,7 @@ RANDOM_SCHEME = (
 )
 NO_DECAY = ("pos_embed", "cls_token", "router_logits")
 ROUTER = " router"  # the parameter group of the router logits (no task is named so)
+CURVES_EVERY_S = 30.0  # a checkpoint redraws curves.png if the last draw is this old
 
 
 class TrainingError(UfoError):
@@ -99,6 +100,7 @@ class Trainer:
         heads = {t: self._head(t, spec) for t in recipe.task_names}
         self.model = MultiTaskModel(supernet, heads).to(procs.device)
         self.init = init
+        self._curves_drawn = time.monotonic()  # of the last curves.png (or the start)
         self.supernet.set_gumbel(recipe.router_tau, recipe.router_hard)
 
     @property
@@ -300,8 +302,9 @@ class Trainer:
                 )
             if done % self.recipe.checkpoint_every == 0 or done == stage.steps:
                 self._save(stage, done, optimizer, schedule, scaler)
-                if log is not None:
+                if log is not None and (done == stage.steps or self._curves_due()):
                     write_curves(self.out / "curves.png", read_metrics(log.path), self._steps())
+                    self._curves_drawn = time.monotonic()
         bar.close()
         self.model.write_classifiers()
         if self.procs.main:
@@ -309,6 +312,11 @@ class Trainer:
                 self.supernet, self.out / f"{stage.name}-stage.safetensors", overwrite=True
             )
         barrier(self.procs)
+
+    def _curves_due(self) -> bool:
+        """Whether a checkpoint redraws curves.png: at most every `CURVES_EVERY_S` (a draw
+        takes about 0.5 s); the end of each stage always does."""
+        return time.monotonic() - self._curves_drawn >= CURVES_EVERY_S
 
     def _steps(self) -> dict[str, int]:
         return {s: self.recipe.stage_steps(s) for s in self.stages}

@@ -617,6 +617,21 @@ def test_a_session_times_again_at_most_its_cap_of_chunks_farthest_first(
     assert table.metrics["mean_abs_pct_error"] == pytest.approx(0.0, abs=1e-3)
 
 
+def test_the_re_check_ends_at_the_first_attempt_that_comes_no_nearer(
+    tiny, tmp_path, fake, monkeypatch
+):
+    """Two of four subnet chunks run 20% and 10% slow, and the host is still 20% slow when
+    the farther is timed again: that attempt is not kept, and the nearer is not tried."""
+    slow = [(1.2, 1.0), (1.1, 1.0), (1.0, 1.0), (1.0, 1.0)]
+    states = [(1.0, 1.0)] * OPERATOR_CHUNKS + slow + [(1.2, 1.0)] + [(1.0, 1.0)] * 2
+    calls = _host_states(monkeypatch, fake, states)
+    settings = replace(RECHECKED, validation_subnets=16, recheck_chunks=None)
+    table = run_profile(tiny, fake.profile, tmp_path / "t.yaml", tmp_path / "work", settings)
+    assert len(calls) == OPERATOR_CHUNKS + 4 + 1
+    again = table.provenance["sessions"][0]["timed_again"]
+    assert [(a["chunk"] - OPERATOR_CHUNKS, a["kept"]) for a in again] == [(0, "first")]
+
+
 def test_operator_chunks_are_not_timed_again(tiny, tmp_path, fake, monkeypatch):
     """The first operator chunk runs its anchor and operators 20% slow: `off_chunks` names
     it, but only chunks of subnets are timed again; anchor-scaled, its rows are true."""

@@ -9,8 +9,8 @@
 2. Random whole subnets are measured end to end the same way, each built as `ufo export`
    builds it (the same graph, the backend's own artefact loaded back: see `SUBNETS_BUILT`),
    so the table predicts what is shipped; once all are timed, a chunk whose anchor ran off
-   the others' is timed again (`SubnetChunks.recheck`); `measured ~ a*sum + b + d*mparams`
-   is fitted on them.
+   the others' is timed again, until an attempt comes no nearer (`SubnetChunks.recheck`);
+   `measured ~ a*sum + b + d*mparams` is fitted on them.
 The table is saved after every chunk, so an interrupted run resumes without losing a row;
 each run is a new session whose times are scaled to the first by the anchor.
 3. `--recalibrate` moves a complete table to another host in minutes: only the validation
@@ -552,7 +552,10 @@ class Profiler:
         """Once a run's chunks are timed, each that `off_chunks(settings.recheck_shift)`
         names (of `among`, the `most` farthest off; default all) timed again with
         `models_of(chunk)` (`retime_chunk`), its models released after: (the chunk, its record
-        {chunk, first_anchor_ms, kept: "first" or "again"}, `retime_chunk`'s result)."""
+        {chunk, first_anchor_ms, kept: "first" or "again"}, `retime_chunk`'s result). The
+        first attempt that comes no nearer the median ends the re-check: the host runs as it
+        ran then (a P5 run that slowed for good re-timed its last two chunks in 3 min 10 s
+        and kept neither)."""
         off = [k for k in self.off_chunks(settings.recheck_shift) if among is None or k in among]
         for k in off[:most]:
             first_ms = self.anchor_alone_ms[k]
@@ -560,6 +563,8 @@ class Profiler:
             self.release()
             kept = "first" if result is None else "again"
             yield k, {"chunk": k, "first_anchor_ms": first_ms, "kept": kept}, result
+            if result is None:
+                return
 
     def retime_chunk(
         self, chunk: int, models: dict[str, tuple[Runner, np.ndarray]], settings: ProfileSettings

@@ -13,8 +13,9 @@ model of the row's predicted size (`Profiler.anchor_for`): the anchor's time for
 its size, a reference's for one of that reference's, interpolated between (the anchor's own
 time outvoted where it ran more than 15% out of step with the references:
 `implied_anchor_ms`). Once every chunk is timed, a chunk whose anchor ran more than 5% off
-the median over them (`ProfileSettings.recheck_shift`) is timed once more, and its rows keep
-the attempt whose anchor lies nearer that median.
+the median over them (`ProfileSettings.recheck_shift`) is timed once more, farthest first,
+and its rows keep the attempt whose anchor lies nearer that median; the first attempt that
+comes no nearer ends the re-check (`Profiler.recheck`).
 """
 
 from __future__ import annotations
@@ -145,7 +146,7 @@ def measure_front(
     in chunks of `settings.chunk`, each with the anchor (each chunk's anchor ms lands in
     `profiler.anchor_ms`); then each chunk whose anchor lies more than
     `settings.recheck_shift` off the run's median is timed once more, and its rows keep the
-    attempt whose anchor lies nearer it (`Profiler.retime_chunk`)."""
+    attempt whose anchor lies nearer it, until one comes no nearer (`Profiler.recheck`)."""
     chunks = [rows[start : start + settings.chunk] for start in range(0, len(rows), settings.chunk)]
     measured: list[float] = []
     steal: list[float | None] = []

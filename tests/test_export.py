@@ -4,6 +4,7 @@ import hashlib
 import importlib.util
 import json
 from dataclasses import replace
+from functools import partial
 
 import numpy as np
 import onnx
@@ -31,7 +32,7 @@ from ufo_nas.export import (
     verify_onnx,
 )
 from ufo_nas.hardware import load_profile
-from ufo_nas.latency.measure import matched_anchor_ms
+from ufo_nas.latency.measure import ProfileSettings, matched_anchor_ms
 from ufo_nas.latency.predictor import latency_predictor
 from ufo_nas.onnx_io import export_for_backend, export_onnx, read_onnx_metadata
 from ufo_nas.search.report import DeviceFront, ParetoRow, SearchReport
@@ -45,6 +46,15 @@ HAVE_NNCF = importlib.util.find_spec("nncf") is not None
 
 
 ARCH = "d4-h2,3,2,4-m2,3,4,2-face:stms-object:ssss"
+
+
+@pytest.fixture(autouse=True)
+def unfilled_retiming(monkeypatch):
+    """Re-timing in 15 rounds, as before filled rounds (a fill takes each chunk to 10 s)."""
+    import ufo_nas.export as export_module
+
+    unfilled = partial(export_module.retime, settings=ProfileSettings(fill_seconds=None))
+    monkeypatch.setattr(export_module, "retime", unfilled)
 
 
 def _export(tiny, supernet, where, out, **kwargs):

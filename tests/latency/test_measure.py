@@ -290,13 +290,13 @@ def test_auto_sessions_add_one_while_the_fit_misses_and_improves(
 
 
 def test_each_further_session_says_how_long_the_last_took(monkeypatch, tmp_path, capsys):
-    """Before each further session, the time the session before it took, the build's own
-    first."""
+    """A further session can take half an hour (ViT-Base int8 on 2 cores): before each, the
+    time the session before it took, the build's own first."""
     from types import SimpleNamespace
 
     import ufo_nas.cli.latency as cli
 
-    ticks = iter([0.0, 240.0, 240.0, 285.0, 285.0, 300.0])  # build 4 min, session 2 45 s
+    ticks = iter([0.0, 1740.0, 1740.0, 1785.0, 1785.0, 1800.0])  # build 29 min, session 2 45 s
     monkeypatch.setattr(cli, "time", SimpleNamespace(perf_counter=lambda: next(ticks)))
     monkeypatch.setattr(cli, "_measure", lambda *args: fit(0.6))
     stub_sessions(monkeypatch, [0, 0], [fit(0.7), fit(0.8)])
@@ -304,37 +304,9 @@ def test_each_further_session_says_how_long_the_last_took(monkeypatch, tmp_path,
     assert main([*argv, "--out", str(tmp_path / "t.yaml")]) == 0
     text = capsys.readouterr().out
     assert "session 2 of at most 3 (60% within 5% in sample)" in text
-    assert "new process (the last session took 4 min)\nsession 3" in text
+    assert "new process (the last session took 29 min)\nsession 3" in text
     assert "session 3 of at most 3 (70% within 5% in sample): " in text
     assert text.count("(the last session took 45 s)") == 1
-
-
-@pytest.mark.parametrize(
-    ("build_s", "sessions", "children"),
-    [(450.0, "auto", 1), (451.0, "auto", 0), (840.0, "auto", 0), (840.0, "2", 1)],
-)
-def test_auto_adds_no_session_that_would_take_the_run_past_15_minutes(
-    monkeypatch, tmp_path, capsys, build_s, sessions, children
-):
-    """A ViT-Base build took 14 min here and its added session 11 min more, for a fit no
-    better on that session's times: auto adds a session only where one more as long as the
-    last keeps the run within 15 min, else says so and how to add one; --sessions N adds
-    them whatever they take."""
-    from types import SimpleNamespace
-
-    import ufo_nas.cli.latency as cli
-
-    ticks = iter([0.0, build_s, build_s, build_s + 60.0])
-    monkeypatch.setattr(cli, "time", SimpleNamespace(perf_counter=lambda: next(ticks)))
-    monkeypatch.setattr(cli, "_measure", lambda *args: fit(0.72))
-    commands = stub_sessions(monkeypatch, [0], [fit(0.95)])
-    argv = ["profile", "--device", "cpu-onnxruntime", "--space", "ufo_vit_tiny"]
-    assert main([*argv, "--out", str(tmp_path / "t.yaml"), "--sessions", sessions]) == 0
-    text = capsys.readouterr().out
-    assert len(commands) == children
-    skipped = f"no session added by itself: the last took {cli._duration(build_s)}, and "
-    assert (skipped in text) is (children == 0)
-    assert ("--add-session` re-times them" in text) is (children == 0)
 
 
 @pytest.mark.parametrize(

@@ -119,8 +119,9 @@ class ProfileSettings:
     # fits by 4.35-4.65% (mean), the others by 1.98-2.35%
     recheck_shift: float | None = 0.05
     # at most this many chunks of a profiling session's subnets are timed again, the
-    # farthest off first (None: every one): a ViT-Base chunk costs about 1 min 52 s, and P5
-    # with two took 14 min 48 s of its 15
+    # farthest off first (None: every one), none after an attempt that came no nearer
+    # (`Profiler.recheck`): a ViT-Base chunk costs about 1 min 52 s, and P5 with two took
+    # 14 min 48 s of its 15 (16 min 16 s on a slower day, neither attempt kept)
     recheck_chunks: int | None = 2
 
 

@@ -193,8 +193,8 @@ def test_retiming_compares_with_the_devices_table_and_torch(tmp_path, tiny, tiny
     t = manifest["latency"]
     assert t["measured_ms"] > 0 and t["scaled_ms"] > 0 and t["anchor_ms"] > 0
     assert t["anchor_alone_ms"] > 0  # the anchor's own time; anchor_ms is implied with references
-    table = latency_predictor(tiny, "cpu-onnxruntime").table
-    refs = table.reference_subnets()
+    predictor = latency_predictor(tiny, "cpu-onnxruntime")
+    table, refs = predictor.table, predictor.reference_subnets()
     # the scale of its size, from the manifest's numbers, each rounded to 1e-4: the times
     # (weights summing to 1) and the result move it by 1e-4 at most, the predicted time by
     # as much as the interpolation's slope makes of 5e-5 ms

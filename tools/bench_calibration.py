@@ -27,7 +27,6 @@ old fit against the shipped one.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import shlex
@@ -35,7 +34,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from results_io import write_results
+from results_io import p1_runs_and_out, write_results
 
 from ufo_nas import load_space
 from ufo_nas.hardware import host_difference
@@ -240,6 +239,25 @@ def shipped_table_of(space, entry: dict) -> tuple[LatencyPredictor, list[dict], 
     return "its table changed since this P1 run"
 
 
+def scored_table_of(space, entry: dict) -> LatencyTable | None:
+    """The table the entry scored, as it was then (its fit reproduces the recorded
+    predictions), else None."""
+    if entry.get("shipped"):
+        found = shipped_table_of(space, entry)
+        return None if isinstance(found, str) else found[0].table
+    path = ROOT / str(entry.get("table"))
+    if not path.is_file():
+        return None
+    table = LatencyTable.load(path, space)
+    if "host" in entry and host_difference(table.provenance["host"], entry["host"]):
+        return None
+    rows = entry["per_subnet"]
+    predictor = LatencyPredictor(space, table)
+    x = Regressors.stack([predictor.regressors([space.parse(r["arch"])], r["tasks"]) for r in rows])
+    recorded = np.array([r["predicted_ms"] for r in rows])
+    return table if np.allclose(calibrated_ms(table.calibration, x), recorded, rtol=1e-6) else None
+
+
 def with_anchor(space, predictor: LatencyPredictor) -> tuple[Regressors, np.ndarray]:
     """The table's calibration data (regressors, measured) with one more row: the anchor,
     whose time on the reference scale is known exactly."""
@@ -434,13 +452,7 @@ def front_rows() -> list[str]:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("results", nargs="*", help="bench_latency JSON files")
-    parser.add_argument("--out", default=str(ROOT / "tools/results/bench_calibration.md"))
-    args = parser.parse_args()
-    files = [Path(f) for f in args.results] or sorted(
-        (ROOT / "tools/results").glob("bench_latency-*.json")
-    )
+    files, out = p1_runs_and_out(__doc__.split("\n\n")[0], "bench_calibration.md")
     command = "python " + shlex.join(["tools/bench_calibration.py", *sys.argv[1:]])
     lines = [
         "# Calibration forms on held-out subnets",
@@ -572,7 +584,7 @@ def main() -> int:
     ]
     if left_out:
         lines += ["", "Left out:", *left_out]
-    write_results(lines, Path(args.out))
+    write_results(lines, out)
     return 0
 
 

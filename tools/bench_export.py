@@ -220,7 +220,7 @@ def time_runtime(
             case.space,
             load_profile(device),
             work / "anchors" / device,
-            predictors[device].table.reference_subnets(),
+            predictors[device].reference_subnets(),
         )
         for engine, _, _, device in engines
         if device in predictors and engine in models  # not one this host cannot run

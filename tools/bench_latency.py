@@ -198,7 +198,7 @@ def evaluate(space, device: Device, table: LatencyTable, subnets) -> dict:
     predicted = np.array([predictor.latency_ms([a], t)[0] for a, t in subnets])
     uncalibrated = np.array([predictor.sum_ms([a], t)[0] for a, t in subnets])
     ms, alone_ms = np.asarray(device.ms), np.asarray(device.anchor_ms)
-    references = table.references_of(device.references)
+    references = predictor.references_of(device.references)
     anchors = np.array(
         [
             [implied_anchor_ms(a, references, r) for a, r in zip(anchor_row, ref_row)]
@@ -414,7 +414,8 @@ def main() -> int:
     )
     tables = [(name, table_for_this_host(space, name)) for name in names]
     references = {  # timed beside the anchor: the shipped table's scale, more robust
-        name: LatencyTable.load(path, space).reference_subnets() for name, path in tables
+        name: LatencyPredictor(space, LatencyTable.load(path, space)).reference_subnets()
+        for name, path in tables
     }
     for item in args.table:
         name, _, path = item.partition("=")

@@ -53,7 +53,7 @@ def time_device(device: str, space_name: str, subnets: int) -> dict[str, dict[st
     """Per way: each subnet's (build, pass) times and its chunk's anchor per pass, the
     rounds and seconds of each timed chunk."""
     space = load_space(space_name)
-    references = latency_predictor(space, device).table.reference_subnets()
+    references = latency_predictor(space, device).reference_subnets()
     out = {way: {"ms": [], "anchor": [], "rounds": [], "seconds": []} for way in WAYS}
     with tempfile.TemporaryDirectory() as work:
         profiler = Profiler(space, load_profile(device), Path(work) / "p", references)

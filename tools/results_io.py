@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import shlex
 import sys
 from collections.abc import Callable
@@ -30,3 +31,16 @@ def rows_per_device(devices: str, rows_of: Callable[[str], list[str]]) -> list[s
 def command_line(script: str) -> str:
     """The command that ran `script` (tools/NAME.py) with this process's arguments."""
     return shlex.join(["python", script, *sys.argv[1:]])
+
+
+def p1_runs_and_out(description: str, out: str) -> tuple[list[Path], Path]:
+    """A tool that scores committed P1 runs again: the `tools/bench_latency.py` JSON files its
+    command line names (default: every committed one) and `--out` (default `out`, under
+    tools/results)."""
+    results = Path(__file__).resolve().parent / "results"
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("results", nargs="*", help="bench_latency JSON files")
+    parser.add_argument("--out", default=str(results / out))
+    args = parser.parse_args()
+    files = [Path(f) for f in args.results] or sorted(results.glob("bench_latency-*.json"))
+    return files, Path(args.out)

@@ -265,7 +265,7 @@ def retime(
         predicted = float(predictor.latency_ms([subnet.arch], subnet.tasks)[0])
     if predictor is not None and predictor.measured:
         work_dir = default_work_dir(where.profile.name, space)
-        references = predictor.table.reference_subnets()
+        references = predictor.reference_subnets()
         profiler = Profiler(space, where.profile, work_dir, references)
         try:
             timings, anchor_ms, steal = profiler.time_chunk(models, settings)

@@ -705,7 +705,9 @@ def test_reference_subnets_are_validation_subnets_spread_over_the_tables_times(
 ):
     table = run_profile(tiny, fake.profile, tmp_path / "t.yaml", tmp_path / "work", SETTINGS)
     anchor = _true_ms(tiny, fake, *anchor_subnet(tiny))
-    for ref in table.reference_subnets():
+    refs = LatencyPredictor(tiny, table).reference_subnets()
+    assert [(r.arch, r.tasks) for r in refs] == table.reference_pairs()
+    for ref in refs:
         want = _true_ms(tiny, fake, tiny.parse(ref.arch), ref.tasks) / anchor
         assert ref.anchors == pytest.approx(want, rel=1e-6)
     # six subnets at 1.0-8.0 ms (anchor 1 ms), four of them small as one-task subnets are:
@@ -714,11 +716,43 @@ def test_reference_subnets_are_validation_subnets_spread_over_the_tables_times(
     table.validation = [
         ValidationRow(f"s{ms}", ["face"], ms, 1.0) for ms in (1.0, 1.1, 1.2, 1.3, 4.0, 8.0)
     ]
-    refs = table.reference_subnets()
-    assert [(r.arch, r.anchors) for r in refs] == [("s1.3", 1.3), ("s4.0", 4.0)]
-    assert [r.arch for r in table.reference_subnets(1)] == ["s4.0"]  # sqrt(8) = 2.8: log-nearer 4
+    assert table.reference_pairs() == [("s1.3", ("face",)), ("s4.0", ("face",))]
+    assert table.reference_pairs(1) == [("s4.0", ("face",))]  # sqrt(8) = 2.8: log-nearer 4
     table.validation = []
-    assert table.reference_subnets() == []
+    assert table.reference_pairs() == []
+
+
+def test_a_references_time_is_taken_over_four_rows_of_its_kind(tiny, tmp_path, fake):
+    """A reference's own row is one timing: 6% high, it would scale every model of its size
+    6% off; taken over the four rows serving as many tasks nearest its size, the one row
+    does not move it. A level the table measured for a whole kind (every-task subnets 5%
+    over the fit) stays: the references carry the table's times, not its fit's."""
+    table = run_profile(tiny, fake.profile, tmp_path / "t.yaml", tmp_path / "work", SETTINGS)
+    anchor = _true_ms(tiny, fake, *anchor_subnet(tiny))
+    pairs = measure.validation_subnets(tiny, 40, 0)
+    table.validation = [  # 40 subnets on the exact fit, 10 of them serving every task
+        ValidationRow(a.to_string(), list(t), _true_ms(tiny, fake, a, t), anchor) for a, t in pairs
+    ]
+    pairs = table.reference_pairs()
+    kinds = {len(tasks) for _, tasks in pairs}
+    assert kinds == {1, len(tiny.tasks)}  # one reference of each kind here
+
+    def anchors() -> dict[int, float]:
+        refs = LatencyPredictor(tiny, table).references_of(pairs)
+        return {len(ref.tasks): ref.anchors for ref in refs}
+
+    exact = anchors()
+    for row in table.validation:
+        if (row.arch, tuple(row.tasks)) in pairs:
+            row.measured_ms *= 1.06
+    assert anchors() == pytest.approx(exact, rel=1e-6)
+    for row in table.validation:
+        row.measured_ms /= 1.06 if (row.arch, tuple(row.tasks)) in pairs else 1.0
+        row.measured_ms *= 1.05 if len(row.tasks) > 1 else 1.0
+    moved = anchors()
+    assert moved[1] == pytest.approx(exact[1], rel=1e-6)
+    assert moved[len(tiny.tasks)] == pytest.approx(1.05 * exact[len(tiny.tasks)], rel=1e-6)
+    assert LatencyPredictor(tiny, table).references_of([("d1-h1", ("face",))]) == []
 
 
 def test_a_host_that_slows_large_models_more_is_followed_by_the_references(tiny, tmp_path, fake):
@@ -728,10 +762,10 @@ def test_a_host_that_slows_large_models_more_is_followed_by_the_references(tiny,
     reference's size lands on its true time; scaled by its chunk's anchor alone it would land
     up to 10% slow. Fronts for one task and for all, as their sizes differ."""
     table = run_profile(tiny, fake.profile, tmp_path / "t.yaml", tmp_path / "work", SETTINGS)
-    refs = table.reference_subnets()
+    predictor = LatencyPredictor(tiny, table)
+    refs = predictor.reference_subnets()
     anchor = _true_ms(tiny, fake, *anchor_subnet(tiny))
     largest = max(ref.anchors for ref in refs)
-    predictor = LatencyPredictor(tiny, table)
     for ref in refs:  # 1 + 0.1 ln(size): linear on the log scale of size
         fake.odd[ref.arch] = 1 + 0.1 * np.log(ref.anchors)
     fake.clock.slow = 1.5
@@ -789,11 +823,11 @@ def test_an_anchor_out_of_step_with_the_references_is_outvoted(
     """Another process, 1.5x slower, measures a subnet against the table: on the table's
     scale it lands on its true time unless a lone anchor ran out of step."""
     table = run_profile(tiny, fake.profile, tmp_path / "t.yaml", tmp_path / "work", SETTINGS)
-    refs = table.reference_subnets()[:references]
+    refs = LatencyPredictor(tiny, table).reference_subnets()[:references]
     anchor_arch, anchor_tasks = anchor_subnet(tiny)
     anchor = _true_ms(tiny, fake, anchor_arch, anchor_tasks)
     fake.clock.slow = 1.5
-    first_reference = table.reference_subnets()[0].arch
+    first_reference = table.reference_pairs()[0][0]
     odd = {"anchor": (anchor_arch.to_string(), 0.75), "reference": (first_reference, 1.3)}
     fake.odd[odd[odd_one][0]] = odd[odd_one][1]
     profiler = measure.Profiler(tiny, fake.profile, tmp_path / "later", refs)

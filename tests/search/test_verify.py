@@ -12,10 +12,12 @@ from functools import partial
 import pytest
 
 import ufo_nas.export
+from ufo_nas import load_space
 from ufo_nas.cli import main
 from ufo_nas.errors import UfoError
 from ufo_nas.latency import predictor as predictor_module
 from ufo_nas.latency.measure import ProfileSettings
+from ufo_nas.latency.predictor import LatencyPredictor
 from ufo_nas.latency.table import LatencyTable
 from ufo_nas.paths import project_root
 from ufo_nas.plot import MEASURED_NOTE, OFF_FRONT_NOTE, fronts_figure
@@ -90,6 +92,7 @@ def test_measured_columns_are_positive_and_the_error_is_against_the_prediction(s
         assert float(row["prediction_error_pct"]) == pytest.approx(error, rel=1e-3, abs=1e-3)
         assert row["on_front_measured"] in ("True", "False")
     report = SearchReport.load(verified)
+    tiny = load_space("ufo_vit_tiny")
     front = report.fronts[0]
     assert front.verified and front.verification["backend"] == "onnxruntime"
     timed = front.verification
@@ -98,7 +101,7 @@ def test_measured_columns_are_positive_and_the_error_is_against_the_prediction(s
     assert all(again["kept"] in ("first", "again") for again in timed["timed_again"])
     assert timed["references"] == [
         [ref.arch, list(ref.tasks), ref.anchors]
-        for ref in LatencyTable.load(TODAYS).reference_subnets()
+        for ref in LatencyPredictor(tiny, LatencyTable.load(TODAYS, tiny)).reference_subnets()
     ]
     assert len(timed["references"]) == 2
     for row in front.rows:

@@ -17,9 +17,9 @@ each run is a new session whose times are scaled to the first by the anchor.
    subnets are timed again, that session becomes the reference scale and the calibration
    is refitted (see `recalibrate`).
 Measuring against a complete table (`ufo search --verify`, `ufo export`'s re-timing, P1), a
-`Profiler` given the table's `reference_subnets` times them beside the anchor in every chunk,
-so that they outvote an anchor far out of step (`implied_anchor_ms`) and scale the models of
-their size (`Profiler.anchor_for`, `matched_anchor_ms`).
+`Profiler` given its reference subnets (`LatencyPredictor.reference_subnets`) times them beside
+the anchor in every chunk, so that they outvote an anchor far out of step (`implied_anchor_ms`)
+and scale the models of their size (`Profiler.anchor_for`, `matched_anchor_ms`).
 """
 
 from __future__ import annotations

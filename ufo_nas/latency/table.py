@@ -11,7 +11,7 @@ reference subnet), and each row records the anchor's time in its chunk and its p
 ("session"). Times are scaled by the anchor to the first session's median anchor time, so
 chunks, resumed runs and benchmarks in other processes compare on one scale. A later
 measurement against a complete table (`--verify`, an export's re-timing, P1) also times two
-of its validation subnets beside the anchor (`reference_subnets`), so that one tiny model
+of its validation subnets beside the anchor (`reference_pairs`), so that one tiny model
 running far out of step cannot rescale a whole chunk.
 """
 
@@ -127,31 +127,21 @@ class LatencyTable:
             scaled.setdefault(key, []).append(self.scaled_ms(row.measured_ms, row.anchor_ms))
         return [(arch, tasks, float(np.median(ms))) for (arch, tasks), ms in scaled.items()]
 
-    def reference_subnets(self, count: int = REFERENCES) -> list[ReferenceSubnet]:
-        """`count` validation subnets spread over the range of the table's times: each the
-        one nearest (on a log scale) to min * (max / min) ** (k / (count + 1)), k = 1..count,
-        with its time in anchors. Timed beside the anchor in a later chunk, they outvote an
-        anchor far out of step (`implied_anchor_ms`) and scale the models of their size
-        (`matched_anchor_ms`): spread over the range, not its quantiles, so that one is
-        large where a quarter of the subnets (those serving every task) are 2-3x the rest.
-        None where it has no rows."""
+    def reference_pairs(self, count: int = REFERENCES) -> list[tuple[str, tuple[str, ...]]]:
+        """`count` validation subnets (arch, tasks) spread over the range of the table's
+        times: each the one nearest (on a log scale) to min * (max / min) ** (k / (count +
+        1)), k = 1..count. Timed beside the anchor in a later chunk, they outvote an anchor
+        far out of step (`implied_anchor_ms`) and scale the models of their size
+        (`matched_anchor_ms`); their times come from `LatencyPredictor.references_of`.
+        Spread over the range, not its quantiles, so that one is large where a quarter of
+        the subnets (those serving every task) are 2-3x the rest. None where it has no rows."""
         times = sorted(self.validation_times(), key=lambda row: row[2])
         if not times:
             return []
         logs = np.log([ms for _, _, ms in times])
         targets = logs[0] + (logs[-1] - logs[0]) * np.arange(1, count + 1) / (count + 1)
         picks = sorted({int(np.abs(logs - target).argmin()) for target in targets})
-        return self.references_of([times[i][:2] for i in picks])
-
-    def references_of(self, pairs: list[tuple[str, tuple[str, ...]]]) -> list[ReferenceSubnet]:
-        """These validation subnets (arch, tasks) as references, each with this table's time
-        of it in anchors (a table scored on the times another's references were timed beside);
-        none where one is not among its validation subnets."""
-        own = {(arch, tasks): ms for arch, tasks, ms in self.validation_times()}
-        if any(pair not in own for pair in pairs):
-            return []
-        anchor = self.reference_anchor_ms
-        return [ReferenceSubnet(arch, tasks, own[arch, tasks] / anchor) for arch, tasks in pairs]
+        return [times[i][:2] for i in picks]
 
     def cold_timed(self) -> list[str]:
         """What of the table was timed cold ("operators", "validation subnets"): by a

@@ -5,7 +5,7 @@ takes off the front.
 Each front row's subnet (extracted for the searched tasks, as the table predicts it) is
 compiled by the device's backend and timed with `Profiler.time_chunk`, in chunks that each
 include the table's anchor subnet, as `ufo profile` times its validation subnets, and two of
-those validation subnets (`LatencyTable.reference_subnets`). A measured time goes on the
+those validation subnets (`LatencyPredictor.reference_subnets`). A measured time goes on the
 table's scale as its rows do (`LatencyTable.scaled_ms`): `ms * reference_anchor_ms /
 anchor_ms`, where `reference_anchor_ms` is the median anchor time of the table's reference
 session and `anchor_ms` what the anchor and references timed in the same chunk imply for a
@@ -208,11 +208,12 @@ def verify_front(
 ) -> DeviceFront:
     """`front` with each row's measured latency, its error against the prediction and
     whether it stays on the front, and how it was measured (`verification`)."""
-    table = latency_predictor(space, front.device).table
+    predictor = latency_predictor(space, front.device)
+    table = predictor.table
     if not table.measured:
         raise LatencyTableError(f"cannot verify {front.device}: its latency table is not measured")
     work_dir = work_dir or default_work_dir(profile.name, space)
-    profiler = Profiler(space, profile, work_dir, table.reference_subnets())
+    profiler = Profiler(space, profile, work_dir, predictor.reference_subnets())
     try:
         measured, steal, again = measure_front(
             profiler, table, space, tuple(report.tasks), front.rows, settings, progress

@@ -54,6 +54,7 @@ from ufo_nas.latency.table import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
+KEPT = ROOT / "tools/results/tables"  # tables replaced since, and tables built for a run
 SHIPPED = "relative with parameters (shipped)"
 NO_PARAMETERS = "relative, chosen (before 2026-12-05)"
 WITH_ANCHOR = "relative with parameters, the anchor a row too"
@@ -240,22 +241,28 @@ def shipped_table_of(space, entry: dict) -> tuple[LatencyPredictor, list[dict], 
 
 
 def scored_table_of(space, entry: dict) -> LatencyTable | None:
-    """The table the entry scored, as it was then (its fit reproduces the recorded
-    predictions), else None."""
+    """The table the entry scored, as it was then (measured on the entry's host, its fit
+    reproduces the recorded predictions), else None: a shipped table replaced since is
+    looked for among those kept under tools/results/tables (`<device>-<space>-*.yaml`)."""
     if entry.get("shipped"):
         found = shipped_table_of(space, entry)
-        return None if isinstance(found, str) else found[0].table
-    path = ROOT / str(entry.get("table"))
-    if not path.is_file():
-        return None
-    table = LatencyTable.load(path, space)
-    if "host" in entry and host_difference(table.provenance["host"], entry["host"]):
-        return None
+        if not isinstance(found, str):
+            return found[0].table
+        paths = sorted(KEPT.glob(f"{entry['device']}-{space.name}-*.yaml"))
+    else:
+        paths = [ROOT / str(entry.get("table"))]
     rows = entry["per_subnet"]
-    predictor = LatencyPredictor(space, table)
-    x = Regressors.stack([predictor.regressors([space.parse(r["arch"])], r["tasks"]) for r in rows])
     recorded = np.array([r["predicted_ms"] for r in rows])
-    return table if np.allclose(calibrated_ms(table.calibration, x), recorded, rtol=1e-6) else None
+    for path in (path for path in paths if path.is_file()):
+        table = _load(path, space)
+        if "host" in entry and host_difference(table.provenance["host"], entry["host"]):
+            continue
+        predictor = LatencyPredictor(space, table)
+        parts = [predictor.regressors([space.parse(r["arch"])], r["tasks"]) for r in rows]
+        x = Regressors.stack(parts)
+        if np.allclose(calibrated_ms(table.calibration, x), recorded, rtol=1e-6):
+            return table
+    return None
 
 
 def with_anchor(space, predictor: LatencyPredictor) -> tuple[Regressors, np.ndarray]:

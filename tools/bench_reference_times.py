@@ -17,13 +17,14 @@ scored again both ways with the table it scored, as it was then.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 from bench_calibration import scored_table_of
 from results_io import command_line, p1_runs_and_out, write_results
 
-from ufo_nas import load_space
+from ufo_nas import SearchSpace, load_space
 from ufo_nas.latency.measure import implied_anchor_ms, matched_anchor_ms
 from ufo_nas.latency.predictor import LatencyPredictor
 from ufo_nas.latency.table import LatencyTable, ReferenceSubnet
@@ -39,21 +40,50 @@ def own_rows(table: LatencyTable, pairs: list) -> list[ReferenceSubnet]:
     return [ReferenceSubnet(arch, tasks, own[arch, tasks] / anchor) for arch, tasks in pairs]
 
 
-def score(entry: dict, table: LatencyTable, references: list[ReferenceSubnet]) -> dict:
-    """The entry's held-out subnets put on the table's scale with these references' times,
-    as `tools/bench_latency.py` does (per process the median of repeats, then the median)."""
+def with_references(
+    files: list[Path],
+) -> Iterator[tuple[Path, SearchSpace, dict, LatencyTable, list[ReferenceSubnet]]]:
+    """Each entry of these P1 runs that timed references and whose table is at hand as it
+    was then (`scored_table_of`): its run's path, space, the entry, that table and the
+    references with their four-row table times."""
+    for path in files:
+        space = load_space(path.stem.removeprefix("bench_latency-").split("-")[0])
+        for entry in json.loads(path.read_text()):
+            table = scored_table_of(space, entry) if entry.get("references") else None
+            if table is None:
+                continue
+            pairs = [(r["arch"], tuple(r["tasks"])) for r in entry["references"]]
+            four = LatencyPredictor(space, table).references_of(pairs)
+            if four:
+                yield path, space, entry, table, four
+
+
+def process_times(
+    entry: dict, table: LatencyTable, references: list[ReferenceSubnet]
+) -> np.ndarray:
+    """Each held-out subnet's time on the table's scale per process of the entry (rows:
+    subnets, columns: processes), as `tools/bench_latency.py` puts it: each timing scaled by
+    what its chunk's anchor and references imply for the subnet's size, then the median of
+    each process's repeats."""
     reference, processes = table.reference_anchor_ms, entry.get("processes", {"n": 1})["n"]
-    errors, every = [], []
+    times = []
     for row in entry["per_subnet"]:
         size = row["predicted_ms"] / reference
         timed = zip(row["ms"], row["anchor_alone_ms"], row["reference_ms"], strict=True)
         anchors = [(ms, implied_anchor_ms(a, references, r), r) for ms, a, r in timed]
         scale = [matched_anchor_ms(a, references, r, size) for _, a, r in anchors]
         scaled = [ms * reference / x for (ms, _, _), x in zip(anchors, scale, strict=True)]
-        measured = np.median(np.median(np.reshape(scaled, (processes, -1)), axis=1))
-        errors.append(row["predicted_ms"] / measured - 1)
-        every.append(len(row["tasks"]) > 1)
-    error, every = np.abs(errors), np.array(every)
+        times.append(np.median(np.reshape(scaled, (processes, -1)), axis=1))
+    return np.array(times)
+
+
+def score(entry: dict, table: LatencyTable, references: list[ReferenceSubnet]) -> dict:
+    """The entry's held-out subnets scored with these references' times (per process the
+    median of repeats, then the median over processes)."""
+    measured = np.median(process_times(entry, table, references), axis=1)
+    predicted = np.array([row["predicted_ms"] for row in entry["per_subnet"]])
+    error = np.abs(predicted / measured - 1)
+    every = np.array([len(row["tasks"]) > 1 for row in entry["per_subnet"]])
     return {
         "within_5": float((error <= 0.05).mean()),
         "within_10": float((error <= 0.10).mean()),
@@ -80,32 +110,22 @@ def main() -> int:
         "|---|---|---|---|" + "---|---|" * len(WAYS),
     ]
     totals: dict[str, list[dict[str, dict]]] = {}
-    for path in files:
-        space = load_space(path.stem.removeprefix("bench_latency-").split("-")[0])
-        for entry in json.loads(path.read_text()):
-            table = scored_table_of(space, entry) if entry.get("references") else None
-            if table is None:
-                continue
-            pairs = [(r["arch"], tuple(r["tasks"])) for r in entry["references"]]
-            four = LatencyPredictor(space, table).references_of(pairs)
-            if not four:
-                continue
-            row = own_rows(table, pairs)
-            scores = {way: score(entry, table, refs) for way, refs in zip(WAYS, (row, four))}
-            totals.setdefault(space.name, []).append(scores)
-            offsets = ", ".join(
-                f"{100 * (r.anchors / f.anchors - 1):+.1f}%" for r, f in zip(row, four)
-            )
-            label = "shipped" if entry.get("shipped") else Path(str(entry["table"])).stem
-            cells = " | ".join(
-                f"{100 * s['within_5']:.0f}% / {100 * s['within_10']:.0f}% / {s['mape']:.2f}% | "
-                f"{100 * s['every_task_5']:.0f}%"
-                for s in scores.values()
-            )
-            lines.append(
-                f"| {path.stem.removeprefix('bench_latency-')} | {entry['device']} | {label} | "
-                f"{offsets} | {cells} |"
-            )
+    for path, space, entry, table, four in with_references(files):
+        pairs = [(ref.arch, ref.tasks) for ref in four]
+        row = own_rows(table, pairs)
+        scores = {way: score(entry, table, refs) for way, refs in zip(WAYS, (row, four))}
+        totals.setdefault(space.name, []).append(scores)
+        offsets = ", ".join(f"{100 * (r.anchors / f.anchors - 1):+.1f}%" for r, f in zip(row, four))
+        label = "shipped" if entry.get("shipped") else Path(str(entry["table"])).stem
+        cells = " | ".join(
+            f"{100 * s['within_5']:.0f}% / {100 * s['within_10']:.0f}% / {s['mape']:.2f}% | "
+            f"{100 * s['every_task_5']:.0f}%"
+            for s in scores.values()
+        )
+        lines.append(
+            f"| {path.stem.removeprefix('bench_latency-')} | {entry['device']} | {label} | "
+            f"{offsets} | {cells} |"
+        )
     lines += [
         "",
         "Mean over the runs above:",

@@ -240,6 +240,11 @@ def shipped_table_of(space, entry: dict) -> tuple[LatencyPredictor, list[dict], 
     return "its table changed since this P1 run"
 
 
+def table_label(entry: dict) -> str:
+    """How a P1 entry's table is named in a results table: `shipped`, or its file's stem."""
+    return "shipped" if entry.get("shipped") else Path(str(entry["table"])).stem
+
+
 def scored_table_of(space, entry: dict) -> LatencyTable | None:
     """The table the entry scored, as it was then (measured on the entry's host, its fit
     reproduces the recorded predictions), else None: a shipped table replaced since is

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from bench_calibration import scored_table_of
+from bench_calibration import scored_table_of, table_label
 from results_io import command_line, p1_runs_and_out, write_results
 
 from ufo_nas import SearchSpace, load_space
@@ -116,7 +116,7 @@ def main() -> int:
         scores = {way: score(entry, table, refs) for way, refs in zip(WAYS, (row, four))}
         totals.setdefault(space.name, []).append(scores)
         offsets = ", ".join(f"{100 * (r.anchors / f.anchors - 1):+.1f}%" for r, f in zip(row, four))
-        label = "shipped" if entry.get("shipped") else Path(str(entry["table"])).stem
+        label = table_label(entry)
         cells = " | ".join(
             f"{100 * s['within_5']:.0f}% / {100 * s['within_10']:.0f}% / {s['mape']:.2f}% | "
             f"{100 * s['every_task_5']:.0f}%"

@@ -22,7 +22,7 @@ import json
 from pathlib import Path
 
 import numpy as np
-from bench_calibration import measured_ms, scored_table_of
+from bench_calibration import measured_ms, scored_table_of, table_label
 from results_io import command_line, p1_runs_and_out, write_results
 
 from ufo_nas import load_space
@@ -81,7 +81,7 @@ def rows_of(path: Path, entry: dict, space, table: LatencyTable) -> tuple[str, d
     five = [100 * s["within_5"] for s in drops]
     scores["32, any 4 chunks"] = {key: float(np.mean([s[key] for s in drops])) for key in drops[0]}
     name = path.stem.removeprefix("bench_latency-")
-    label = "shipped" if entry.get("shipped") else Path(str(entry["table"])).stem
+    label = table_label(entry)
     counts = " | ".join(cell(scores[str(n)]) if str(n) in scores else "-" for n in COUNTS)
     line = (
         f"| {name} | {entry['device']} | {label} | {len(entry['per_subnet'])} | {counts} | "

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from bench_calibration import table_label
 from bench_reference_times import process_times, with_references
 from results_io import command_line, p1_runs_and_out, write_results
 
@@ -70,7 +71,7 @@ def pools_of(files: list[Path]) -> list[Pool]:
             tuple((row["arch"], tuple(row["tasks"])) for row in rows),
             tuple(np.round(predicted, 6)),
         )
-        label = "shipped" if entry.get("shipped") else Path(str(entry["table"])).stem
+        label = table_label(entry)
         pool = pools.setdefault(
             key,
             Pool(

@@ -390,6 +390,7 @@ def test_retiming_on_another_host_and_under_load_says_so(
 ):
     import ufo_nas.export as export_module
     from ufo_nas.errors import UfoWarning
+    from ufo_nas.latency import measure as measure_module
     from ufo_nas.latency import predictor as predictor_module
     from ufo_nas.latency.timing import Timing
 
@@ -397,13 +398,13 @@ def test_retiming_on_another_host_and_under_load_says_so(
     monkeypatch.setattr(predictor_module, "_PREDICTORS", {})
     monkeypatch.setattr(predictor_module, "host_fingerprint", lambda: other)
     monkeypatch.setattr(export_module, "host_fingerprint", lambda: other)
-    real = export_module.time_interleaved
+    real = measure_module.time_interleaved
 
     def loaded(runners, inputs, rounds, *args, **kwargs):
         out = real(runners, inputs, rounds, *args, **kwargs)
         return {k: Timing(t.ms, t.median_ms, 0.45, t.calls) for k, t in out.items()}
 
-    monkeypatch.setattr(export_module, "time_interleaved", loaded)
+    monkeypatch.setattr(measure_module, "time_interleaved", loaded)
     where = export_target(load_profile("cpu-onnxruntime"))
     with pytest.warns(UfoWarning, match="measured on another host: AMD EPYC"):
         t = _export(tiny, tiny_supernet, where, tmp_path / "e", time_it=True)["latency"]

@@ -14,10 +14,12 @@ In one process:
    ONNX Runtime fp32 and dynamic int8, OpenVINO fp32, bf16 and NNCF int8) and ONNX Runtime
    static int8 (QDQ, calibrated; built here, not shipped), verified against PyTorch, and
    timed interleaved with the others of its runtime and the device table's anchor and
-   reference subnets (p25 of 21 rounds, batch 1, 2 threads; `Profiler.anchor_for`), so engines
-   compare with their table's prediction; one runtime at a time, with no other runtime's
-   engines alive (since 2026-12-05);
-   torch eager and torch.compile (inductor) are timed in a chunk of their own.
+   reference subnets as profiling times a chunk (`ProfileSettings.time_models`: p25 over
+   rounds of two timed calls, up to 15 rounds in 30 s, a fast chunk filled to 10 s with up
+   to 60; batch 1, 2 threads; fixed 21 rounds of one call before 2026-12-07), scaled by
+   `Profiler.anchor_for`, so engines compare with their table's prediction; one runtime at
+   a time, with no other runtime's engines alive (since 2026-12-05);
+   torch eager and torch.compile (inductor) are timed in a chunk of their own, alike.
 
     python tools/bench_export.py [--spaces ufo_vit_tiny,ufo_vit_base] [--out FILE.md]
 """
@@ -42,10 +44,10 @@ from ufo_nas.backends.onnxruntime import fold_constants, int8_saturates_here
 from ufo_nas.checkpoint import load_supernet, shipped_supernet
 from ufo_nas.data import load_task_data, read_image_folder
 from ufo_nas.hardware import host_fingerprint, load_profile
-from ufo_nas.latency.measure import Profiler
+from ufo_nas.latency.measure import Profiler, ProfileSettings
 from ufo_nas.latency.peak import clock, isa_peak_gmacs, measure_gemm_peaks
 from ufo_nas.latency.predictor import LatencyPredictor, load_table_for_this_host
-from ufo_nas.latency.timing import WARM_CALLS, time_interleaved
+from ufo_nas.latency.timing import WARM_CALLS
 from ufo_nas.latency.weights import trained_like_
 from ufo_nas.onnx_io import export_for_backend
 from ufo_nas.search import prepare, search_devices
@@ -57,7 +59,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "tools" / "results" / "bench_export.md"
 ORL = ROOT.parent / "shared" / "datasets" / "orl_faces"
 THREADS = 2
-ROUNDS = 21
+TIMING = ProfileSettings()  # how the tables', `ufo export`'s and `--verify`'s chunks are timed
 # (label, backend, precision, the device whose table predicts it)
 ENGINES = (
     ("ONNX Runtime fp32", "onnxruntime", "fp32", "cpu-onnxruntime"),
@@ -80,6 +82,7 @@ class Result:
     ms: float | None = None
     cosine: float | None = None
     predicted_error_pct: float | None = None
+    rounds: int | None = None
     note: str = ""
 
 
@@ -227,10 +230,9 @@ def time_runtime(
     }
     for device, profiler in profilers.items():
         models.update(profiler.scale_models(device))
-    timings = time_interleaved(
+    timings = TIMING.time_models(
         {name: r for name, (r, _) in models.items()},
         {name: x for name, (_, x) in models.items()},
-        ROUNDS,
     )
     for device, profiler in profilers.items():
         profiler.pop_anchor_ms(timings, device)
@@ -239,6 +241,7 @@ def time_runtime(
         if engine not in timings:
             continue
         result.ms = timings[engine].ms
+        result.rounds = timings[engine].calls // TIMING.calls_per_round
         if device in predictors:
             table = predictors[device].table
             predicted = float(predictors[device].latency_ms([case.arch], ("face",))[0])
@@ -271,10 +274,9 @@ def torch_engines(subnet, label: str, macs: int, held_out: np.ndarray) -> list[R
                 "min_cosine"
             ]
         out.append(result)
-    timings = time_interleaved(
-        {"e": eager, "c": inductor}, {"e": x.numpy(), "c": x.numpy()}, ROUNDS
-    )
-    out[0].ms, out[1].ms = timings["e"].ms, timings["c"].ms
+    timings = TIMING.time_models({"e": eager, "c": inductor}, {"e": x.numpy(), "c": x.numpy()})
+    for result, name in zip(out, "ec"):
+        result.ms, result.rounds = timings[name].ms, timings[name].calls // TIMING.calls_per_round
     return out
 
 
@@ -304,6 +306,16 @@ def _best_peak(peaks: dict, precision: str) -> float | None:
     return max(values) if values else None
 
 
+def _rounds_line(results: list[Result]) -> str:
+    rounds = sorted({r.rounds for r in results if r.rounds is not None})
+    span = f"{rounds[0]}" if len(rounds) == 1 else f"{rounds[0]}-{rounds[-1]}"
+    return (
+        f"{span} rounds a chunk (up to {TIMING.rounds} in "
+        f"{TIMING.chunk_seconds:g} s, a fast chunk filled to {TIMING.fill_seconds:g} s with "
+        f"up to {TIMING.max_rounds})"
+    )
+
+
 def _clock_line() -> str:
     """What clock the ISA bound counts cycles at, and how it was found."""
     found = clock()
@@ -328,8 +340,9 @@ def report(results: list[Result], peaks: dict, host: dict, notes: dict, args, se
         + "`  ",
         f"Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; {host['cpu']}, {cores} cores, "
         f"ISA {', '.join(isa) or '-'}; torch {torch.__version__}; {seconds:.0f} s in all. "
-        f"Batch 1, {THREADS} threads, p25 of {ROUNDS} interleaved rounds, each "
-        f"visit warm ({WARM_CALLS} untimed calls first). Supernets: "
+        f"Batch 1, {THREADS} threads, p25 over interleaved rounds of {TIMING.calls_per_round} "
+        f"timed calls each, as profiling times a chunk: {_rounds_line(results)}, each "
+        f"visit warm (up to {WARM_CALLS} untimed calls first). Supernets: "
         + ", ".join(f"{k} {v}" for k, v in notes.items())
         + ".",
         "",

@@ -55,7 +55,6 @@ from ufo_nas.fileio import (
 )
 from ufo_nas.hardware import HardwareProfile, host_difference, host_fingerprint, runs_here
 from ufo_nas.latency.measure import Profiler, ProfileSettings, default_work_dir
-from ufo_nas.latency.timing import time_interleaved
 from ufo_nas.onnx_io import (
     export_for_backend,
     export_onnx,
@@ -255,7 +254,8 @@ def retime(
 ) -> dict[str, Any]:
     """Time the artefact as profiling does (with the table's anchor where the profile's
     table describes this setup), beside `fp32` (the fp32 build, for a reduced precision)
-    where given, and torch eager in a chunk of its own."""
+    where given, and torch eager in a chunk of its own, timed alike
+    (`ProfileSettings.time_models`)."""
     from ufo_nas.latency.predictor import latency_predictor
 
     out: dict[str, Any] = {"percentile": 25, "batch": len(images)}
@@ -289,9 +289,9 @@ def retime(
             )
     else:
         runners = {name: r for name, (r, _) in models.items()}
-        timings = time_interleaved(runners, {name: images for name in runners}, settings.rounds)
+        timings = settings.time_models(runners, {name: images for name in runners})
         timing = timings["export"]
-        out["rounds"] = timing.calls
+        out["rounds"] = timing.calls // settings.calls_per_round
     out.update(measured_ms=round(timing.ms, 4), median_ms=round(timing.median_ms, 4))
     out["spread"] = round(timing.spread, 4)
     if fp32 is not None:
@@ -307,7 +307,7 @@ def retime(
         out["prediction_error_pct"] = round(100 * (predicted - measured) / measured, 2)
     eager = get_backend("torch")(Target("cpu", "fp32", where.target.threads))
     torch_runner = eager.compile(subnet, None, Path("."))
-    torch_ms = time_interleaved({"torch": torch_runner}, {"torch": images}, settings.rounds)
+    torch_ms = settings.time_models({"torch": torch_runner}, {"torch": images})
     out["torch_eager_ms"] = round(torch_ms["torch"].ms, 4)
     out["torch_eager_spread"] = round(torch_ms["torch"].spread, 4)
     out["speedup_vs_torch"] = round(torch_ms["torch"].ms / timing.ms, 3)

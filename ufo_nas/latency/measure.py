@@ -30,7 +30,7 @@ import shlex
 import shutil
 import sys
 import warnings
-from collections.abc import Callable, Container, Iterator, Sequence
+from collections.abc import Callable, Container, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
@@ -123,6 +123,24 @@ class ProfileSettings:
     # (`Profiler.recheck`): a ViT-Base chunk costs about 1 min 52 s, and P5 with two took
     # 14 min 48 s of its 15 (16 min 16 s on a slower day, neither attempt kept)
     recheck_chunks: int | None = 2
+
+    def time_models(
+        self, runners: Mapping[str, Runner], inputs: Mapping[str, np.ndarray]
+    ) -> dict[str, Timing]:
+        """Time the models interleaved in one chunk with these rounds, calls per round,
+        budget and fill: as profiling times a chunk (one attempt, no retries)."""
+        return time_interleaved(
+            runners,
+            inputs,
+            self.rounds,
+            self.calls_per_round,
+            seed=self.seed,
+            budget_s=self.chunk_seconds,
+            min_rounds=self.min_rounds,
+            fill_s=self.fill_seconds,
+            max_rounds=self.max_rounds,
+            warm_calls=self.warm_calls,
+        )
 
 
 TIMING = (
@@ -507,18 +525,7 @@ class Profiler:
         attempts = []
         for _ in range(settings.retries + 1):
             before, load = cpu_steal_ticks(), cpu_load_ticks()
-            timings = time_interleaved(
-                runners,
-                inputs,
-                settings.rounds,
-                settings.calls_per_round,
-                seed=settings.seed,
-                budget_s=settings.chunk_seconds,
-                min_rounds=settings.min_rounds,
-                fill_s=settings.fill_seconds,
-                max_rounds=settings.max_rounds,
-                warm_calls=settings.warm_calls,
-            )
+            timings = settings.time_models(runners, inputs)
             steal = steal_percent(before, cpu_steal_ticks())
             others = others_percent(load, cpu_load_ticks())
             shift = self.anchor_shift(timings["__anchor__"].ms)

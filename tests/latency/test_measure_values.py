@@ -534,6 +534,55 @@ def test_a_verified_chunk_whose_anchor_ran_off_is_timed_again_and_its_rows_land_
         assert off == pytest.approx([0.0] * 12, abs=1e-9)
 
 
+@pytest.mark.parametrize("recheck", [0.05, None])
+def test_a_verified_chunk_whose_references_outvoted_its_anchor_is_timed_again(
+    tiny, tmp_path, fake, monkeypatch, recheck
+):
+    """`--verify`'s first chunk runs its reference subnets 20% slow while its anchor and
+    rows run true (a bf16 run's first chunk ran its references 18% over its anchor): the
+    references outvote the anchor (`implied_anchor_ms`), so the chunk's scale lies 20% off
+    the run's though its anchor alone lies on it. Re-checked by that scale, the chunk is
+    timed again and every row lands true; without the re-check its rows land 16.7% fast."""
+    table = run_profile(tiny, fake.profile, tmp_path / "t.yaml", tmp_path / "work", SETTINGS)
+    predictor, tasks = LatencyPredictor(tiny, table), ("face",)
+    refs = predictor.reference_subnets()
+    pairs = measure.validation_subnets(tiny, 12, seed=3)
+    assert len(refs) == 2 and not {r.arch for r in refs} & {a.to_string() for a, _ in pairs}
+    calls, real = [], measure.time_interleaved
+
+    def attempt(*args, **kwargs):  # the references 1.2x slow in the first attempt only
+        fake.odd.update({ref.arch: 1.2 if not calls else 1.0 for ref in refs})
+        calls.append(len(calls))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(measure, "time_interleaved", attempt)
+    rows = [
+        ParetoRow(a.to_string(), {}, {}, float(predictor.latency_ms([a], tasks)[0]), 1, 1)
+        for a, _ in pairs
+    ]
+    settings = ProfileSettings(rounds=3, chunk=4, recheck_shift=recheck)
+    profiler = measure.Profiler(tiny, fake.profile, tmp_path / "later", refs)
+    try:
+        measured, _, again = measure_front(profiler, table, tiny, tasks, rows, settings)
+        alone = profiler.anchor_alone_ms
+    finally:
+        profiler.close()
+    anchor = _true_ms(tiny, fake, *anchor_subnet(tiny))
+    assert alone == pytest.approx([anchor] * 3)  # the anchor ran true in every attempt
+    true_ms = [_true_ms(tiny, fake, arch, tasks) for arch, _ in pairs]
+    off = [m / t - 1 for m, t in zip(measured, true_ms)]
+    if recheck is None:
+        assert len(calls) == 3 and again == []
+        assert off[:4] == pytest.approx([1 / 1.2 - 1] * 4, rel=1e-6)
+        assert off[4:] == pytest.approx([0.0] * 8, abs=1e-9)
+    else:
+        assert len(calls) == 4
+        assert again == [
+            {"chunk": 0, "first_anchor_ms": pytest.approx(1.2 * anchor), "kept": "again"}
+        ]
+        assert off == pytest.approx([0.0] * 12, abs=1e-9)
+
+
 RECHECKED = replace(SETTINGS, validation_subnets=12)  # three chunks of subnets
 OPERATOR_CHUNKS = 4  # the tiny space's 13 operators in chunks of 4
 

@@ -12,8 +12,9 @@ session and `anchor_ms` what the anchor and references timed in the same chunk i
 model of the row's predicted size (`Profiler.anchor_for`): the anchor's time for a model of
 its size, a reference's for one of that reference's, interpolated between (the anchor's own
 time outvoted where it ran more than 15% out of step with the references:
-`implied_anchor_ms`). Once every chunk is timed, a chunk whose anchor ran more than 5% off
-the median over them (`ProfileSettings.recheck_shift`) is timed once more, farthest first,
+`implied_anchor_ms`). Once every chunk is timed, a chunk whose anchor (so outvoted or not)
+ran more than 5% off the median over them (`ProfileSettings.recheck_shift`) is timed once
+more, farthest first,
 and its rows keep the attempt whose anchor lies nearer that median; the first attempt that
 comes no nearer ends the re-check (`Profiler.recheck`).
 """
@@ -144,7 +145,7 @@ def measure_front(
     """(each row's measured ms on the table's scale, each chunk's steal percent, each chunk
     timed again: its index, its first anchor ms and which attempt it kept): the rows timed
     in chunks of `settings.chunk`, each with the anchor (each chunk's anchor ms lands in
-    `profiler.anchor_ms`); then each chunk whose anchor lies more than
+    `profiler.anchor_ms`); then each chunk whose anchor ms lies more than
     `settings.recheck_shift` off the run's median is timed once more, and its rows keep the
     attempt whose anchor lies nearer it, until one comes no nearer (`Profiler.recheck`)."""
     chunks = [rows[start : start + settings.chunk] for start in range(0, len(rows), settings.chunk)]

@@ -539,7 +539,7 @@ def test_a_verified_chunk_whose_references_outvoted_its_anchor_is_timed_again(
     tiny, tmp_path, fake, monkeypatch, recheck
 ):
     """`--verify`'s first chunk runs its reference subnets 20% slow while its anchor and
-    rows run true (a bf16 run's first chunk ran its references 18% over its anchor): the
+    rows run true (a bf16 run's first chunk ran its references 18-19% over its anchor): the
     references outvote the anchor (`implied_anchor_ms`), so the chunk's scale lies 20% off
     the run's though its anchor alone lies on it. Re-checked by that scale, the chunk is
     timed again and every row lands true; without the re-check its rows land 16.7% fast."""

@@ -546,7 +546,7 @@ class Profiler:
         its models are put on), lies more than `limit` (relative) off the median over all
         this process's chunks, farthest first; none for a `limit` of None or fewer than three
         chunks. Judged by the anchor alone until 2026-12-07, a `--verify` chunk whose
-        references ran 18% slow over its anchor, its anchor 2.9% off the run's median, was
+        references ran 18-19% slow over its anchor, its anchor 2.9% off the run's median, was
         put on the references' scale (outvoted: `implied_anchor_ms`) and let be: its eight
         rows landed 11-17% off, the other 39 within 8.3%."""
         if limit is None or len(self.anchor_ms) < 3:

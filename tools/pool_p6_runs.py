@@ -40,7 +40,7 @@ def read_run(path: Path) -> tuple[str, dict[tuple[str, str], tuple[float, float]
     return f"{dated[0][1]} ({dated[0][2]})", rows
 
 
-def report(paths: list[Path], out: Path | None) -> list[str]:
+def report(paths: list[Path]) -> list[str]:
     runs = [read_run(p) for p in paths]
     exports = [key for key in runs[0][1] if all(key in rows for _, rows in runs)]
     if not exports:
@@ -100,7 +100,7 @@ def main() -> int:
     args = parser.parse_args()
     if len(args.runs) < 2:
         parser.error("name at least two runs of one space")
-    lines = report(args.runs, args.out)
+    lines = report(args.runs)
     if args.out:
         write_results(lines, args.out)
     else:

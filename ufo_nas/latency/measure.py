@@ -589,14 +589,15 @@ class Profiler:
         run = list(self.anchor_ms)
         result = self.time_chunk(models, settings)
         again = [record.pop() for record in self._chunk_records()]
-        if _shift(run[chunk], run) <= _shift(again[1], run):
+        _, anchor_ms, *_ = again
+        if _shift(run[chunk], run) <= _shift(anchor_ms, run):
             return None
         for record, value in zip(self._chunk_records(), again):
             record[chunk] = value
         return result
 
     def _chunk_records(self) -> tuple[list, ...]:
-        """The per-chunk lists, `anchor_alone_ms` first."""
+        """The per-chunk lists, `anchor_alone_ms` and `anchor_ms` first."""
         return (
             self.anchor_alone_ms,
             self.anchor_ms,

@@ -14,9 +14,8 @@ its size, a reference's for one of that reference's, interpolated between (the a
 time outvoted where it ran more than 15% out of step with the references:
 `implied_anchor_ms`). Once every chunk is timed, a chunk whose anchor (so outvoted or not)
 ran more than 5% off the median over them (`ProfileSettings.recheck_shift`) is timed once
-more, farthest first,
-and its rows keep the attempt whose anchor lies nearer that median; the first attempt that
-comes no nearer ends the re-check (`Profiler.recheck`).
+more, farthest first, and its rows keep the attempt whose anchor lies nearer that median;
+the first attempt that comes no nearer ends the re-check (`Profiler.recheck`).
 """
 
 from __future__ import annotations

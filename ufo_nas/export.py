@@ -271,14 +271,12 @@ def retime(
             timings, anchor_ms, steal = profiler.time_chunk(models, settings)
         finally:
             profiler.close()
-        timing = timings["export"]
-        out["rounds"] = timing.calls // settings.calls_per_round  # more for a fast chunk
         out["anchor_ms"] = round(anchor_ms, 4)  # implied with the references
         out["anchor_alone_ms"] = round(profiler.anchor_alone_ms[-1], 4)
         scale = profiler.anchor_for(predicted / predictor.table.reference_anchor_ms)
         out["reference_ms"] = [round(ms, 4) for ms in profiler.reference_ms[-1]]
         out["size_anchor_ms"] = round(scale, 4)  # what the chunk implies for its size
-        out["scaled_ms"] = round(predictor.table.scaled_ms(timing.ms, scale), 4)
+        out["scaled_ms"] = round(predictor.table.scaled_ms(timings["export"].ms, scale), 4)
         out["steal_percent"] = steal
         recorded = predictor.table.provenance.get("host")
         differs = host_difference(recorded, host_fingerprint()) if recorded else None
@@ -290,8 +288,8 @@ def retime(
     else:
         runners = {name: r for name, (r, _) in models.items()}
         timings = settings.time_models(runners, {name: images for name in runners})
-        timing = timings["export"]
-        out["rounds"] = timing.calls // settings.calls_per_round
+    timing = timings["export"]
+    out["rounds"] = timing.calls // settings.calls_per_round  # more for a fast chunk
     out.update(measured_ms=round(timing.ms, 4), median_ms=round(timing.median_ms, 4))
     out["spread"] = round(timing.spread, 4)
     if fp32 is not None:

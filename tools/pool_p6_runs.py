@@ -24,6 +24,8 @@ WITHIN = 5.0  # percent: the issue's goal for a re-timed export (on the errors a
 def read_run(path: Path) -> tuple[str, dict[tuple[str, str], tuple[float, float]]]:
     """The run's date and host, and per (subnet, engine) its ms and prediction error (%)
     where a table predicts it. A file that is no P6 result exits with a one-line error."""
+    if not path.is_file():
+        sys.exit(f"error: {path}: no such file (name tools/bench_export.py results)")
     lines = path.read_text().splitlines()
     dated = [m for m in map(DATE.match, lines) if m]
     if not dated or ENGINES_HEADER not in "\n".join(lines):

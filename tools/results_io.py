@@ -43,4 +43,13 @@ def p1_runs_and_out(description: str, out: str) -> tuple[list[Path], Path]:
     parser.add_argument("--out", default=str(results / out))
     args = parser.parse_args()
     files = [Path(f) for f in args.results] or sorted(results.glob("bench_latency-*.json"))
+    for path in files:
+        if (
+            not path.is_file()
+            or not path.name.startswith("bench_latency-")
+            or path.suffix != ".json"
+        ):
+            parser.error(
+                f"{path}: not a tools/bench_latency.py result (bench_latency-SPACE-*.json)"
+            )
     return files, Path(args.out)

@@ -31,6 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--calibration", help="image folder for int8 post-training quantisation")
     p.add_argument("--simplify", action="store_true", help="constant-fold the ONNX graph first")
     p.add_argument("--no-time", action="store_true", help="skip re-timing")
+    chunks_help = "chunks the export is timed in, each against the anchor; the median is reported"
+    shared.add_number(p, "--timing-chunks", 3, chunks_help, shared.positive_int)
     shared.add_opset(p)
     shared.add_out(p, "output folder (must not exist or be empty)", required=True)
 
@@ -95,6 +97,7 @@ def cmd_export(args: argparse.Namespace) -> None:
         simplify=args.simplify,
         calibration=calibration,
         time_it=not args.no_time,
+        timing_chunks=args.timing_chunks,
         opset=args.opset,
         progress=lambda what: print(f"... {what}", file=sys.stderr),
     )
@@ -123,8 +126,11 @@ def _print_manifest(manifest: dict[str, Any], out: Path) -> None:
         print(f"  {task}: min cosine {o['min_cosine']:.6f}, max abs diff {o['max_abs_diff']:.2e}")
     t = manifest["latency"]
     if t:
+        chunks = t.get("chunks", [])
+        of = f", the median of {len(chunks)} chunks" if len(chunks) > 1 else ""
         line = (
-            f"latency (batch {t['batch']}, p25 of {t['rounds']} rounds): {t['measured_ms']:.3f} ms"
+            f"latency (batch {t['batch']}, p25 of {t['rounds']} rounds{of}): "
+            f"{t['measured_ms']:.3f} ms"
         )
         if "scaled_ms" in t:
             line += f" ({t['scaled_ms']:.3f} ms on the table's scale)"
@@ -133,6 +139,13 @@ def _print_manifest(manifest: dict[str, Any], out: Path) -> None:
             print(
                 f"  predicted {t['predicted_ms']:.3f} ms from the {t['predicted_from']}: "
                 f"error {t['prediction_error_pct']:+.1f}%"
+                + (
+                    " (each chunk: "
+                    + ", ".join(f"{c['prediction_error_pct']:+.1f}%" for c in chunks)
+                    + ")"
+                    if len(chunks) > 1
+                    else ""
+                )
             )
         else:
             print("  no prediction: the target is not a hardware profile's measured setup")

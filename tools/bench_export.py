@@ -18,10 +18,13 @@ In one process:
    rounds of two timed calls, up to 15 rounds in 30 s, a fast chunk filled to 10 s with up
    to 60; batch 1, 2 threads; fixed 21 rounds of one call before 2026-12-07), scaled by
    `Profiler.anchor_for`, so engines compare with their table's prediction; one runtime at
-   a time, with no other runtime's engines alive (since 2026-12-05);
-   torch eager and torch.compile (inductor) are timed in a chunk of their own, alike.
+   a time, with no other runtime's engines alive (since 2026-12-05); in `--repeats` chunks
+   (3; one before 2026-12-07), each its own order of visits, as `ufo export` times: the
+   median of each engine's times and of its prediction errors, each chunk's error beside;
+   torch eager and torch.compile (inductor) are timed in chunks of their own, alike.
 
     python tools/bench_export.py [--spaces ufo_vit_tiny,ufo_vit_base] [--out FILE.md]
+        [--repeats 3]
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import argparse
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -82,7 +85,8 @@ class Result:
     ms: float | None = None
     cosine: float | None = None
     predicted_error_pct: float | None = None
-    rounds: int | None = None
+    rounds: int | None = None  # the fewest of its chunks'
+    chunk_errors_pct: list[float] = field(default_factory=list)  # each chunk's, in order
     note: str = ""
 
 
@@ -151,7 +155,7 @@ def images_of(spec, ids: range) -> np.ndarray:
     return torch.cat([read_image_folder(ORL / f"s{k}", spec) for k in ids]).numpy()
 
 
-def bench_space(name: str, work: Path) -> tuple[list[Result], dict]:
+def bench_space(name: str, work: Path, repeats: int) -> tuple[list[Result], dict]:
     space = load_space(name)
     spec = space.spec
     front = search_devices(prepare(space, ["face"], ["cpu-onnxruntime"])).fronts[0]
@@ -185,9 +189,9 @@ def bench_space(name: str, work: Path) -> tuple[list[Result], dict]:
             rows = [
                 Result(label, engine, precision, row.macs) for engine, _, precision, _ in engines
             ]
-            time_runtime(case, engines, rows, predictors, work)
+            time_runtime(case, engines, rows, predictors, work, repeats)
             results += rows
-        results += torch_engines(subnet, label, row.macs, held_out)
+        results += torch_engines(subnet, label, row.macs, held_out, repeats)
     return results, {"supernet": "trained (shipped)" if trained else "freshly initialised"}
 
 
@@ -196,10 +200,12 @@ def runtime_of(backend: str) -> str:
 
 
 def time_runtime(
-    case: Case, engines: list, rows: list[Result], predictors: dict, work: Path
+    case: Case, engines: list, rows: list[Result], predictors: dict, work: Path, repeats: int
 ) -> None:
     """Build one runtime's engines of the subnet, verify each on the held-out images, time
-    them interleaved with their tables' anchors and references, and fill in `rows`. Only
+    them interleaved with their tables' anchors and references in `repeats` chunks (each
+    with its own order of visits), and fill in `rows`: the median over the chunks of the
+    engine's time and of its prediction error, each chunk's error on its own scale. Only
     this runtime's engines are alive while they are timed, as in profiling (held out,
     OpenVINO's tiny subnets ran 4-5% slower over their anchor with ONNX Runtime's sessions
     beside them; here, on 2026-12-05, it left OpenVINO's prediction errors where they were);
@@ -230,28 +236,37 @@ def time_runtime(
     }
     for device, profiler in profilers.items():
         models.update(profiler.scale_models(device))
-    timings = TIMING.time_models(
-        {name: r for name, (r, _) in models.items()},
-        {name: x for name, (_, x) in models.items()},
-    )
+    runners = {name: r for name, (r, _) in models.items()}
+    inputs = {name: x for name, (_, x) in models.items()}
+    chunks = [
+        replace(TIMING, seed=TIMING.seed + k).time_models(runners, inputs) for k in range(repeats)
+    ]
     for device, profiler in profilers.items():
-        profiler.pop_anchor_ms(timings, device)
+        for timings in chunks:
+            profiler.pop_anchor_ms(timings, device)
         profiler.close()
     for (engine, _, _, device), result in zip(engines, rows):
-        if engine not in timings:
+        if engine not in chunks[0]:
             continue
-        result.ms = timings[engine].ms
-        result.rounds = timings[engine].calls // TIMING.calls_per_round
+        result.ms = float(np.median([timings[engine].ms for timings in chunks]))
+        result.rounds = min(timings[engine].calls for timings in chunks) // TIMING.calls_per_round
         if device in predictors:
             table = predictors[device].table
             predicted = float(predictors[device].latency_ms([case.arch], ("face",))[0])
-            scale = profilers[device].anchor_for(predicted / table.reference_anchor_ms)
-            measured = table.scaled_ms(result.ms, scale)
-            result.predicted_error_pct = 100 * (predicted - measured) / measured
+            anchors = predicted / table.reference_anchor_ms
+            measured = [
+                table.scaled_ms(timings[engine].ms, profilers[device].anchor_for(anchors, k))
+                for k, timings in enumerate(chunks)
+            ]
+            result.chunk_errors_pct = [100 * (predicted - ms) / ms for ms in measured]
+            result.predicted_error_pct = float(np.median(result.chunk_errors_pct))
 
 
-def torch_engines(subnet, label: str, macs: int, held_out: np.ndarray) -> list[Result]:
-    """torch eager and torch.compile (inductor) on the subnet, timed in one chunk."""
+def torch_engines(
+    subnet, label: str, macs: int, held_out: np.ndarray, repeats: int
+) -> list[Result]:
+    """torch eager and torch.compile (inductor) on the subnet, timed in `repeats` chunks of
+    their own (the median)."""
     torch.set_num_threads(THREADS)
     compiled = torch.compile(subnet)
     x = torch.from_numpy(held_out[:1])
@@ -274,9 +289,15 @@ def torch_engines(subnet, label: str, macs: int, held_out: np.ndarray) -> list[R
                 "min_cosine"
             ]
         out.append(result)
-    timings = TIMING.time_models({"e": eager, "c": inductor}, {"e": x.numpy(), "c": x.numpy()})
+    chunks = [
+        replace(TIMING, seed=TIMING.seed + k).time_models(
+            {"e": eager, "c": inductor}, {"e": x.numpy(), "c": x.numpy()}
+        )
+        for k in range(repeats)
+    ]
     for result, name in zip(out, "ec"):
-        result.ms, result.rounds = timings[name].ms, timings[name].calls // TIMING.calls_per_round
+        result.ms = float(np.median([timings[name].ms for timings in chunks]))
+        result.rounds = min(timings[name].calls for timings in chunks) // TIMING.calls_per_round
     return out
 
 
@@ -284,7 +305,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--spaces", default="ufo_vit_tiny,ufo_vit_base")
     parser.add_argument("--out", type=Path, default=ROOT / "tools" / "results" / "bench_export.md")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="chunks each runtime's engines are timed in, the median kept (default 3; one "
+        "chunk before 2026-12-07: one run's error moved 5-11 points between runs)",
+    )
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error(f"--repeats must be at least 1, not {args.repeats}")
     started = time.time()
     host = host_fingerprint()
     gemm_engines = [*GEMMS]
@@ -294,7 +324,7 @@ def main() -> int:
     results, notes = [], {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.spaces.split(","):
-            rows, notes[name] = bench_space(name, Path(tmp))
+            rows, notes[name] = bench_space(name, Path(tmp), args.repeats)
             results += rows
     lines = report(results, peaks, host, notes, args, time.time() - started)
     write_results(lines, args.out)
@@ -337,12 +367,14 @@ def report(results: list[Result], peaks: dict, host: dict, notes: dict, args, se
         "",
         f"Command: `python tools/bench_export.py --spaces {args.spaces}"
         + (f" --out {args.out}" if args.out != DEFAULT_OUT else "")
+        + (f" --repeats {args.repeats}" if args.repeats != 3 else "")
         + "`  ",
         f"Date: {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; {host['cpu']}, {cores} cores, "
         f"ISA {', '.join(isa) or '-'}; torch {torch.__version__}; {seconds:.0f} s in all. "
         f"Batch 1, {THREADS} threads, p25 over interleaved rounds of {TIMING.calls_per_round} "
         f"timed calls each, as profiling times a chunk: {_rounds_line(results)}, each "
-        f"visit warm (up to {WARM_CALLS} untimed calls first). Supernets: "
+        f"visit warm (up to {WARM_CALLS} untimed calls first); {args.repeats} such chunks "
+        "per runtime, the median of each engine's times and errors. Supernets: "
         + ", ".join(f"{k} {v}" for k, v in notes.items())
         + ".",
         "",
@@ -371,11 +403,12 @@ def report(results: list[Result], peaks: dict, host: dict, notes: dict, args, se
         "machine (torch engines against the fp32 GEMM). Prediction error: (predicted - "
         "measured) / measured, the device table's prediction against the engine's time scaled "
         "by what the table's anchor and reference subnets timed in the same chunk imply for a "
-        "model of its predicted size ('-' where no table describes the engine).",
+        "model of its predicted size ('-' where no table describes the engine): the median "
+        "over the chunks, each chunk's beside it.",
         "",
         "| subnet | engine | ms | GMAC/s | of peak | vs eager | vs torch.compile | min cosine "
-        "(held out) | prediction error |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "(held out) | each chunk's error | prediction error |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     by_subnet: dict[str, dict[str, Result]] = {}
     for r in results:
@@ -384,7 +417,7 @@ def report(results: list[Result], peaks: dict, host: dict, notes: dict, args, se
         eager, inductor = engines["torch eager"].ms, engines["torch.compile"].ms
         for r in engines.values():
             if r.ms is None:
-                lines.append(f"| {subnet} | {r.engine} | {r.note} | | | | | | |")
+                lines.append(f"| {subnet} | {r.engine} | {r.note} | | | | | | | |")
                 continue
             gmacs = r.macs / (r.ms / 1e3) / 1e9
             peak = _best_peak(peaks, "fp32" if r.engine.startswith("torch") else r.precision)
@@ -392,10 +425,32 @@ def report(results: list[Result], peaks: dict, host: dict, notes: dict, args, se
                 f"| {subnet} | {r.engine} | {r.ms:.2f} | {gmacs:.1f} | "
                 f"{f'{100 * gmacs / peak:.0f}%' if peak else '-'} | {eager / r.ms:.2f}x | "
                 f"{inductor / r.ms:.2f}x | {'-' if r.cosine is None else f'{r.cosine:.5f}'} | "
+                f"{', '.join(f'{e:+.1f}%' for e in r.chunk_errors_pct) or '-'} | "
                 f"{'-' if r.predicted_error_pct is None else f'{r.predicted_error_pct:+.1f}%'} |"
             )
-    lines += ["", *summary(by_subnet, peaks)]
+    lines += ["", *within_lines(results), "", *summary(by_subnet, peaks)]
     return lines
+
+
+def within_lines(results: list[Result], limit: float = 5.0) -> list[str]:
+    """How many predicted engines land within `limit` percent: by the median over their
+    chunks, by each chunk alone, and by the first chunk alone (one chunk, as before
+    2026-12-07)."""
+    predicted = [r for r in results if r.predicted_error_pct is not None]
+    if not predicted:
+        return []
+    chunks = [e for r in predicted for e in r.chunk_errors_pct]
+    first = [r.chunk_errors_pct[0] for r in predicted]
+
+    def count(errors: list[float]) -> str:
+        # as printed, to 0.1%
+        return f"{sum(abs(round(e, 1)) <= limit for e in errors)} of {len(errors)}"
+
+    return [
+        f"Prediction within {limit:g}%: **{count([r.predicted_error_pct for r in predicted])}** "
+        f"exports by the median over their chunks; {count(chunks)} single chunks; "
+        f"{count(first)} by their first chunk alone."
+    ]
 
 
 def summary(by_subnet: dict[str, dict[str, Result]], peaks: dict) -> list[str]:

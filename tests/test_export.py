@@ -191,6 +191,7 @@ def test_retiming_compares_with_the_devices_table_and_torch(tmp_path, tiny, tiny
     where = export_target(load_profile("cpu-onnxruntime"))
     manifest = _export(tiny, tiny_supernet, where, tmp_path / "e", time_it=True)
     t = manifest["latency"]
+    assert len(t["chunks"]) == 3 and t["chunks"][t["median_chunk"]]["scaled_ms"] == t["scaled_ms"]
     assert t["measured_ms"] > 0 and t["scaled_ms"] > 0 and t["anchor_ms"] > 0
     assert t["anchor_alone_ms"] > 0  # the anchor's own time; anchor_ms is implied with references
     predictor = latency_predictor(tiny, "cpu-onnxruntime")
@@ -258,7 +259,8 @@ def test_a_chunk_that_ran_the_export_slow_is_outvoted_by_the_others(
 def test_a_precision_other_than_the_tables_is_not_predicted(tmp_path, tiny, tiny_supernet):
     where = export_target(load_profile("cpu-onnxruntime"), precision="int8")
     assert where.format == "onnxruntime" and not where.predicts
-    t = _export(tiny, tiny_supernet, where, tmp_path / "e", time_it=True)["latency"]
+    once = {"time_it": True, "timing_chunks": 1}  # one chunk: this test is not about chunks
+    t = _export(tiny, tiny_supernet, where, tmp_path / "e", **once)["latency"]
     assert "predicted_ms" not in t and t["torch_eager_ms"] > 0
     assert t["speedup_vs_fp32"] == pytest.approx(t["fp32_ms"] / t["measured_ms"], rel=1e-2)
 
@@ -266,7 +268,8 @@ def test_a_precision_other_than_the_tables_is_not_predicted(tmp_path, tiny, tiny
 def test_int8_is_timed_beside_its_fp32_build_on_the_tables_scale(tmp_path, tiny, tiny_supernet):
     where = export_target(load_profile("cpu-onnxruntime-int8"))
     assert where.predicts
-    t = _export(tiny, tiny_supernet, where, tmp_path / "e", time_it=True)["latency"]
+    once = {"time_it": True, "timing_chunks": 1}  # one chunk: this test is not about chunks
+    t = _export(tiny, tiny_supernet, where, tmp_path / "e", **once)["latency"]
     assert t["predicted_ms"] > 0 and t["scaled_ms"] > 0 and t["fp32_ms"] > 0
     assert t["speedup_vs_fp32"] == pytest.approx(t["fp32_ms"] / t["measured_ms"], rel=1e-2)
     assert ("precision_note" in t) == (t["speedup_vs_fp32"] < PAYS)
@@ -450,7 +453,8 @@ def test_retiming_on_another_host_and_under_load_says_so(
     monkeypatch.setattr(measure_module, "time_interleaved", loaded)
     where = export_target(load_profile("cpu-onnxruntime"))
     with pytest.warns(UfoWarning, match="measured on another host: AMD EPYC"):
-        t = _export(tiny, tiny_supernet, where, tmp_path / "e", time_it=True)["latency"]
+        once = {"time_it": True, "timing_chunks": 1}
+        t = _export(tiny, tiny_supernet, where, tmp_path / "e", **once)["latency"]
     # the shipped table names its own host (AVX2 or AVX-512 EPYC), never this Intel one
     assert t["other_host"].startswith("the table was measured on another host (AMD EPYC (")
     assert "vs this host's Intel(R) Xeon(R) 8480+" in t["other_host"]

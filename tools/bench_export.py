@@ -33,7 +33,7 @@ import argparse
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -238,9 +238,7 @@ def time_runtime(
         models.update(profiler.scale_models(device))
     runners = {name: r for name, (r, _) in models.items()}
     inputs = {name: x for name, (_, x) in models.items()}
-    chunks = [
-        replace(TIMING, seed=TIMING.seed + k).time_models(runners, inputs) for k in range(repeats)
-    ]
+    chunks = [order.time_models(runners, inputs) for order in TIMING.orders(repeats)]
     for device, profiler in profilers.items():
         for timings in chunks:
             profiler.pop_anchor_ms(timings, device)
@@ -289,12 +287,8 @@ def torch_engines(
                 "min_cosine"
             ]
         out.append(result)
-    chunks = [
-        replace(TIMING, seed=TIMING.seed + k).time_models(
-            {"e": eager, "c": inductor}, {"e": x.numpy(), "c": x.numpy()}
-        )
-        for k in range(repeats)
-    ]
+    runners, inputs = {"e": eager, "c": inductor}, {"e": x.numpy(), "c": x.numpy()}
+    chunks = [order.time_models(runners, inputs) for order in TIMING.orders(repeats)]
     for result, name in zip(out, "ec"):
         result.ms = float(np.median([timings[name].ms for timings in chunks]))
         result.rounds = min(timings[name].calls for timings in chunks) // TIMING.calls_per_round

@@ -24,7 +24,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -81,8 +80,8 @@ def errors_of(device: str, builds: int, chunks: int, work: Path) -> dict[str, np
     runners = {name: r for name, (r, _) in models.items()}
     inputs = {name: x for name, (_, x) in models.items()}
     timed = []
-    for c in range(chunks):
-        timings = replace(TIMING, seed=TIMING.seed + c).time_models(runners, inputs)
+    for order in TIMING.orders(chunks):
+        timings = order.time_models(runners, inputs)
         profiler.pop_anchor_ms(timings)
         timed.append(timings)
     profiler.close()

@@ -276,7 +276,7 @@ def retime(
     predictor = latency_predictor(space, where.profile.name) if where.predicts else None
     if predictor is not None:
         predicted = float(predictor.latency_ms([subnet.arch], subnet.tasks)[0])
-    orders = [replace(settings, seed=settings.seed + k) for k in range(chunks)]
+    orders = settings.orders(chunks)
     if predictor is not None and predictor.measured:
         profiler = Profiler(
             space,

@@ -124,6 +124,11 @@ class ProfileSettings:
     # 14 min 48 s of its 15 (16 min 16 s on a slower day, neither attempt kept)
     recheck_chunks: int | None = 2
 
+    def orders(self, count: int) -> list[ProfileSettings]:
+        """`count` copies of these settings, each with its own order of visits (seeds
+        `seed`, `seed + 1`, ...): to time one set of models in several chunks."""
+        return [replace(self, seed=self.seed + k) for k in range(count)]
+
     def time_models(
         self, runners: Mapping[str, Runner], inputs: Mapping[str, np.ndarray]
     ) -> dict[str, Timing]:

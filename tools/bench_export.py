@@ -15,8 +15,9 @@ In one process:
    static int8 (QDQ, calibrated; built here, not shipped), verified against PyTorch, and
    timed interleaved with the others of its runtime and the device table's anchor and
    reference subnets as profiling times a chunk (`ProfileSettings.time_models`: p25 over
-   rounds of two timed calls, up to 15 rounds in 30 s, a fast chunk filled to 10 s with up
-   to 60; batch 1, 2 threads; fixed 21 rounds of one call before 2026-12-07), scaled by
+   rounds of two timed calls, each round over the host's speed in it since 2026-12-07
+   night, up to 15 rounds in 30 s, a fast chunk filled to 10 s with up to 60; batch 1, 2
+   threads; fixed 21 rounds of one call before 2026-12-07), scaled by
    `Profiler.anchor_for`, so engines compare with their table's prediction; one runtime at
    a time, with no other runtime's engines alive (since 2026-12-05); in `--repeats` chunks
    (3; one before 2026-12-07), each its own order of visits, as `ufo export` times: the

@@ -84,7 +84,7 @@ class Device:
     name: str
     profiler: Profiler | None  # None where this process merges its children's times
     references: list[tuple[str, tuple[str, ...]]]  # the subnets timed beside the anchor
-    ms: list[list[float]] = field(default_factory=list)  # per subnet, per repeat (raw p25)
+    ms: list[list[float]] = field(default_factory=list)  # per subnet, per repeat (unscaled)
     anchor_ms: list[list[float]] = field(default_factory=list)  # the anchor's own time
     # per subnet, per repeat: each reference's time in the subnet's chunk
     reference_ms: list[list[list[float]]] = field(default_factory=list)

@@ -30,14 +30,17 @@ import numpy as np
 from results_io import command_line, write_results
 
 from ufo_nas import load_space
-from ufo_nas.backends import get_backend
+from ufo_nas.backends import Runner, get_backend
 from ufo_nas.checkpoint import load_supernet, shipped_supernet
 from ufo_nas.hardware import host_fingerprint, host_id, load_profile
 from ufo_nas.latency.measure import Profiler, ProfileSettings
-from ufo_nas.latency.predictor import latency_predictor
+from ufo_nas.latency.predictor import LatencyPredictor, latency_predictor
+from ufo_nas.latency.timing import Timing
+from ufo_nas.latency.weights import trained_like_
 from ufo_nas.onnx_io import export_for_backend
 from ufo_nas.search import prepare, search_devices
-from ufo_nas.supernet import extract
+from ufo_nas.space import Arch, SearchSpace
+from ufo_nas.supernet import SuperViT, extract
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACE = "ufo_vit_tiny"
@@ -51,51 +54,73 @@ DEVICES = (
 )
 
 
-def errors_of(device: str, builds: int, chunks: int, work: Path) -> dict[str, np.ndarray]:
-    """Per front subnet, its prediction errors (%) as a builds x chunks array."""
-    space = load_space(SPACE)
+def front_exports(
+    space: SearchSpace, device: str, builds: int, work: Path
+) -> tuple[dict[str, tuple[Runner, np.ndarray]], dict[str, Arch], Profiler, LatencyPredictor]:
+    """The three face-front subnets of `tools/bench_export.py` (fastest, middle, best of a
+    cpu-onnxruntime search), each built `builds` times for `device` as `ufo export` builds
+    it (the backend's export, each build its own files and session; int8 calibrated on what
+    profiling calibrates a table's subnets on), as models "PICK/BUILD"; with the picks'
+    archs, a profiler holding the table's anchor and references, and the device's
+    predictor. A space with no shipped supernet gets a fresh one with trained-like weights,
+    as its table was timed on."""
     profile = load_profile(device)
     front = search_devices(prepare(space, ["face"], ["cpu-onnxruntime"])).fronts[0]
-    picks = {"fastest": 0, "middle": len(front.rows) // 2, "best": len(front.rows) - 1}
-    supernet = load_supernet(shipped_supernet(space), space)
+    indices = {"fastest": 0, "middle": len(front.rows) // 2, "best": len(front.rows) - 1}
+    trained = shipped_supernet(space)
+    supernet = load_supernet(trained, space) if trained else trained_like_(SuperViT(space.spec))
     predictor = latency_predictor(space, device)
-    table = predictor.table
     backend = get_backend(profile.backend)(profile.target())
     profiler = Profiler(space, profile, work / "anchors" / device, predictor.reference_subnets())
-    models, predicted = {}, {}
-    for pick, index in picks.items():
-        arch = space.parse(front.rows[index].arch)
-        subnet = extract(supernet, arch, ("face",))
+    shape = (1, space.spec.in_chans, space.spec.image_size, space.spec.image_size)
+    image = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
+    models, archs = {}, {}
+    for pick, index in indices.items():
+        archs[pick] = space.parse(front.rows[index].arch)
+        subnet = extract(supernet.eval(), archs[pick], ("face",))
         onnx_path = export_for_backend(subnet, work / device / pick / "subnet.onnx", 1)
-        predicted[pick] = float(predictor.latency_ms([arch], ("face",))[0])
-        shape = (1, space.spec.in_chans, space.spec.image_size, space.spec.image_size)
-        image = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
         for b in range(builds):
             folder = work / device / pick / f"build-{b}"
             folder.mkdir()
-            # int8 calibrated on what profiling calibrates a table's subnets on
             runner = backend.export(onnx_path, folder, profiler.calibration).runner
             models[f"{pick}/{b}"] = runner, image
+    return models, archs, profiler, predictor
+
+
+def prediction_errors(
+    timings: dict[str, Timing],
+    archs: dict[str, Arch],
+    profiler: Profiler,
+    predictor: LatencyPredictor,
+) -> dict[str, float]:
+    """Each timed export's prediction error (%): the device table's prediction for its pick
+    against its time in a chunk (`timings`, the anchor and references among them: popped),
+    put on the table's scale by what they imply for a model of its predicted size."""
+    profiler.pop_anchor_ms(timings)
+    table = predictor.table
+    out = {}
+    for name, timing in timings.items():
+        predicted = float(predictor.latency_ms([archs[name.split("/")[0]]], ("face",))[0])
+        scale = profiler.anchor_for(predicted / table.reference_anchor_ms)
+        measured = table.scaled_ms(timing.ms, scale)
+        out[name] = 100 * (predicted - measured) / measured
+    return out
+
+
+def errors_of(device: str, builds: int, chunks: int, work: Path) -> dict[str, np.ndarray]:
+    """Per front subnet, its prediction errors (%) as a builds x chunks array."""
+    models, archs, profiler, predictor = front_exports(load_space(SPACE), device, builds, work)
     models.update(profiler.scale_models())
     runners = {name: r for name, (r, _) in models.items()}
     inputs = {name: x for name, (_, x) in models.items()}
-    timed = []
-    for order in TIMING.orders(chunks):
-        timings = order.time_models(runners, inputs)
-        profiler.pop_anchor_ms(timings)
-        timed.append(timings)
+    errors = {pick: np.empty((builds, chunks)) for pick in archs}
+    for c, order in enumerate(TIMING.orders(chunks)):
+        found = prediction_errors(order.time_models(runners, inputs), archs, profiler, predictor)
+        for name, error in found.items():
+            pick, build = name.split("/")
+            errors[pick][int(build), c] = error
     profiler.close()
-    out = {}
-    for pick in picks:
-        errors = np.empty((builds, chunks))
-        anchors = predicted[pick] / table.reference_anchor_ms
-        for c, timings in enumerate(timed):
-            scale = profiler.anchor_for(anchors, c)
-            for b in range(builds):
-                measured = table.scaled_ms(timings[f"{pick}/{b}"].ms, scale)
-                errors[b, c] = 100 * (predicted[pick] - measured) / measured
-        out[pick] = errors
-    return out
+    return errors
 
 
 def _within(errors: np.ndarray, limit: float = 5.0) -> str:

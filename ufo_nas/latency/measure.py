@@ -150,8 +150,9 @@ class ProfileSettings:
 
 TIMING = (
     f"p25 of interleaved rounds, each visit warm (up to {WARM_CALLS} untimed calls, as many "
-    f"as last {WARM_SECONDS * 1e3:g} ms, at least one, before the timed ones); scaled by the "
-    "anchor in the same chunk"
+    f"as last {WARM_SECONDS * 1e3:g} ms, at least one, before the timed ones), each round's "
+    "calls over the host's speed in it (read from all the chunk's models; since 2026-12-07); "
+    "scaled by the anchor in the same chunk"
 )
 
 

@@ -24,6 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -54,10 +55,13 @@ DEVICES = (
 )
 
 
+PICKS = ("fastest", "middle", "best")
+
+
 def front_exports(
-    space: SearchSpace, device: str, builds: int, work: Path
+    space: SearchSpace, device: str, builds: int, work: Path, picks: Sequence[str] = PICKS
 ) -> tuple[dict[str, tuple[Runner, np.ndarray]], dict[str, Arch], Profiler, LatencyPredictor]:
-    """The three face-front subnets of `tools/bench_export.py` (fastest, middle, best of a
+    """The face-front subnets `picks` of `tools/bench_export.py` (fastest, middle, best of a
     cpu-onnxruntime search), each built `builds` times for `device` as `ufo export` builds
     it (the backend's export, each build its own files and session; int8 calibrated on what
     profiling calibrates a table's subnets on), as models "PICK/BUILD"; with the picks'
@@ -75,8 +79,8 @@ def front_exports(
     shape = (1, space.spec.in_chans, space.spec.image_size, space.spec.image_size)
     image = np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
     models, archs = {}, {}
-    for pick, index in indices.items():
-        archs[pick] = space.parse(front.rows[index].arch)
+    for pick in picks:
+        archs[pick] = space.parse(front.rows[indices[pick]].arch)
         subnet = extract(supernet.eval(), archs[pick], ("face",))
         onnx_path = export_for_backend(subnet, work / device / pick / "subnet.onnx", 1)
         for b in range(builds):

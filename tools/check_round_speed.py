@@ -24,13 +24,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-from check_export_builds import TIMING, front_exports, prediction_errors
+from check_export_builds import PICKS, TIMING, front_exports, prediction_errors
 from results_io import command_line, write_results
 
 from ufo_nas import load_space
 from ufo_nas.hardware import host_fingerprint, host_id
 from ufo_nas.latency.timing import (
-    LOW_PERCENTILE,
     Timing,
     chunk_timings,
     interleaved_calls,
@@ -38,16 +37,12 @@ from ufo_nas.latency.timing import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-PICKS = ("fastest", "middle", "best")
 
 
 def plain_timings(calls: dict[str, np.ndarray]) -> dict[str, Timing]:
-    """Each model's p25 of its calls as timed: chunks before 2026-12-07."""
-    out = {}
-    for name, values in calls.items():
-        low, median, p10, p90 = np.percentile(values, [LOW_PERCENTILE, 50, 10, 90])
-        out[name] = Timing(float(low), float(median), float((p90 - p10) / p10), values.size)
-    return out
+    """Each model's p25 of its calls as timed (chunks before 2026-12-07): `chunk_timings`
+    of the model alone, which reads no round speed."""
+    return {name: chunk_timings({name: values})[name] for name, values in calls.items()}
 
 
 def device_rows(
@@ -56,9 +51,8 @@ def device_rows(
     """One device's table rows (per pick, window length and way of timing), its summary
     rows (per window length and way of timing, over the picks) and its host speeds."""
     space = load_space(args.space)
-    models, archs, profiler, predictor = front_exports(space, device, 1, work)
     picks = args.picks.split(",")
-    models = {name: model for name, model in models.items() if name.split("/")[0] in picks}
+    models, archs, profiler, predictor = front_exports(space, device, 1, work, picks)
     models.update(profiler.scale_models())
     calls = interleaved_calls(
         {name: runner for name, (runner, _) in models.items()},

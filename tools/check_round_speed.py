@@ -19,6 +19,7 @@ between windows (sd, points), their mean, how many lie within 5%, and the host's
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,6 +29,7 @@ from check_export_builds import PICKS, TIMING, front_exports, prediction_errors
 from results_io import command_line, write_results
 
 from ufo_nas import load_space
+from ufo_nas.errors import UfoError
 from ufo_nas.hardware import host_fingerprint, host_id
 from ufo_nas.latency.timing import (
     Timing,
@@ -46,7 +48,7 @@ def plain_timings(calls: dict[str, np.ndarray]) -> dict[str, Timing]:
 
 
 def device_rows(
-    args: argparse.Namespace, device: str, work: Path
+    args: argparse.Namespace, windows: list[int], device: str, work: Path
 ) -> tuple[list[str], list[str], str]:
     """One device's table rows (per pick, window length and way of timing), its summary
     rows (per window length and way of timing, over the picks) and its host speeds."""
@@ -68,7 +70,7 @@ def device_rows(
         f"{np.median(speeds):.2f}, p90 {np.percentile(speeds, 90):.2f}, max {speeds.max():.2f}"
     )
     rows, summary = [], []
-    for rounds in (int(w) for w in args.windows.split(",")):
+    for rounds in windows:
         starts = range(0, args.rounds - rounds + 1, rounds)
         for label, timings_of in (
             ("p25 of calls", plain_timings),
@@ -110,14 +112,20 @@ def main() -> None:
     unknown = set(args.picks.split(",")) - set(PICKS)
     if unknown:
         parser.error(f"unknown --picks {', '.join(sorted(unknown))}; allowed: {', '.join(PICKS)}")
-    windows = [int(w) for w in args.windows.split(",")]
+    try:
+        windows = [int(w) for w in args.windows.split(",")]
+    except ValueError:
+        parser.error(f"--windows {args.windows!r}: comma-separated whole numbers of rounds")
     if min(windows) < 2 or args.rounds < 2 * max(windows):
         parser.error("--windows must be at least 2 rounds, --rounds at least twice the longest")
     started = time.time()
     rows, summary, hosts = [], [], []
     for device in args.devices.split(","):
         with tempfile.TemporaryDirectory() as tmp:
-            found = device_rows(args, device, Path(tmp))
+            try:
+                found = device_rows(args, windows, device, Path(tmp))
+            except UfoError as exc:
+                sys.exit(f"error: {exc}")
         rows, summary, hosts = rows + found[0], summary + found[1], hosts + [found[2]]
     host = host_fingerprint()
     lines = [

@@ -31,6 +31,7 @@ import csv
 import json
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -71,12 +72,14 @@ CHOICES = {  # row label: the forms leave-one-out chooses among
 }
 
 
-def _loo(x: Regressors, measured: np.ndarray, forms) -> float:
-    """Mean relative error (%) of each validation subnet predicted by a fit of the others."""
+def _loo(
+    x: Regressors, measured: np.ndarray, fit: Callable[[Regressors, np.ndarray], dict]
+) -> float:
+    """Mean relative error (%) of each validation subnet predicted by `fit` of the others."""
     errors = []
     for k in range(len(measured)):
         keep = np.arange(len(measured)) != k
-        cal = fit_calibration(x.rows(keep), measured[keep], forms)
+        cal = fit(x.rows(keep), measured[keep])
         errors.append(abs(calibrated_ms(cal, x.rows(slice(k, k + 1)))[0] / measured[k] - 1))
     return 100 * float(np.mean(errors))
 
@@ -273,45 +276,41 @@ def scored_table_of(space, entry: dict) -> LatencyTable | None:
     return None
 
 
+def anchor_row(space, predictor: LatencyPredictor) -> tuple[Regressors, float]:
+    """The anchor's regressors and its time on the table's reference scale (exact: every
+    time is scaled by it)."""
+    arch, tasks = anchor_subnet(space)
+    return predictor.regressors([arch], tasks), predictor.table.reference_anchor_ms
+
+
 def with_anchor(space, predictor: LatencyPredictor) -> tuple[Regressors, np.ndarray]:
-    """The table's calibration data (regressors, measured) with one more row: the anchor,
-    whose time on the reference scale is known exactly."""
+    """The table's calibration data (regressors, measured) with one more row: the anchor."""
     x, measured = predictor.calibration_data()
-    anchor, tasks = anchor_subnet(space)
-    return (
-        Regressors.stack([x, predictor.regressors([anchor], tasks)]),
-        np.append(measured, predictor.table.reference_anchor_ms),
-    )
+    anchor, anchor_ms = anchor_row(space, predictor)
+    return Regressors.stack([x, anchor]), np.append(measured, anchor_ms)
 
 
-def through_anchor(space, predictor: LatencyPredictor, keep: np.ndarray | None = None) -> dict:
-    """The shipped form fitted on the table's validation subnets (those `keep` selects) on
-    one condition: it predicts the anchor, whose time on the reference scale is exact,
-    exactly. Least squares on relative errors under that equality (its Lagrange system)."""
-    x, measured = predictor.calibration_data()
-    if keep is not None:
-        x, measured = x.rows(keep), measured[keep]
+def through_anchor(
+    x: Regressors, measured: np.ndarray, anchor: Regressors, anchor_ms: float
+) -> dict:
+    """The shipped form fitted on validation subnets (`x`, `measured`) on one condition: it
+    predicts the anchor (`anchor_row`) exactly. Least squares on relative errors under that
+    equality (its Lagrange system)."""
     (form,) = CALIBRATION_FORMS
     design = x.design(form) / measured[:, None]
-    arch, tasks = anchor_subnet(space)
-    anchor = predictor.regressors([arch], tasks).design(form)[0]
-    terms = len(anchor)
+    row = anchor.design(form)[0]
+    terms = len(row)
     system = np.zeros((terms + 1, terms + 1))
     system[:terms, :terms] = design.T @ design
-    system[:terms, terms] = system[terms, :terms] = anchor
-    rhs = np.append(design.T @ np.ones(len(measured)), predictor.table.reference_anchor_ms)
+    system[:terms, terms] = system[terms, :terms] = row
+    rhs = np.append(design.T @ np.ones(len(measured)), anchor_ms)
     coef = dict(zip(FORM_TERMS[form.removesuffix(" relative")], np.linalg.solve(system, rhs)))
     return {"model": form, **{key: float(coef.get(term, 0.0)) for term, key in TERMS.items()}}
 
 
-def _loo_through(space, predictor: LatencyPredictor) -> float:
-    """`_loo` of `through_anchor`: each validation subnet predicted by a fit of the others."""
-    x, measured = predictor.calibration_data()
-    errors = []
-    for k in range(len(measured)):
-        cal = through_anchor(space, predictor, np.arange(len(measured)) != k)
-        errors.append(abs(calibrated_ms(cal, x.rows(slice(k, k + 1)))[0] / measured[k] - 1))
-    return 100 * float(np.mean(errors))
+def _fit_of(forms: tuple[str, ...]) -> Callable[[Regressors, np.ndarray], dict]:
+    """`fit_calibration` choosing among `forms`."""
+    return lambda x, measured: fit_calibration(x, measured, forms)
 
 
 def score(space, predictor: LatencyPredictor, entry: dict) -> list[dict] | str:
@@ -329,13 +328,13 @@ def score(space, predictor: LatencyPredictor, entry: dict) -> list[dict] | str:
         return "its table changed since this P1 run"
     fits = [(label, forms, validation) for label, forms in CHOICES.items()]
     out = []
-    for label, forms, fitted_on in [
-        *fits,
-        (WITH_ANCHOR, CALIBRATION_FORMS, with_anchor(space, predictor)),
-        (THROUGH_ANCHOR, CALIBRATION_FORMS, None),
+    anchor = anchor_row(space, predictor)
+    for label, fit, fitted_on in [
+        *((label, _fit_of(forms), data) for label, forms, data in fits),
+        (WITH_ANCHOR, _fit_of(CALIBRATION_FORMS), with_anchor(space, predictor)),
+        (THROUGH_ANCHOR, lambda x, m: through_anchor(x, m, *anchor), validation),
     ]:
-        through = fitted_on is None
-        cal = through_anchor(space, predictor) if through else fit_calibration(*fitted_on, forms)
+        cal = fit(*fitted_on)
         if cal["model"] == "sum":
             continue
         signed = calibrated_ms(cal, x) / measured - 1
@@ -344,7 +343,7 @@ def score(space, predictor: LatencyPredictor, entry: dict) -> list[dict] | str:
             {
                 "form": label,
                 "fitted": cal["model"],
-                "loo": _loo_through(space, predictor) if through else _loo(*fitted_on, forms),
+                "loo": _loo(*fitted_on, fit),
                 "mape": 100 * float(error.mean()),
                 "within_5": float((error <= 0.05).mean()),
                 "within_10": float((error <= 0.10).mean()),
@@ -391,8 +390,7 @@ def own_anchor_rows() -> list[str]:
         space = load_space(path.stem)
         predictor = LatencyPredictor(space, _load(path, space))
         reference = predictor.table.reference_anchor_ms
-        arch, tasks = anchor_subnet(space)
-        anchor = predictor.regressors([arch], tasks)
+        anchor, _ = anchor_row(space, predictor)
         before = fit_calibration(*predictor.calibration_data(), RELATIVE_FORMS)
         x, measured = with_anchor(space, predictor)
         ratios = [
@@ -490,7 +488,7 @@ def front_rows() -> list[str]:
         for label, cal in (
             (NO_PARAMETERS, fit_calibration(*validation, RELATIVE_FORMS)),
             (SHIPPED, fit_calibration(*validation, CALIBRATION_FORMS)),
-            (THROUGH_ANCHOR, through_anchor(space, predictor)),
+            (THROUGH_ANCHOR, through_anchor(*validation, *anchor_row(space, predictor))),
         ):
             signed = calibrated_ms(cal, x) / measured - 1
             error = np.abs(signed)

@@ -310,6 +310,16 @@ SHIPPED_CPU_TABLES = sorted(TABLES.glob("cpu-*/*.yaml")) + sorted(
     TABLES.glob("cpu-*/hosts/*/*.yaml")
 )
 INTEL = "intel-xeon-84ea994f"  # a host with tables of its own under hosts/
+# timed before 2026-12-08, when NNCF's SmoothQuant was turned off, on hosts this project
+# could not reach since: they warn on use, naming both recipes, until re-measured there
+TIMED_WITH_SMOOTH_QUANT = {
+    f"cpu-openvino-int8/hosts/{host}/{space}.yaml"
+    for host, space in [
+        (INTEL, "ufo_vit_tiny"),
+        (INTEL, "ufo_vit_base"),
+        ("amd-epyc-c705b84f", "ufo_vit_tiny"),
+    ]
+}
 
 
 @pytest.mark.parametrize("path", SHIPPED_CPU_TABLES, ids=lambda p: str(p.relative_to(TABLES)))
@@ -317,7 +327,8 @@ def test_every_shipped_cpu_table_is_complete_self_consistent_and_of_todays_engin
     """What `ufo-search` would refuse or warn about, checked for every shipped CPU table:
     every operator of its space, a calibration refitted from its own rows, the engines its
     backend builds now (since 2026-12-05, when the AMD host's TVM table was re-tuned per
-    kernel, no shipped table warns for its recipe), and an in-sample fit that holds."""
+    kernel, no shipped table warned for its recipe until NNCF's SmoothQuant was turned off
+    on 2026-12-08: `TIMED_WITH_SMOOTH_QUANT`), and an in-sample fit that holds."""
     from ufo_nas import load_space
     from ufo_nas.hardware import load_profile
     from ufo_nas.latency.predictor import LatencyPredictor, check_usable, recipe_difference
@@ -326,7 +337,12 @@ def test_every_shipped_cpu_table_is_complete_self_consistent_and_of_todays_engin
     table = LatencyTable.load(path, space)
     assert table.measured and table.device == path.relative_to(TABLES).parts[0]
     check_usable(space, table, path)
-    assert recipe_difference(table, load_profile(table.device), on_its_host=True) is None
+    differs = recipe_difference(table, load_profile(table.device), on_its_host=True)
+    if str(path.relative_to(TABLES)) in TIMED_WITH_SMOOTH_QUANT:
+        assert differs.startswith("timed engines built by 'NNCF post-training int8 (transformer")
+        assert "preset) after" in differs and "(transformer preset, SmoothQuant off)" in differs
+    else:
+        assert differs is None
     measured, predicted = LatencyPredictor(space, table).validation()
     error = np.abs(predicted / measured - 1)
     assert table.metrics["validation_subnets"] == len(error) >= 40
